@@ -1,0 +1,438 @@
+"""Offline checks of k8s/: schemas (Kubernetes + KubeRay CRDs) and the invariants a cluster relies on.
+
+Every kustomization is rendered with `kubectl kustomize`; nothing talks to a cluster. Each invariant is a
+function returning a list of problems, so the negative tests can show it actually catches a broken manifest.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import re
+import shlex
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+K8S = ROOT / "k8s"
+CRD_DIR = ROOT.parent / "shared" / "kuberay-crds"
+KUSTOMIZATIONS = {
+    "storage": K8S / "storage",
+    "base": K8S / "base",
+    "gpu": K8S / "overlays" / "gpu",
+    "cpu-only": K8S / "overlays" / "cpu-only",
+}
+WORKLOADS = ("base", "gpu", "cpu-only")
+KUBERNETES_VERSION = "1.32"
+NAMESPACE = "parallel-training"
+MOUNT = "/mnt/experiments"
+IMAGE = "parallel-orchestrator"
+CRD_FILES = {"RayCluster": "ray.io_rayclusters.yaml", "RayJob": "ray.io_rayjobs.yaml"}
+# Ray's default object store share of a node's memory; /dev/shm must hold it.
+OBJECT_STORE_SHARE = 0.3
+Doc = dict[str, Any]
+
+
+# ---------------------------------------------------------------- rendering and schemas
+
+
+@functools.cache
+def _render(name: str) -> tuple[Doc, ...]:
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.fail("kubectl is not installed; it renders the kustomizations (apt-get install kubectl)")
+    done = subprocess.run([kubectl, "kustomize", str(KUSTOMIZATIONS[name])],
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == 0, f"kubectl kustomize {name} failed:\n{done.stderr}"
+    return tuple(doc for doc in yaml.safe_load_all(done.stdout) if doc)
+
+
+def render(name: str) -> list[Doc]:
+    return copy.deepcopy(list(_render(name)))
+
+
+def one(docs: list[Doc], kind: str) -> Doc:
+    found = [doc for doc in docs if doc["kind"] == kind]
+    assert len(found) == 1, f"expected one {kind}, found {len(found)}"
+    return found[0]
+
+
+def _strict(schema: Any) -> Any:
+    """Apply the API server's structural-schema rules that plain JSON Schema lacks."""
+    if not isinstance(schema, dict):
+        return schema
+    out = dict(schema)
+    if "properties" in out:
+        out["properties"] = {key: _strict(sub) for key, sub in out["properties"].items()}
+    for key in ("items", "additionalProperties", "not"):
+        if isinstance(out.get(key), dict):
+            out[key] = _strict(out[key])
+    for key in ("anyOf", "allOf", "oneOf"):
+        if key in out:
+            out[key] = [_strict(sub) for sub in out[key]]
+    if out.get("x-kubernetes-int-or-string"):
+        out.pop("type", None)
+        out["anyOf"] = [{"type": "integer"}, {"type": "string"}]
+    # Unknown fields are pruned (silently lost) by the API server: treat them as errors here.
+    if "properties" in out and "additionalProperties" not in out \
+            and not out.get("x-kubernetes-preserve-unknown-fields"):
+        out["additionalProperties"] = False
+    return out
+
+
+@functools.cache
+def crd_validator(kind: str) -> jsonschema.Draft7Validator:
+    path = CRD_DIR / CRD_FILES[kind]
+    assert path.is_file(), f"KubeRay CRD not found at {path} (shared/ must sit beside the repository)"
+    crd = yaml.safe_load(path.read_text())
+    version = next(v for v in crd["spec"]["versions"] if v["name"] == "v1")
+    return jsonschema.Draft7Validator(_strict(version["schema"]["openAPIV3Schema"]))
+
+
+def schema_errors(doc: Doc) -> list[str]:
+    if doc["kind"] in CRD_FILES:
+        assert doc["apiVersion"] == "ray.io/v1", doc["apiVersion"]
+        return [f"{doc['kind']} {'.'.join(map(str, e.absolute_path))}: {e.message}"
+                for e in crd_validator(doc["kind"]).iter_errors(doc)]
+    try:
+        kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+    except kubernetes_validate.ValidationError as exc:
+        return [f"{doc['kind']}: {exc}"]
+    return []
+
+
+# ---------------------------------------------------------------- walking pods and containers
+
+
+def ray_cluster_specs(doc: Doc) -> list[Doc]:
+    if doc["kind"] == "RayCluster":
+        return [doc["spec"]]
+    if doc["kind"] == "RayJob":
+        return [doc["spec"]["rayClusterSpec"]]
+    return []
+
+
+def pod_specs(doc: Doc) -> Iterator[tuple[str, str, Doc]]:
+    """(where, role, pod spec) for every pod the document creates; role is ray, submitter or other."""
+    name = f"{doc['kind']}/{doc['metadata']['name']}"
+    for spec in ray_cluster_specs(doc):
+        yield f"{name} head", "ray", spec["headGroupSpec"]["template"]["spec"]
+        for group in spec.get("workerGroupSpecs", []):
+            yield f"{name} {group['groupName']}", "ray", group["template"]["spec"]
+    if doc["kind"] == "RayJob" and "submitterPodTemplate" in doc["spec"]:
+        yield f"{name} submitter", "submitter", doc["spec"]["submitterPodTemplate"]["spec"]
+    if doc["kind"] in ("Deployment", "StatefulSet", "DaemonSet", "Job"):
+        yield name, "other", doc["spec"]["template"]["spec"]
+
+
+def containers(doc: Doc) -> Iterator[tuple[str, Doc]]:
+    for where, _, pod in pod_specs(doc):
+        for container in pod.get("initContainers", []) + pod.get("containers", []):
+            yield f"{where} {container['name']}", container
+    for spec in ray_cluster_specs(doc):
+        # KubeRay injects the autoscaler sidecar with exactly these settings.
+        if spec.get("enableInTreeAutoscaling"):
+            options = spec.get("autoscalerOptions", {})
+            yield f"{doc['kind']}/{doc['metadata']['name']} autoscaler", {
+                "resources": options.get("resources", {}), "securityContext": options.get("securityContext")}
+
+
+def quantity(value: str | int | float) -> float:
+    text = str(value)
+    units = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9}
+    match = re.fullmatch(r"([0-9.]+)([A-Za-z]*)", text)
+    assert match and (match[2] in units or not match[2]), f"bad quantity {text!r}"
+    return float(match[1]) * units.get(match[2], 1)
+
+
+def pyproject_ray_version() -> str:
+    # A regex rather than tomllib, which Python 3.10 lacks.
+    text = (ROOT / "pyproject.toml").read_text()
+    pins = re.findall(r"""^\s*["']ray(?:\[[^\]]*\])?==([\w.]+)["']""", text, re.M)
+    assert len(pins) == 1, f"pyproject.toml must pin ray exactly once (ray[tune]==X.Y.Z), found {pins}"
+    return pins[0]
+
+
+def experiment_config(docs: list[Doc]) -> tuple[str, Doc]:
+    """The launcher's config path from the RayJob entrypoint, and that file's parsed ConfigMap content."""
+    argv = shlex.split(one(docs, "RayJob")["spec"]["entrypoint"])
+    path = argv[argv.index("orchestrator.launch") + 1]
+    head = one(docs, "RayCluster")["spec"]["headGroupSpec"]["template"]["spec"]
+    mount = next(m for m in head["containers"][0]["volumeMounts"] if path.startswith(m["mountPath"] + "/"))
+    volume = next(v for v in head["volumes"] if v["name"] == mount["name"])
+    config_map = next(d for d in docs if d["kind"] == "ConfigMap"
+                      and d["metadata"]["name"] == volume["configMap"]["name"])
+    return path, yaml.safe_load(config_map["data"][path[len(mount["mountPath"]) + 1:]])
+
+
+# ---------------------------------------------------------------- invariants (each returns problems)
+
+
+def restricted_problems(docs: list[Doc]) -> list[str]:
+    problems = []
+    for where, container in _all_containers(docs):
+        sc = container.get("securityContext") or {}
+        res = container.get("resources") or {}
+        if sc.get("runAsNonRoot") is not True or sc.get("runAsUser") == 0:
+            problems.append(f"{where}: runAsNonRoot must be true")
+        if sc.get("allowPrivilegeEscalation") is not False or sc.get("privileged"):
+            problems.append(f"{where}: allowPrivilegeEscalation must be false")
+        if "ALL" not in (sc.get("capabilities") or {}).get("drop", []) \
+                or set((sc.get("capabilities") or {}).get("add", [])) - {"NET_BIND_SERVICE"}:
+            problems.append(f"{where}: capabilities must drop ALL")
+        if (sc.get("seccompProfile") or {}).get("type") not in ("RuntimeDefault", "Localhost"):
+            problems.append(f"{where}: seccompProfile must be RuntimeDefault")
+        for kind in ("requests", "limits"):
+            if not {"cpu", "memory"} <= set(res.get(kind) or {}):
+                problems.append(f"{where}: resources.{kind} needs cpu and memory")
+        for key, limit in (res.get("limits") or {}).items():
+            if key in (res.get("requests") or {}) and quantity(res["requests"][key]) > quantity(limit):
+                problems.append(f"{where}: {key} request exceeds its limit")
+        if any("hostPort" in port for port in container.get("ports", [])):
+            problems.append(f"{where}: hostPort exposes the pod on the node")
+    for doc in docs:
+        for where, _, pod in pod_specs(doc):
+            if pod.get("hostNetwork") or pod.get("hostPID") or pod.get("hostIPC"):
+                problems.append(f"{where}: host namespaces are not allowed")
+            if any("hostPath" in volume for volume in pod.get("volumes", [])):
+                problems.append(f"{where}: hostPath volumes are not allowed")
+    return problems
+
+
+def _all_containers(docs: list[Doc]) -> Iterator[tuple[str, Doc]]:
+    for doc in docs:
+        yield from containers(doc)
+
+
+def public_service_problems(docs: list[Doc]) -> list[str]:
+    problems = []
+    for doc in docs:
+        name = f"{doc['kind']}/{doc['metadata']['name']}"
+        if doc["kind"] in ("Ingress", "Gateway", "HTTPRoute"):
+            problems.append(f"{name}: no ingress of any kind")
+        if doc["kind"] == "Service":
+            spec = doc["spec"]
+            if spec.get("type", "ClusterIP") != "ClusterIP" or spec.get("externalIPs"):
+                problems.append(f"{name}: only ClusterIP services without externalIPs")
+        for spec in ray_cluster_specs(doc):
+            head = spec["headGroupSpec"]
+            head_service_type = ((head.get("headService") or {}).get("spec") or {}).get("type", "ClusterIP")
+            if head.get("serviceType") != "ClusterIP" or head_service_type != "ClusterIP":
+                problems.append(f"{name}: the head (dashboard, job API) must be a ClusterIP service")
+            if head.get("enableIngress"):
+                problems.append(f"{name}: enableIngress exposes the dashboard")
+    return problems
+
+
+def storage_problems(docs: list[Doc], claim: str) -> list[str]:
+    """The PVC is mounted at MOUNT on every Ray pod and is what the RayJob and config use as storage_path."""
+    problems = []
+    for doc in docs:
+        for where, role, pod in pod_specs(doc):
+            volumes = [v["name"] for v in pod.get("volumes", [])
+                       if (v.get("persistentVolumeClaim") or {}).get("claimName") == claim]
+            if role == "submitter":
+                continue  # it only calls the job API
+            if role == "ray" and not volumes:
+                problems.append(f"{where}: does not mount the PVC {claim}")
+            for container in pod["containers"] if volumes else []:
+                paths = {m["mountPath"] for m in container.get("volumeMounts", []) if m["name"] in volumes}
+                if paths != {MOUNT}:
+                    problems.append(f"{where} {container['name']}: PVC mounted at {paths or 'nothing'}")
+    argv = shlex.split(one(docs, "RayJob")["spec"]["entrypoint"])
+    if "--storage-path" not in argv or argv[argv.index("--storage-path") + 1] != MOUNT:
+        problems.append(f"RayJob entrypoint must pass --storage-path {MOUNT}: {argv}")
+    _, config = experiment_config(docs)
+    if config.get("storage_path") != MOUNT:
+        problems.append(f"config storage_path {config.get('storage_path')!r} != {MOUNT}")
+    if not str((config.get("data") or {}).get("root", "")).startswith(MOUNT + "/"):
+        problems.append("config data.root must be on the PVC so the dataset is downloaded once")
+    return problems
+
+
+def fit_problems(resources: Doc, spec: Doc) -> list[str]:
+    """Whether one trial fits a worker of the cluster: the GPU group if it asks for a GPU."""
+    cpu, gpu = float(resources.get("cpu", 1)), float(resources.get("gpu", 0))
+    groups = {g["groupName"]: g["template"]["spec"]["containers"][0]["resources"]["limits"]
+              for g in spec.get("workerGroupSpecs", [])}
+    candidates = {n: lim for n, lim in groups.items() if gpu == 0 or "nvidia.com/gpu" in lim}
+    if not candidates:
+        return [f"trial needs {gpu} GPU but no worker group has nvidia.com/gpu"]
+    fits = [n for n, lim in candidates.items()
+            if cpu <= quantity(lim["cpu"]) and gpu <= quantity(lim.get("nvidia.com/gpu", 0))]
+    return [] if fits else [f"trial (cpu={cpu}, gpu={gpu}) fits no worker group: {candidates}"]
+
+
+# ---------------------------------------------------------------- tests
+
+
+@pytest.mark.parametrize("name", list(KUSTOMIZATIONS))
+def test_every_manifest_validates_against_its_schema(name: str) -> None:
+    docs = render(name)
+    assert docs
+    assert [e for doc in docs for e in schema_errors(doc)] == []
+
+
+@pytest.mark.parametrize("name", WORKLOADS)
+def test_containers_are_restricted_and_bounded(name: str) -> None:
+    docs = render(name)
+    assert len(list(_all_containers(docs))) >= 6
+    assert restricted_problems(docs) == []
+
+
+@pytest.mark.parametrize("name", WORKLOADS)
+def test_nothing_is_exposed_outside_the_cluster(name: str) -> None:
+    assert public_service_problems(render(name)) == []
+
+
+def test_namespace_enforces_restricted_and_pvc_is_shared() -> None:
+    docs = render("storage")
+    labels = one(docs, "Namespace")["metadata"]["labels"]
+    assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
+    assert one(docs, "PersistentVolumeClaim")["spec"]["accessModes"] == ["ReadWriteMany"]
+    for name in WORKLOADS:
+        assert {doc["metadata"].get("namespace") for doc in render(name)} == {NAMESPACE}
+
+
+@pytest.mark.parametrize("name", WORKLOADS)
+def test_storage_path_is_the_pvc_mount_everywhere(name: str) -> None:
+    docs = render(name)
+    claim = one(render("storage"), "PersistentVolumeClaim")["metadata"]["name"]
+    assert storage_problems(docs, claim) == []
+    tensorboard = one(docs, "Deployment")["spec"]["template"]["spec"]
+    assert tensorboard["containers"][0]["command"][tensorboard["containers"][0]["command"].index("--logdir") + 1] \
+        == MOUNT
+    assert all(m.get("readOnly") for m in tensorboard["containers"][0]["volumeMounts"])
+    assert all(v["persistentVolumeClaim"].get("readOnly") for v in tensorboard["volumes"])
+
+
+@pytest.mark.parametrize("name", WORKLOADS)
+def test_ray_cluster_shape(name: str) -> None:
+    docs = render(name)
+    cluster, job = one(docs, "RayCluster"), one(docs, "RayJob")
+    # The interactive cluster and every RayJob attempt must be the same cluster.
+    assert job["spec"]["rayClusterSpec"] == cluster["spec"]
+    spec = cluster["spec"]
+    assert spec["headGroupSpec"]["rayStartParams"]["num-cpus"] == "0"
+    assert spec["workerGroupSpecs"], "no worker group"
+    for group in spec["workerGroupSpecs"]:
+        assert 0 <= group["minReplicas"] <= group["maxReplicas"] and group["maxReplicas"] >= 1
+    for where, role, pod in (p for doc in docs for p in pod_specs(doc)):
+        if role != "ray":
+            continue
+        ray = pod["containers"][0]
+        shm = [v for v in pod["volumes"] if v.get("emptyDir", {}).get("medium") == "Memory"
+               and any(m["name"] == v["name"] and m["mountPath"] == "/dev/shm" for m in ray["volumeMounts"])]
+        assert shm, f"{where}: /dev/shm is not a memory volume"
+        need = OBJECT_STORE_SHARE * quantity(ray["resources"]["limits"]["memory"])
+        assert quantity(shm[0]["emptyDir"]["sizeLimit"]) >= need, f"{where}: /dev/shm smaller than the object store"
+
+
+@pytest.mark.parametrize("name", WORKLOADS)
+def test_rayjob_retries_resume_and_clean_up(name: str) -> None:
+    spec = one(render(name), "RayJob")["spec"]
+    assert spec["backoffLimit"] >= 1
+    assert spec["shutdownAfterJobFinishes"] is True and spec["ttlSecondsAfterFinished"] > 0
+    # InteractiveMode forbids retries; only a submitted entrypoint is rerun on a new cluster.
+    assert spec.get("submissionMode", "K8sJobMode") == "K8sJobMode"
+    argv = shlex.split(spec["entrypoint"])
+    assert argv[:3] == ["python", "-m", "orchestrator.launch"]
+    assert "--name" not in argv, "the experiment name must come from the config so a retry finds it"
+
+
+@pytest.mark.parametrize("name", ["base", "gpu"])
+def test_gpu_workers_fit_the_shipped_trial_resources(name: str) -> None:
+    docs = render(name)
+    spec = one(docs, "RayCluster")["spec"]
+    gpu_groups = [g for g in spec["workerGroupSpecs"]
+                  if "nvidia.com/gpu" in g["template"]["spec"]["containers"][0]["resources"]["limits"]]
+    assert len(gpu_groups) == 1
+    tolerations = gpu_groups[0]["template"]["spec"].get("tolerations", [])
+    assert any(t["key"] == "nvidia.com/gpu" for t in tolerations)
+    shipped = yaml.safe_load((ROOT / "configs" / "parallel.yaml").read_text())
+    only_gpu = dict(spec, workerGroupSpecs=gpu_groups)
+    assert fit_problems(shipped.get("resources", {}), only_gpu) == []
+    assert fit_problems(experiment_config(docs)[1].get("resources", {}), only_gpu) == []
+
+
+def test_cpu_only_overlay_has_no_gpu_anywhere() -> None:
+    docs = render("cpu-only")
+    assert "nvidia.com/gpu" not in yaml.safe_dump_all(docs)
+    config = experiment_config(docs)[1]
+    assert float(config.get("resources", {}).get("gpu", 0)) == 0
+    assert fit_problems(config.get("resources", {}), one(docs, "RayCluster")["spec"]) == []
+
+
+@pytest.mark.parametrize("name", WORKLOADS)
+def test_image_and_ray_version_agree_with_pyproject(name: str) -> None:
+    version = pyproject_ray_version()
+    docs = render(name)
+    for spec in (s for doc in docs for s in ray_cluster_specs(doc)):
+        assert spec["rayVersion"] == version
+    images = {c["image"] for _, c in _all_containers(docs) if "image" in c}
+    assert images, "no images found"
+    for image in images:
+        repo, _, tag = image.rpartition(":")
+        assert repo.rsplit("/", 1)[-1] == IMAGE and tag.startswith(f"{version}-py311-"), image
+
+
+def test_dockerfile_pins_ray_and_runs_as_non_root() -> None:
+    text = (K8S / "Dockerfile").read_text()
+    assert re.search(r"^ARG RAY_VERSION=(\S+)$", text, re.M)[1] == pyproject_ray_version()
+    assert re.search(r"^FROM rayproject/ray:\$\{RAY_VERSION\}-py311-", text, re.M)
+    users = re.findall(r"^USER\s+(\S+)", text, re.M)
+    assert users and users[-1].split(":")[0] not in ("root", "0")
+
+
+def test_network_policy_denies_by_default_and_admits_only_pods() -> None:
+    policies = [d for d in render("base") if d["kind"] == "NetworkPolicy"]
+    assert any(p["spec"]["podSelector"] == {} and "Ingress" in p["spec"]["policyTypes"]
+               and not p["spec"].get("ingress") for p in policies), "no default-deny ingress policy"
+    for policy in policies:
+        for rule in policy["spec"].get("ingress", []):
+            assert rule.get("from"), f"{policy['metadata']['name']}: a rule without `from` admits everyone"
+            assert all("ipBlock" not in peer for peer in rule["from"])
+
+
+# ---------------------------------------------------------------- the checks are not vacuous
+
+
+def test_validator_rejects_unknown_fields() -> None:
+    docs = render("base")
+    job = one(docs, "RayJob")
+    job["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]["containers"][0]["imagePullPolcy"] = "x"
+    job["spec"]["backofLimit"] = 3
+    errors = schema_errors(job)
+    assert any("imagePullPolcy" in e for e in errors) and any("backofLimit" in e for e in errors)
+    cluster = one(docs, "RayCluster")
+    cluster["spec"]["workerGroupSpecs"][0]["maxReplicas"] = "many"
+    assert schema_errors(cluster)
+    deployment = one(docs, "Deployment")
+    deployment["spec"]["template"]["spec"]["containers"][0]["securityContxt"] = {}
+    assert schema_errors(deployment)
+
+
+def test_invariants_reject_exposed_or_unrestricted_manifests() -> None:
+    docs = render("base")
+    service = one(docs, "Service")
+    service["spec"]["type"] = "NodePort"
+    one(docs, "RayCluster")["spec"]["headGroupSpec"]["serviceType"] = "LoadBalancer"
+    assert len(public_service_problems(docs)) == 2
+    docs = render("base")
+    head = one(docs, "RayCluster")["spec"]["headGroupSpec"]["template"]["spec"]["containers"][0]
+    del head["securityContext"]["capabilities"]
+    del head["resources"]["limits"]
+    problems = restricted_problems(docs)
+    assert any("capabilities" in p for p in problems) and any("limits" in p for p in problems)
+    docs = render("base")
+    one(docs, "RayJob")["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]["template"]["spec"]["volumes"] = []
+    assert storage_problems(docs, "experiments")
+    assert fit_problems({"cpu": 1, "gpu": 2}, one(docs, "RayCluster")["spec"])
