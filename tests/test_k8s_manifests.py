@@ -131,6 +131,8 @@ def pod_specs(doc: Doc) -> Iterator[tuple[str, str, Doc]]:
         yield f"{name} submitter", "submitter", doc["spec"]["submitterPodTemplate"]["spec"]
     if doc["kind"] in ("Deployment", "StatefulSet", "DaemonSet", "Job"):
         yield name, "other", doc["spec"]["template"]["spec"]
+    if doc["kind"] == "Pod":
+        yield name, "other", doc["spec"]
 
 
 def containers(doc: Doc) -> Iterator[tuple[str, Doc]]:
@@ -400,6 +402,18 @@ def test_network_policy_denies_by_default_and_admits_only_pods() -> None:
         for rule in policy["spec"].get("ingress", []):
             assert rule.get("from"), f"{policy['metadata']['name']}: a rule without `from` admits everyone"
             assert all("ipBlock" not in peer for peer in rule["from"])
+
+
+def test_results_reader_pod_is_valid_restricted_and_read_only() -> None:
+    docs = list(yaml.safe_load_all((K8S / "tools" / "results-reader.yaml").read_text()))
+    assert [e for doc in docs for e in schema_errors(doc)] == []
+    assert restricted_problems(docs) == []
+    pod = one(docs, "Pod")
+    assert pod["metadata"]["namespace"] == NAMESPACE
+    claim = one(render("storage"), "PersistentVolumeClaim")["metadata"]["name"]
+    assert pod["spec"]["volumes"][0]["persistentVolumeClaim"] == {"claimName": claim, "readOnly": True}
+    assert pod["spec"]["containers"][0]["volumeMounts"][0] == {
+        "name": pod["spec"]["volumes"][0]["name"], "mountPath": MOUNT, "readOnly": True}
 
 
 # ---------------------------------------------------------------- the checks are not vacuous

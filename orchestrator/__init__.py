@@ -1,0 +1,1 @@
+"""Sweep orchestration: CLI, config schema, Tune wiring, checkpoint selection and export."""

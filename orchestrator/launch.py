@@ -1,0 +1,72 @@
+"""CLI: parse args, load and validate the config, read the data once, run the sweep, export the best.
+
+    python -m orchestrator.launch configs/parallel.yaml [--set trial.epochs=1 ...] [--dry-run]
+
+Exit codes: 0 success; 2 a config, data or usage error (one line on stderr, nothing started or
+written); 1 the sweep itself failed (no trial produced a usable checkpoint).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from orchestrator.config import ExperimentConfig, load_config
+from orchestrator.errors import ConfigError
+from orchestrator.plan import describe
+from trainables.data import Dataset, DatasetNotFoundError, load_fashion_mnist
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m orchestrator.launch", description=__doc__.split("\n")[0])
+    parser.add_argument("config", help="experiment YAML")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override any config value, e.g. --set trial.epochs=1 (repeatable)")
+    parser.add_argument("--name", help="experiment name (same as --set name=...)")
+    parser.add_argument("--storage-path", help="where experiments live (same as --set storage_path=...)")
+    parser.add_argument("--address", help="join this Ray cluster (else RAY_ADDRESS, else a local Ray)")
+    parser.add_argument("--dry-run", action="store_true", help="print the plan and exit without starting Ray")
+    return parser.parse_args(argv)
+
+
+def configure(args: argparse.Namespace) -> ExperimentConfig:
+    overrides = list(args.set)
+    if args.name is not None:
+        overrides.append(f"name={args.name}")
+    if args.storage_path is not None:
+        overrides.append(f"storage_path={args.storage_path}")
+    return load_config(args.config, overrides)
+
+
+def storage_location(cfg: ExperimentConfig) -> str:
+    """Ray wants absolute local paths; URIs pass through untouched."""
+    return cfg.storage_path if "://" in cfg.storage_path else str(Path(cfg.storage_path).expanduser().resolve())
+
+
+def load_dataset(cfg: ExperimentConfig) -> Dataset:
+    return load_fashion_mnist(Path(cfg.data.root), cfg.data.download, cfg.data.val_size, cfg.seed,
+                              cfg.data.train_limit)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        cfg = configure(args)
+        if args.dry_run:
+            print(describe(cfg))
+            return 0
+        dataset = load_dataset(cfg)
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return 2
+    except DatasetNotFoundError as exc:
+        print(f"data error: {exc}", file=sys.stderr)
+        return 2
+    from orchestrator.sweep import run_sweep  # imports Ray: only once the config is known to be good
+
+    return run_sweep(cfg, dataset, storage_location(cfg), args.address)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

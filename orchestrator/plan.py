@@ -1,0 +1,33 @@
+"""The human-readable plan of a sweep: what --dry-run prints and what a launch shows first."""
+
+from __future__ import annotations
+
+from orchestrator.config import ExperimentConfig
+from orchestrator.search import asha_rungs, dimensions, grid_size
+from trainables import metrics as m
+
+
+def describe(cfg: ExperimentConfig) -> str:
+    dims = dimensions(cfg.search.space)
+    grid = grid_size(cfg.search.space)
+    lines = [
+        f"experiment: {cfg.name} -> {cfg.experiment_dir}",
+        f"trials: {grid * cfg.search.num_samples} (grid points {grid} x num_samples {cfg.search.num_samples})",
+        "search space:" if dims else "search space: none (every trial uses the fixed recipe)",
+    ]
+    width = max((len(p) for p in dims), default=0)
+    lines += [f"  {path.ljust(width)}  {kind} {args}" for path, (kind, args) in dims.items()]
+    searched = set(dims)
+    if "model" in dims:  # each model's own fields are shown by its trials, not as one fixed recipe
+        searched |= {k for k in cfg.trial.knobs() if "." in k}
+    fixed = {k: v for k, v in cfg.trial.knobs().items() if k not in searched}
+    lines.append("fixed: " + ", ".join(f"{k}={v}" for k, v in fixed.items()))
+    concurrency = cfg.search.max_concurrent_trials or "as many as resources allow"
+    lines.append(f"resources per trial: {cfg.resources.cpu:g} CPU, {cfg.resources.gpu:g} GPU; "
+                 f"concurrent trials: {concurrency}")
+    rungs = asha_rungs(cfg.asha.grace_period, cfg.asha.reduction_factor, cfg.max_t)
+    lines.append(f"ASHA: {m.ASHA_METRIC} (max), max_t = trial.epochs = {cfg.max_t}, grace {cfg.asha.grace_period}, "
+                 f"reduction {cfg.asha.reduction_factor:g}, brackets {cfg.asha.brackets}, rungs at epochs {rungs}")
+    lines.append(f"selection: best {cfg.selection.metric} over every kept checkpoint "
+                 f"({cfg.selection.keep_checkpoints} best + latest kept per trial)")
+    return "\n".join(lines)

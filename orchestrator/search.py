@@ -1,0 +1,114 @@
+"""The YAML search spec -> Tune domains, and the plan that --dry-run prints.
+
+    search:
+      space:
+        model: {grid: [mlp, cnn]}            # every grid point, times num_samples
+        lr: {loguniform: [1.0e-4, 1.0e-2]}
+        mlp.hidden: {choice: [[128], [256, 128]]}   # only mlp trials use it
+
+A key is a dotted trial field; a model-specific field is `<model>.<field>` and reaches only trials of
+that model. Every candidate value is validated against the trial schema here, before Ray starts.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from pydantic import ValidationError
+
+from orchestrator.errors import ConfigError
+from trainables.models import MODELS
+from trainables.recipe import TrialConfig
+
+LIST_KINDS = ("grid", "choice")
+RANGE_KINDS = {"uniform": 2, "loguniform": 2, "randint": 2, "quniform": 3}
+KINDS = LIST_KINDS + tuple(RANGE_KINDS)
+# epochs is ASHA's max_t: it is set once, in trial.epochs, not searched.
+NOT_SEARCHABLE = {"epochs"}
+
+
+def parse_dimension(path: str, spec: Any) -> tuple[str, list[Any]]:
+    where = f"search.space.{path}"
+    if not isinstance(spec, dict) or len(spec) != 1:
+        raise ConfigError(where, f"must be a mapping with exactly one of {', '.join(KINDS)}", spec)
+    kind, args = next(iter(spec.items()))
+    if kind not in KINDS:
+        raise ConfigError(where, f"unknown search kind {kind!r} (valid: {', '.join(KINDS)})")
+    if not isinstance(args, list):
+        raise ConfigError(f"{where}.{kind}", "must be a list", args)
+    if kind in LIST_KINDS and not args:
+        raise ConfigError(f"{where}.{kind}", "must list at least one value", args)
+    if kind in RANGE_KINDS:
+        _check_range(f"{where}.{kind}", kind, args)
+    return kind, args
+
+
+def _check_range(where: str, kind: str, args: list[Any]) -> None:
+    if len(args) != RANGE_KINDS[kind] or not all(isinstance(a, int | float) and not isinstance(a, bool)
+                                                  for a in args):
+        shape = "[low, high, q]" if kind == "quniform" else "[low, high]"
+        raise ConfigError(where, f"must be {shape} numbers", args)
+    low, high = args[0], args[1]
+    if not low < high:
+        raise ConfigError(where, "low must be below high", args)
+    if kind == "loguniform" and low <= 0:
+        raise ConfigError(where, "low must be > 0 for a log scale", args)
+    if kind == "randint" and not (isinstance(low, int) and isinstance(high, int)):
+        raise ConfigError(where, "bounds must be integers", args)
+    if kind == "quniform" and args[2] <= 0:
+        raise ConfigError(where, "q must be > 0", args)
+
+
+def _check_path(path: str) -> None:
+    where = f"search.space.{path}"
+    parts = path.split(".")
+    fields = TrialConfig.model_fields
+    if parts[0] not in fields:
+        raise ConfigError(where, f"not a trial field (valid: {', '.join(fields)})")
+    if parts[0] in NOT_SEARCHABLE:
+        raise ConfigError(where, "trial.epochs is ASHA's max_t and is not searched; set it under trial:")
+    if parts[0] in MODELS:
+        spec_fields = fields[parts[0]].annotation.model_fields  # type: ignore[union-attr]
+        if len(parts) != 2 or parts[1] not in spec_fields:
+            raise ConfigError(where, f"not a {parts[0]} field (valid: {', '.join(spec_fields)})")
+    elif len(parts) != 1:
+        raise ConfigError(where, f"{parts[0]} has no sub-fields")
+
+
+def nest(path: str, value: Any) -> dict[str, Any]:
+    for part in reversed(path.split(".")):
+        value = {part: value}
+    return value
+
+
+def validate_space(space: dict[str, Any], fixed: dict[str, Any], train_size: int) -> None:
+    """Every candidate value must make a valid trial; raises ConfigError naming the entry."""
+    for path, spec in space.items():
+        _check_path(path)
+        kind, args = parse_dimension(path, spec)
+        candidates = args if kind in LIST_KINDS else args[:2]
+        for value in candidates:
+            try:
+                trial = TrialConfig.resolve(fixed, nest(path, value))
+            except ValidationError as exc:
+                message = exc.errors(include_url=False)[0]["msg"].removeprefix("Value error, ")
+                raise ConfigError(f"search.space.{path}", message, value) from None
+            if trial.batch_size > train_size:
+                raise ConfigError(f"search.space.{path}", f"batch size larger than the training split "
+                                  f"({train_size})", value)
+
+
+def grid_size(space: dict[str, Any]) -> int:
+    return math.prod(len(args) for kind, args in (parse_dimension(p, s) for p, s in space.items())
+                     if kind == "grid")
+
+
+def dimensions(space: dict[str, Any]) -> dict[str, tuple[str, list[Any]]]:
+    return {path: parse_dimension(path, spec) for path, spec in space.items()}
+
+
+def asha_rungs(grace_period: int, reduction_factor: float, max_t: int, bracket: int = 0) -> list[int]:
+    """Epochs at which ASHA compares trials (as Ray's ASHA computes them for a bracket)."""
+    count = int(math.log(max_t / grace_period) / math.log(reduction_factor) + 1) - bracket
+    return [int(grace_period * reduction_factor ** (k + bracket)) for k in range(max(count, 0))]

@@ -1,0 +1,1 @@
+"""Plain PyTorch: models, data, the training loop and the per-trial recipe (Ray only in trial.py)."""

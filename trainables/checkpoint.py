@@ -1,0 +1,56 @@
+"""Checkpoints as plain dicts of tensors and primitives: saved atomically, loaded with weights_only=True.
+
+A checkpoint holds everything a trial needs to continue exactly where it stopped (model, optimizer,
+scheduler, epoch, RNG states) and everything a reader needs without the trial config (model spec,
+metrics, the resolved trial config).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+CHECKPOINT_FILE = "checkpoint.pt"
+
+
+def save_atomic(payload: dict[str, Any], path: Path) -> None:
+    """Temp file in the same directory, fsync, rename: a reader sees the old file or the new, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def load(path: Path, device: torch.device | str = "cpu") -> dict[str, Any]:
+    """weights_only=True: a checkpoint can never execute code when it is read."""
+    return torch.load(path, map_location=device, weights_only=True)
+
+
+def rng_state(generator: torch.Generator) -> dict[str, Any]:
+    state = {"torch": torch.get_rng_state(), "batch_order": generator.get_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng(state: dict[str, Any], generator: torch.Generator) -> None:
+    torch.set_rng_state(state["torch"].cpu())
+    generator.set_state(state["batch_order"].cpu())
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])

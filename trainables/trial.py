@@ -1,0 +1,101 @@
+"""The Ray adapter: sampled config -> TrialConfig -> model -> loop -> one report + checkpoint per epoch.
+
+This and `orchestrator/tuning.py` are the only modules that import Ray. Everything the trial needs
+besides the sampled values arrives once through `tune.with_parameters` (fixed settings, the dataset).
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import ray
+import torch
+from ray import tune
+
+from trainables import checkpoint as ckpt
+from trainables import metrics as m
+from trainables.data import Dataset, input_scaling, to_device
+from trainables.loop import evaluate, train_one_epoch
+from trainables.models import build_model
+from trainables.optimizers import build_optimizer
+from trainables.recipe import TrialConfig
+from trainables.tensorboard_log import TrialBoard
+
+
+def trial_device() -> torch.device:
+    """CUDA when Ray gave this trial a GPU (it sets CUDA_VISIBLE_DEVICES), else the CPU."""
+    if ray.get_gpu_ids() and torch.cuda.is_available():
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def assigned_cpus() -> int:
+    cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1.0)
+    return max(1, int(cpus))
+
+
+def train_fashion_mnist(sampled: dict[str, Any], *, fixed: dict[str, Any], data: Dataset,
+                        board_root: str | None = None) -> None:
+    cfg = TrialConfig.resolve(fixed, sampled)
+    device = trial_device()
+    # Threads = the CPUs Ray reserved: several trials on one machine must not oversubscribe it.
+    torch.set_num_threads(assigned_cpus())
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg.model_spec()).to(device)
+    optimizer = build_optimizer(cfg.optimizer, model, cfg.lr, cfg.weight_decay)
+    generator = torch.Generator(device=device).manual_seed(cfg.seed)
+
+    done_epochs = 0
+    restored = tune.get_checkpoint()
+    if restored is not None:
+        with restored.as_directory() as directory:
+            state = ckpt.load(Path(directory) / ckpt.CHECKPOINT_FILE, device)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        ckpt.restore_rng(state["rng"], generator)
+        done_epochs = int(state["epoch"])
+
+    train, val, test = (to_device(s, device) for s in (data.train, data.val, data.test))
+    scaling = input_scaling(cfg.input_scale, data.mean, data.std)
+    run_dir = Path(board_root) / tune.get_context().get_trial_name() if board_root else Path.cwd()
+    board = TrialBoard(run_dir)
+    node_id = ray.get_runtime_context().get_node_id()
+    try:
+        for epoch in range(done_epochs + 1, cfg.epochs + 1):
+            fit = train_one_epoch(model, optimizer, train, cfg.batch_size, scaling, generator)
+            val_loss, val_acc = evaluate(model, val, scaling)
+            test_loss, test_acc = evaluate(model, test, scaling)
+            metrics = {
+                m.EPOCH: epoch,
+                m.TRAIN_LOSS: fit.loss, m.TRAIN_ACCURACY: fit.accuracy,
+                m.VAL_LOSS: val_loss, m.VAL_ACCURACY: val_acc,
+                m.TEST_LOSS: test_loss, m.TEST_ACCURACY: test_acc,
+                m.LR: optimizer.param_groups[0]["lr"],
+                m.EPOCH_SECONDS: fit.seconds, m.SAMPLES_PER_SECOND: fit.samples / max(fit.seconds, 1e-9),
+                m.DIVERGED: not all(math.isfinite(x) for x in (fit.loss, val_loss)),
+                m.NODE_ID: node_id,
+            }
+            board.log_epoch(epoch, metrics)
+            if metrics[m.DIVERGED]:
+                # Weights are NaN/inf: report so the trial is recorded, but keep no checkpoint of it.
+                tune.report(metrics)
+                return
+            with tempfile.TemporaryDirectory() as directory:
+                ckpt.save_atomic({
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": None,
+                    "epoch": epoch,
+                    "rng": ckpt.rng_state(generator),
+                    "model_spec": cfg.model_spec(),
+                    "trial_config": cfg.model_dump(mode="json"),
+                    "input_scale": cfg.input_scale,
+                    "scaling": {"mean": data.mean, "std": data.std},
+                    "metrics": {k: v for k, v in metrics.items() if isinstance(v, float | int)},
+                }, Path(directory) / ckpt.CHECKPOINT_FILE)
+                tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
+    finally:
+        board.close()
