@@ -42,7 +42,9 @@ def start_ray(cfg: ExperimentConfig, address: str | None) -> None:
     if address:
         ray.init(address=address, log_to_driver=False)
     else:
-        ray.init(include_dashboard=cfg.ray.dashboard, dashboard_host="127.0.0.1", log_to_driver=False)
+        # "local": a fresh Ray of our own, never a leftover `ray start` cluster found on this machine.
+        ray.init(address="local", include_dashboard=cfg.ray.dashboard, dashboard_host="127.0.0.1",
+                 log_to_driver=False)
 
 
 def param_space(cfg: ExperimentConfig) -> dict[str, Any]:

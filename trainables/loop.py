@@ -55,7 +55,9 @@ def train_one_epoch(
 
 
 @torch.no_grad()
-def predict_logits(model: nn.Module, images: torch.Tensor, scaling: Scaling, batch_size: int = EVAL_BATCH) -> torch.Tensor:
+def predict_logits(
+    model: nn.Module, images: torch.Tensor, scaling: Scaling, batch_size: int = EVAL_BATCH
+) -> torch.Tensor:
     """Logits for uint8 images (N, 1, 28, 28) in eval mode; the model's previous mode is restored."""
     was_training = model.training
     model.eval()
