@@ -50,6 +50,8 @@ class SearchConfig(Strict):
 class ResourcesConfig(Strict):
     cpu: float = Field(default=1.0, gt=0, description="CPUs per trial; also its torch threads")
     gpu: float = Field(default=0.0, ge=0, description="GPUs per trial; fractions pack trials on one GPU")
+    autoscaling: bool = Field(default=False, description="the joined cluster adds nodes on demand: allow a "
+                              "trial bigger than every node now alive")
 
 
 class AshaConfig(Strict):
@@ -64,6 +66,13 @@ class SelectionConfig(Strict):
     )
     keep_checkpoints: int = Field(default=2, ge=1,
                                   description="checkpoints kept per trial: the best by `metric`, plus the latest")
+
+    @field_validator("metric", mode="before")
+    @classmethod
+    def _reported(cls, metric: object) -> object:
+        if metric not in metrics.SELECTABLE:
+            raise ValueError(f"not a score the trials report per checkpoint (valid: {', '.join(metrics.SELECTABLE)})")
+        return metric
 
 
 class FailureConfig(Strict):
@@ -133,6 +142,8 @@ def read_yaml(path: Path) -> dict[str, Any]:
         text = path.read_text()
     except OSError as exc:
         raise ConfigError(str(path), f"cannot read config file: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(str(path), "cannot read config file: not UTF-8 text") from None
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -185,7 +196,8 @@ def _to_config_error(exc: ValidationError) -> ConfigError:
     field = ".".join(loc) or "config"
     if error["type"] == "extra_forbidden":
         valid = _valid_keys(ExperimentConfig, loc[:-1])
-        close = difflib.get_close_matches(loc[-1], valid, n=1)
+        # A prefix ("grace" -> "grace_period") beats difflib's character overlap ("brackets").
+        close = [k for k in valid if k.startswith(loc[-1])][:1] or difflib.get_close_matches(loc[-1], valid, n=1)
         hint = f"did you mean {close[0]!r}?" if close else f"valid keys: {', '.join(valid)}"
         return ConfigError(field, f"unknown key ({hint})")
     if error["type"] == "missing":

@@ -71,10 +71,10 @@ def _finite(value: Any) -> bool:
 
 
 def rank(outcomes: list[TrialOutcome], metric: str) -> list[Candidate]:
-    """Every kept checkpoint with a finite score, best first; diverged trials never qualify."""
+    """Every kept checkpoint with a finite score, best first; diverged and failed trials never qualify."""
     candidates = [
         Candidate(outcome, checkpoint, metrics)
-        for outcome in outcomes if not outcome.diverged
+        for outcome in outcomes if not outcome.diverged and not outcome.error
         for checkpoint, metrics in outcome.checkpoints
         if _finite(metrics.get(metric)) and not metrics.get(m.DIVERGED)
     ]

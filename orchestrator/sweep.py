@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from orchestrator import tuning
+from orchestrator import preflight, tuning
 from orchestrator.config import ExperimentConfig
 from orchestrator.plan import describe
 from orchestrator.selection import RESULTS_FILE, export_best, leaderboard, rank, trial_rows, write_table
@@ -17,6 +17,8 @@ def run_sweep(cfg: ExperimentConfig, dataset: Dataset, storage: str, address: st
     print(f"data: {dataset.source} (train {len(dataset.train)}, val {len(dataset.val)}, test {len(dataset.test)})",
           flush=True)
     tuning.start_ray(cfg, address)
+    if preflight.joins_cluster(cfg, address):
+        preflight.check_cluster(cfg, tuning.cluster_nodes())
     outcomes, resumed = tuning.run(cfg, dataset, storage)
     if resumed:
         print(f"resumed the experiment at {storage}/{cfg.name}")
@@ -24,6 +26,9 @@ def run_sweep(cfg: ExperimentConfig, dataset: Dataset, storage: str, address: st
     metric = cfg.selection.metric
     rows = trial_rows(outcomes, metric)
     write_table(rows, experiment_dir / RESULTS_FILE)
+    for row in rows:
+        if row["error"]:  # retries exhausted: the rest of the sweep still counts
+            print(f"failed: {row['trial_name']} after {row['epochs_run']} epochs: {row['error']}", file=sys.stderr)
     ranked = rank(outcomes, metric)
     if not ranked:
         print(f"sweep failed: no trial left a checkpoint with a finite {metric}; see {experiment_dir}",

@@ -15,9 +15,9 @@ from typing import Any
 
 import ray
 from ray import tune
-from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.basic_variant import BasicVariantGenerator
 
+from orchestrator.asha import ResumableASHA
 from orchestrator.config import ExperimentConfig
 from orchestrator.search import dimensions
 from orchestrator.selection import TrialOutcome
@@ -26,6 +26,7 @@ from trainables.data import Dataset
 from trainables.recipe import TrialConfig
 from trainables.trial import train_fashion_mnist
 
+EXPERIMENT_SYNC_S = 2
 _DOMAINS = {
     "grid": tune.grid_search, "choice": tune.choice, "uniform": tune.uniform,
     "loguniform": tune.loguniform, "randint": tune.randint, "quniform": tune.quniform,
@@ -45,6 +46,11 @@ def start_ray(cfg: ExperimentConfig, address: str | None) -> None:
         # "local": a fresh Ray of our own, never a leftover `ray start` cluster found on this machine.
         ray.init(address="local", include_dashboard=cfg.ray.dashboard, dashboard_host="127.0.0.1",
                  log_to_driver=False)
+
+
+def cluster_nodes() -> list[dict[str, float]]:
+    """Resources of every live node of the joined cluster, for the preflight check."""
+    return [dict(node["Resources"]) for node in ray.nodes() if node.get("Alive")]
 
 
 def param_space(cfg: ExperimentConfig) -> dict[str, Any]:
@@ -90,7 +96,9 @@ def _run_config(cfg: ExperimentConfig, storage: str) -> tune.RunConfig:
         # TensorBoard is written by the trials themselves (richer, and live while they run); only
         # Ray's CSV/JSON loggers stay, which its result tables read back.
         callbacks=[tune.logger.CSVLoggerCallback(), tune.logger.JsonLoggerCallback()],
-        sync_config=tune.SyncConfig(sync_artifacts=is_uri(storage)),
+        # The experiment state on storage is what a rerun resumes from: keep it seconds, not minutes
+        # (Ray's default sync period), behind, so a killed driver loses little.
+        sync_config=tune.SyncConfig(sync_artifacts=is_uri(storage), sync_period=EXPERIMENT_SYNC_S),
         verbose=1,
     )
 
@@ -98,7 +106,7 @@ def _run_config(cfg: ExperimentConfig, storage: str) -> tune.RunConfig:
 def build_tuner(cfg: ExperimentConfig, dataset: Dataset, storage: str) -> tune.Tuner:
     fixed = cfg.trial.model_dump(mode="json")
     namer = functools.partial(trial_name, fixed)
-    scheduler = ASHAScheduler(
+    scheduler = ResumableASHA(
         time_attr=m.EPOCH, max_t=cfg.max_t, grace_period=cfg.asha.grace_period,
         reduction_factor=cfg.asha.reduction_factor, brackets=cfg.asha.brackets,
     )
@@ -115,6 +123,8 @@ def build_tuner(cfg: ExperimentConfig, dataset: Dataset, storage: str) -> tune.T
 def run(cfg: ExperimentConfig, dataset: Dataset, storage: str) -> tuple[list[TrialOutcome], bool]:
     """Fit a new experiment, or resume the one already at storage/name. Returns (outcomes, resumed)."""
     os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
+    # How often the driver snapshots the experiment state (trial statuses, latest checkpoints).
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", str(EXPERIMENT_SYNC_S))
     experiment = f"{storage.rstrip('/')}/{cfg.name}"
     resumed = tune.Tuner.can_restore(experiment)
     if resumed:
@@ -129,7 +139,7 @@ def run(cfg: ExperimentConfig, dataset: Dataset, storage: str) -> tuple[list[Tri
 
 def _outcome(result: Any, fixed: dict[str, Any]) -> TrialOutcome:
     frame = result.metrics_dataframe
-    history = frame.to_dict("records") if frame is not None else []
+    history = surviving_history(frame.to_dict("records") if frame is not None else [])
     trial_dir = Path(result.path).name
     trial_id = str(result.metrics.get("trial_id", trial_dir.rsplit("-", 1)[-1]))
     return TrialOutcome(
@@ -137,6 +147,13 @@ def _outcome(result: Any, fixed: dict[str, Any]) -> TrialOutcome:
         history=history, checkpoints=list(result.best_checkpoints or []),
         error=None if result.error is None else f"{type(result.error).__name__}: {result.error}",
     )
+
+
+def surviving_history(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per epoch, the last one reported: a trial restored from an older checkpoint re-runs the
+    epochs after it, and those re-runs replace the rows of the timeline that was lost."""
+    by_epoch = {row.get(m.EPOCH): row for row in rows}
+    return sorted(by_epoch.values(), key=lambda row: row.get(m.EPOCH) or 0)
 
 
 @contextlib.contextmanager
