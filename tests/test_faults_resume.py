@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -33,6 +34,23 @@ from trainables import checkpoint as ckpt
 EPOCHS = 5
 
 
+def session_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def wait_until(condition: Callable[[], bool], seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.2)
+    return False
+
+
 def test_driver_sigkill_then_rerun_resumes_without_rerunning_finished_trials(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     extra = "search: {space: {lr: {grid: [1.0e-3, 2.0e-3, 3.0e-3]}}, max_concurrent_trials: 1}\n"
@@ -56,8 +74,10 @@ def test_driver_sigkill_then_rerun_resumes_without_rerunning_finished_trials(
             return next((t for t in trial_dirs(exp_dir) if 2 <= len(results(t)) < EPOCHS), None)
 
         victim = wait_for(interrupted_trial, proc, what="a trial with two checkpoints, unfinished")
-        os.kill(proc.pid, signal.SIGKILL)  # the driver only; Ray's own processes go with it
+        os.kill(proc.pid, signal.SIGKILL)  # the driver only
         proc.wait(timeout=60)
+        # The local Ray it started (GCS, raylet, trial workers) shares its fate: no orphan keeps training.
+        assert wait_until(lambda: not session_alive(proc.pid), seconds=60), "Ray outlived its driver"
     finally:
         kill_session(proc)
     before = {t.name: (t / "result.json").read_bytes() for t in trial_dirs(exp_dir)}
