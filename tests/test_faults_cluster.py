@@ -45,7 +45,7 @@ def test_trials_use_both_nodes_and_survive_removing_one(tmp_path: Path, two_node
     extra = "search: {space: {lr: {grid: [1.0e-3, 2.0e-3, 3.0e-3]}}}\nfailure: {max_retries: 2}\n"
     config = write_config(tmp_path, "nodes", EPOCHS, extra)
     exp_dir = tmp_path / "runs" / "nodes"
-    worker_id = worker.unique_id
+    worker_id = worker.node_id
     proc = start(config, "--address", cluster.address, cwd=tmp_path)
     try:
         def trial_on_worker_node() -> Path | None:
