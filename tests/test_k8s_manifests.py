@@ -12,6 +12,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -324,6 +325,7 @@ def test_ray_cluster_shape(name: str) -> None:
     assert job["spec"]["rayClusterSpec"] == cluster["spec"]
     spec = cluster["spec"]
     assert spec["headGroupSpec"]["rayStartParams"]["num-cpus"] == "0"
+    assert spec["authOptions"]["mode"] == "token"
     assert spec["workerGroupSpecs"], "no worker group"
     for group in spec["workerGroupSpecs"]:
         assert 0 <= group["minReplicas"] <= group["maxReplicas"] and group["maxReplicas"] >= 1
@@ -348,6 +350,19 @@ def test_rayjob_retries_resume_and_clean_up(name: str) -> None:
     argv = shlex.split(spec["entrypoint"])
     assert argv[:3] == ["python", "-m", "orchestrator.launch"]
     assert "--name" not in argv, "the experiment name must come from the config so a retry finds it"
+
+
+@pytest.mark.parametrize("name", WORKLOADS)
+def test_configmap_config_passes_the_launcher_dry_run(name: str, tmp_path: Path) -> None:
+    path, config = experiment_config(render(name))
+    file = tmp_path / Path(path).name
+    file.write_text(yaml.safe_dump(config))
+    argv = shlex.split(one(render(name), "RayJob")["spec"]["entrypoint"])
+    argv[argv.index(path)] = str(file)
+    done = subprocess.run([sys.executable, *argv[1:], "--dry-run"], cwd=ROOT, capture_output=True,
+                          text=True, check=False, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"-> {MOUNT}/{config['name']}" in done.stdout
 
 
 @pytest.mark.parametrize("name", ["base", "gpu"])
