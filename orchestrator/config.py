@@ -49,9 +49,25 @@ class SearchConfig(Strict):
 
 class ResourcesConfig(Strict):
     cpu: float = Field(default=1.0, gt=0, description="CPUs per trial; also its torch threads")
-    gpu: float = Field(default=0.0, ge=0, description="GPUs per trial; fractions pack trials on one GPU")
+    gpu: float | Literal["auto"] = Field(
+        default=0.0, description="GPUs per trial (fractions pack trials on one GPU); 'auto' = "
+        "1/trials_per_gpu when the cluster has GPUs, else CPU only")
+    trials_per_gpu: int = Field(default=8, ge=1, description="trials sharing one GPU when gpu is 'auto'")
     autoscaling: bool = Field(default=False, description="the joined cluster adds nodes on demand: allow a "
                               "trial bigger than every node now alive")
+
+    @field_validator("gpu")
+    @classmethod
+    def _non_negative(cls, gpu: float | str) -> float | str:
+        if isinstance(gpu, float) and gpu < 0:
+            raise ValueError("must be >= 0 or 'auto'")
+        return gpu
+
+    def gpus_per_trial(self, cluster_gpus: float) -> float:
+        """The GPU share a trial asks Ray for, once the cluster's GPU count is known."""
+        if self.gpu == "auto":
+            return 1 / self.trials_per_gpu if cluster_gpus > 0 else 0.0
+        return float(self.gpu)
 
 
 class AshaConfig(Strict):

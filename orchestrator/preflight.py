@@ -44,7 +44,9 @@ def check_cluster(cfg: ExperimentConfig, nodes: Iterable[Mapping[str, float]]) -
 
 
 def _check_fits(cfg: ExperimentConfig, nodes: list[Mapping[str, float]], where: str, hint: str) -> None:
-    wants = (("resources.gpu", "GPU", cfg.resources.gpu), ("resources.cpu", "CPU", cfg.resources.cpu))
+    # gpu: auto resolves as tuning.py resolves it, from the GPUs of the whole cluster.
+    gpu = cfg.resources.gpus_per_trial(sum(float(node.get("GPU", 0.0)) for node in nodes))
+    wants = (("resources.gpu", "GPU", gpu), ("resources.cpu", "CPU", cfg.resources.cpu))
     for field, key, wanted in wants:
         largest = max((float(node.get(key, 0.0)) for node in nodes), default=0.0)
         if wanted > largest:

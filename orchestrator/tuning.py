@@ -78,7 +78,8 @@ def _trainable(cfg: ExperimentConfig, dataset: Dataset, storage: str) -> Any:
     trainable = tune.with_parameters(
         train_fashion_mnist, fixed=cfg.trial.model_dump(mode="json"), data=dataset, board_root=board_root
     )
-    return tune.with_resources(trainable, {"cpu": cfg.resources.cpu, "gpu": cfg.resources.gpu})
+    gpu = cfg.resources.gpus_per_trial(ray.cluster_resources().get("GPU", 0.0))
+    return tune.with_resources(trainable, {"cpu": cfg.resources.cpu, "gpu": gpu})
 
 
 def _run_config(cfg: ExperimentConfig, storage: str) -> tune.RunConfig:
