@@ -83,13 +83,6 @@ class SelectionConfig(Strict):
     keep_checkpoints: int = Field(default=2, ge=1,
                                   description="checkpoints kept per trial: the best by `metric`, plus the latest")
 
-    @field_validator("metric", mode="before")
-    @classmethod
-    def _reported(cls, metric: object) -> object:
-        if metric not in metrics.SELECTABLE:
-            raise ValueError(f"not a score the trials report per checkpoint (valid: {', '.join(metrics.SELECTABLE)})")
-        return metric
-
 
 class FailureConfig(Strict):
     max_retries: int = Field(default=2, ge=0, description="restarts of a failed trial from its last checkpoint")

@@ -69,7 +69,7 @@ CASES = [
     ("keep-checkpoints-zero", "", ["selection.keep_checkpoints=0"], ["selection.keep_checkpoints:"]),
     ("max-retries-negative", "", ["failure.max_retries=-1"], ["failure.max_retries:"]),
     ("selection-metric-not-reported", "", ["selection.metric=train_accuracy"],
-     ["selection.metric: not a score the trials report", "got 'train_accuracy'"]),
+     ["selection.metric: Input should be 'test_accuracy' or 'val_accuracy'", "got 'train_accuracy'"]),
     ("gpu-more-than-machine", "", ["resources.gpu=64"], ["resources.gpu: more GPUs per trial than this machine has"]),
     ("cpu-more-than-machine", "", ["resources.cpu=4096"], ["resources.cpu: more CPUs per trial than this machine has"]),
     ("cpu-zero", "", ["resources.cpu=0"], ["resources.cpu:", "greater than 0"]),

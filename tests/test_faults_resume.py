@@ -34,12 +34,23 @@ from trainables import checkpoint as ckpt
 EPOCHS = 5
 
 
-def session_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True
+# Ray's idle helper agents outlive a SIGKILLed driver (they hold no trial and write nothing); the
+# processes that train or schedule (trial workers, raylet, GCS) must not.
+IDLE_AGENTS = ("ray::DashboardAgent", "ray::RuntimeEnvAgent", "dashboard/agent.py", "runtime_env/agent")
+
+
+def working_processes(pgid: int) -> list[str]:
+    """Live (non-zombie) processes of the session, other than Ray's idle agents."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmdline = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z" and not any(a in cmdline for a in IDLE_AGENTS):
+            found.append(cmdline[:120])
+    return found
 
 
 def wait_until(condition: Callable[[], bool], seconds: float) -> bool:
@@ -77,7 +88,7 @@ def test_driver_sigkill_then_rerun_resumes_without_rerunning_finished_trials(
         os.kill(proc.pid, signal.SIGKILL)  # the driver only
         proc.wait(timeout=60)
         # The local Ray it started (GCS, raylet, trial workers) shares its fate: no orphan keeps training.
-        assert wait_until(lambda: not session_alive(proc.pid), seconds=60), "Ray outlived its driver"
+        assert wait_until(lambda: not working_processes(proc.pid), seconds=60), working_processes(proc.pid)
     finally:
         kill_session(proc)
     before = {t.name: (t / "result.json").read_bytes() for t in trial_dirs(exp_dir)}
