@@ -115,7 +115,7 @@ def predict(loaded: LoadedModel, images: torch.Tensor) -> tuple[torch.Tensor, to
     return label, confidence
 
 
-def test_split(data_root: Path) -> tuple[torch.Tensor, torch.Tensor]:
+def load_test_split(data_root: Path) -> tuple[torch.Tensor, torch.Tensor]:
     directory = find_idx_dir(data_root)
     files = {key: next(p for p in (directory / (stem + ".gz"), directory / stem) if p.is_file())
              for key, stem in IDX_NAMES.items() if key.startswith("test")}
@@ -175,7 +175,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.predict:
             images = torch.stack([read_image(Path(p), args.invert) for p in args.predict])
         else:
-            images, labels = test_split(Path(args.data_root) if args.data_root else default_data_root(loaded.source))
+            root = Path(args.data_root) if args.data_root else default_data_root(loaded.source)
+            images, labels = load_test_split(root)
     except (ConfigError, DatasetNotFoundError) as exc:
         print(f"data error: {exc}", file=sys.stderr)
         return 2

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 from review_support import Sweep, good_model, run_module, smoke_sweep
 
-from orchestrator.evaluate import load_model, predict, test_split
+from orchestrator.evaluate import load_model, load_test_split, predict
 from trainables.data import CLASSES
 
 
@@ -53,7 +53,7 @@ def test_a_trial_checkpoint_evaluates_like_its_export(sweep: Sweep) -> None:
 def test_predict_returns_the_labels_of_real_test_images(good: Sweep, tmp_path: Path) -> None:
     best = good.experiment / "best"
     loaded = load_model(best)
-    images, labels = test_split(Path("./data"))
+    images, labels = load_test_split(Path("./data"))
     predicted, confidence = predict(loaded, images[:500])
     accuracy = (predicted == labels[:500]).float().mean().item()
     assert accuracy > 0.8, f"the reference model is meant to be good ({accuracy:.3f})"

@@ -147,8 +147,10 @@ def test_hparams_lists_every_trial_with_its_final_state(board: Board, results: p
 
 
 def test_summary_run_has_the_leaderboard_and_the_asha_picture(board: Board, results: pd.DataFrame) -> None:
-    assert {"plan", "leaderboard", "asha", "best"} <= set(board.get("/data/plugin/text/tags")[SUMMARY_RUN])
-    leaderboard = board.get(f"/data/plugin/text/text?run={SUMMARY_RUN}&tag=leaderboard")[-1]["text"]
+    # torch's SummaryWriter.add_text files text under "<tag>/text_summary"
+    texts = {"plan", "leaderboard", "asha", "best"}
+    assert {f"{t}/text_summary" for t in texts} <= set(board.get("/data/plugin/text/tags")[SUMMARY_RUN])
+    leaderboard = board.get(f"/data/plugin/text/text?run={SUMMARY_RUN}&tag=leaderboard/text_summary")[-1]["text"]
     for name in results["trial_name"]:
         assert name in leaderboard
     reaching = board.get(f"/data/plugin/scalars/scalars?run={SUMMARY_RUN}&tag=asha/trials_reaching_epoch")
