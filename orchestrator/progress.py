@@ -66,7 +66,7 @@ class Progress:
         return " ".join(f"{k}={cell(lookup(view.config, k))}" for k in self.knobs)
 
     def started(self, view: TrialView) -> None:
-        self._print(f"started {view.name}  {self._knob_text(view)}")
+        self._print(f"started {view.name}  {self._knob_text(view)}".rstrip())
 
     def result(self, view: TrialView, result: dict[str, Any]) -> None:
         if _finite(result.get(m.VAL_ACCURACY)):

@@ -92,9 +92,10 @@ def plot_knobs(exp: Experiment, rows: list[dict[str, Any]], knobs: list[str], pa
             if min(xs) > 0 and max(xs) / min(xs) >= 20:
                 ax.set_xscale("log")
         else:
-            labels = sorted({json.dumps(v) if isinstance(v, list) else str(v) for v, _, _ in points})
+            labels = sorted({_label(v) for v, _, _ in points}, key=lambda text: (len(text), text))
             position = {label: i for i, label in enumerate(labels)}
-            xs = [position[json.dumps(v) if isinstance(v, list) else str(v)] for v, _, _ in points]
+            # A small fixed spread keeps trials with the same category from hiding one another.
+            xs = [position[_label(v)] + 0.06 * ((i % 5) - 2) for i, (v, _, _) in enumerate(points)]
             ax.set_xticks(range(len(labels)), labels, rotation=20 if len(labels) > 3 else 0)
             ax.set_xlim(-0.5, len(labels) - 0.5)
         for status in dict.fromkeys(s for _, _, s in points):
@@ -110,6 +111,10 @@ def plot_knobs(exp: Experiment, rows: list[dict[str, Any]], knobs: list[str], pa
     plt.close(fig)
 
 
+def _label(value: Any) -> str:
+    return json.dumps(value) if isinstance(value, list) else str(value)
+
+
 def plot_asha(exp: Experiment, rows: list[dict[str, Any]], path: Path) -> None:
     plt = _pyplot()
     epochs = rung_epochs(exp.config)
@@ -119,7 +124,8 @@ def plot_asha(exp: Experiment, rows: list[dict[str, Any]], path: Path) -> None:
     colors = ["tab:orange" if e in epochs[:-1] else "tab:green" if e == max_t else "tab:gray" for e in counts]
     bars = ax.bar(list(counts), list(counts.values()), color=colors, edgecolor="black")
     ax.bar_label(bars, labels=[str(c) for c in counts.values()])
-    ax.set(title=f"trials that trained to each epoch ({len(rows)} trials; orange = ASHA rung, green = max_t)",
+    ax.set(title=f"trials that trained to each epoch ({len(rows)} trials)\n"
+                 "orange = ASHA rung, green = max_t, gray = between rungs",
            xlabel="epoch", ylabel="trials", ylim=(0, max(len(rows), 1) * 1.15))
     ax.set_xticks(list(counts))
     ax.title.set_fontsize(10)
