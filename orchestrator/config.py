@@ -88,6 +88,11 @@ class FailureConfig(Strict):
     max_retries: int = Field(default=2, ge=0, description="restarts of a failed trial from its last checkpoint")
 
 
+class TensorBoardConfig(Strict):
+    histogram_every: int = Field(default=1, ge=0, description="epochs between per-layer weight histograms "
+                                 "(also written at epoch 0); 0 = none")
+
+
 class RayConfig(Strict):
     address: str | None = Field(default=None, description="existing cluster to join; none = local Ray")
     dashboard: bool = Field(default=False, description="start the dashboard (bound to 127.0.0.1) locally")
@@ -104,6 +109,7 @@ class ExperimentConfig(Strict):
     asha: AshaConfig = AshaConfig()
     selection: SelectionConfig = SelectionConfig()
     failure: FailureConfig = FailureConfig()
+    tensorboard: TensorBoardConfig = TensorBoardConfig()
     ray: RayConfig = RayConfig()
 
     @field_validator("name")

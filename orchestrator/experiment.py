@@ -1,142 +1,204 @@
-"""One launch per experiment directory, and a resume only with the config the experiment started with.
+"""Reads an experiment directory, finished or still running, into plain tables. No Ray.
 
-    python -m orchestrator.launch configs/smoke.yaml            # new, or resume runs/smoke
-    python -m orchestrator.launch configs/smoke.yaml --fresh    # runs/smoke-2 (runs/smoke is kept)
+    from orchestrator.experiment import open_experiment
+    exp = open_experiment("runs/smoke"); exp.results, exp.history   # pandas DataFrames
 
-Before Ray starts, the launch claims `<storage>/<name>`:
-- a lock (`flock` on `.launch.lock`) held for the driver's lifetime: a second launch on the same
-  directory is refused, never interleaved. The kernel drops the lock when the driver dies, even by
-  SIGKILL, so a crash never leaves a stale lock behind.
-- `experiment_config.json`: the resolved config and its hash, written by the launch that created the
-  experiment. A rerun whose config hashes differently is refused, naming the fields that changed.
-  Where and how it runs (`storage_path`, `ray`) is left out of the hash: moving the directory or
-  joining another cluster does not change what the experiment computes.
-
-Both need a local (or mounted) filesystem; with a URI storage_path neither is available and the launch
-goes ahead unguarded. No Ray here.
+A finished sweep has `results.parquet` and `history.parquet` (written by the driver at the end). While
+it runs they do not exist yet, so the same tables are rebuilt from what Ray writes as trials report:
+each trial directory's `result.json` (one JSON line per epoch), `params.json` (the sampled values),
+its `checkpoint_*` folders and `error.txt`; the fixed part of the recipe comes from
+`_summary/experiment.json`, which the driver writes before the first trial starts.
 """
 
 from __future__ import annotations
 
-import fcntl
-import hashlib
 import json
-import os
-import shutil
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from orchestrator.config import ExperimentConfig
+import pandas as pd
+
 from orchestrator.errors import ConfigError
+from orchestrator.selection import RESULTS_FILE, TrialOutcome, trial_rows
+from trainables import metrics as m
+from trainables.recipe import TrialConfig
 
-CONFIG_FILE = "experiment_config.json"
-LOCK_FILE = ".launch.lock"
-# Operational settings: they change where or how the sweep runs, not what it computes.
-NOT_HASHED = ("storage_path", "ray")
-
-
-def fingerprint(cfg: ExperimentConfig) -> dict[str, Any]:
-    resolved = cfg.model_dump(mode="json", exclude=set(NOT_HASHED))
-    digest = hashlib.sha256(json.dumps(resolved, sort_keys=True).encode()).hexdigest()
-    return {"sha256": digest, "config": resolved}
-
-
-def changed_fields(old: Any, new: Any, prefix: str = "") -> list[str]:
-    """Dotted paths whose values differ, e.g. ['trial.lr', 'search.space.model']."""
-    if isinstance(old, dict) and isinstance(new, dict):
-        paths: list[str] = []
-        for key in sorted(set(old) | set(new)):
-            paths += changed_fields(old.get(key), new.get(key), f"{prefix}{key}.")
-        return paths
-    return [] if old == new else [prefix.rstrip(".")]
+HISTORY_FILE = "history.parquet"
+SUMMARY_RUN = "_summary"
+EXPERIMENT_FILE = "experiment.json"  # under SUMMARY_RUN: the validated config, as JSON
+RESULT_JSON, PARAMS_JSON, PROGRESS_CSV, ERROR_TXT = "result.json", "params.json", "progress.csv", "error.txt"
+# One row per trial per epoch: identity, the reported metrics, and Ray's clock.
+HISTORY_COLUMNS = (
+    "trial_id", "trial_name", m.EPOCH, m.TRAIN_LOSS, m.TRAIN_ACCURACY, m.VAL_LOSS, m.VAL_ACCURACY,
+    m.TEST_LOSS, m.TEST_ACCURACY, m.LR, m.EPOCH_SECONDS, m.SAMPLES_PER_SECOND, m.DIVERGED, m.NODE_ID,
+    "time_total_s", "timestamp",
+)
 
 
-def fresh_name(cfg: ExperimentConfig, storage: str) -> ExperimentConfig:
-    """The config renamed to the first free `<name>-N`; the old directory is never touched."""
-    if "://" in storage or not (Path(storage) / cfg.name).exists():
-        return cfg
-    n = 2
-    while (Path(storage) / f"{cfg.name}-{n}").exists():
-        n += 1
-    return cfg.model_copy(update={"name": f"{cfg.name}-{n}"})
+@dataclass(frozen=True)
+class LocalCheckpoint:
+    """A checkpoint folder on this machine (what selection needs: a `.path`)."""
+
+    path: str
 
 
 @dataclass
-class Claim:
-    """The experiment directory held by this launch; `abandon` undoes what the claim itself created."""
+class Experiment:
+    path: Path
+    config: dict[str, Any]  # the experiment config as JSON ({} when the driver never wrote it)
+    results: pd.DataFrame  # one row per trial: the columns of results.parquet
+    history: pd.DataFrame  # one row per trial per epoch: HISTORY_COLUMNS
+    finished: bool  # results.parquet exists: the driver has ranked the trials
 
-    directory: Path | None
-    lock_fd: int | None = None
-    created: list[Path] = field(default_factory=list)  # directories this claim made
-    written: list[Path] = field(default_factory=list)  # files this claim added to an existing directory
+    @property
+    def metric(self) -> str:
+        return self.config.get("selection", {}).get("metric", m.TEST_ACCURACY)
 
-    def release(self) -> None:
-        if self.lock_fd is not None:
-            os.close(self.lock_fd)  # closing drops the flock
-            self.lock_fd = None
+    @property
+    def epochs(self) -> int | None:
+        return self.config.get("trial", {}).get("epochs")
 
-    def abandon(self) -> None:
-        """A refusal after the claim (e.g. the cluster is too small) leaves nothing behind."""
-        self.release()
-        for path in self.created:
-            shutil.rmtree(path, ignore_errors=True)
-        for path in self.written:
-            path.unlink(missing_ok=True)
-
-    def __enter__(self) -> Claim:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.release()
+    @property
+    def searched(self) -> list[str]:
+        return list(self.config.get("search", {}).get("space", {}))
 
 
-def claim(cfg: ExperimentConfig, storage: str) -> Claim:
-    """Lock `<storage>/<name>` and check or record its config. Raises ConfigError; writes nothing then."""
-    if "://" in storage:
-        return Claim(directory=None)
-    directory = Path(storage) / cfg.name
-    current = fingerprint(cfg)
-    recorded = _read_fingerprint(directory)
-    if recorded is not None and recorded.get("sha256") != current["sha256"]:
-        fields = changed_fields(recorded.get("config", {}), current["config"]) or ["config"]
-        raise ConfigError(", ".join(fields), f"changed since the experiment at {directory} started; a resume "
-                          "needs the same config (use --fresh for a new experiment directory)")
-    created = _missing_parents(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    written = [p for p in (directory / LOCK_FILE, directory / CONFIG_FILE) if not p.exists()]
-    fd = os.open(directory / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = os.read(fd, 64).decode(errors="replace").strip() or "unknown"
-        os.close(fd)
-        raise ConfigError("name", f"experiment {directory} is in use by another launch (pid {holder}); wait "
-                          "for it to finish or use --fresh", cfg.name) from None
-    os.ftruncate(fd, 0)
-    os.write(fd, f"{os.getpid()}\n".encode())
-    if recorded is None:
-        _write_json(directory / CONFIG_FILE, current)
-    return Claim(directory=directory, lock_fd=fd, created=created, written=[] if created else written)
+def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """DataFrame rows as plain Python: NaN -> None, numpy arrays (list knobs) -> lists."""
+    return [{k: _plain(v) for k, v in row.items()} for row in frame.to_dict("records")]
 
 
-def _missing_parents(directory: Path) -> list[Path]:
-    """The outermost directory a claim will create, so that abandoning it can remove exactly that."""
-    missing = [p for p in (directory, *directory.parents) if not p.exists()]
-    return [missing[-1]] if missing else []
-
-
-def _read_fingerprint(directory: Path) -> dict[str, Any] | None:
-    path = directory / CONFIG_FILE
-    if not path.is_file():
+def _plain(value: Any) -> Any:
+    if hasattr(value, "tolist"):
+        value = value.tolist()
+    if isinstance(value, float) and math.isnan(value):
         return None
+    return value
+
+
+def history_rows(outcomes: list[TrialOutcome]) -> list[dict[str, Any]]:
+    """history.parquet rows: every reported epoch of every trial."""
+    rows = []
+    for outcome in outcomes:
+        # A retried trial may report an epoch twice; the later report is the one it continued from.
+        by_epoch = {record.get(m.EPOCH): record for record in outcome.history}
+        for record in by_epoch.values():
+            row = {key: record.get(key) for key in HISTORY_COLUMNS}
+            row.update(trial_id=outcome.trial_id, trial_name=outcome.name)
+            rows.append(row)
+    return rows
+
+
+def _history_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    frame = pd.DataFrame(rows, columns=list(HISTORY_COLUMNS))
+    return frame.sort_values(["trial_name", m.EPOCH], kind="stable").reset_index(drop=True)
+
+
+def is_trial_dir(path: Path) -> bool:
+    return path.is_dir() and not path.name.startswith((".", "_")) and (path / PARAMS_JSON).is_file()
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """Ray's result.json: one JSON object per line; a line being written right now is skipped."""
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(row, dict):
+            rows.append(row)
+    return rows
+
+
+def trial_history(trial_dir: Path) -> list[dict[str, Any]]:
+    """The reported epochs of one trial (result.json, else progress.csv); a retried epoch counts once."""
+    if (trial_dir / RESULT_JSON).is_file():
+        records = read_jsonl(trial_dir / RESULT_JSON)
+    elif (trial_dir / PROGRESS_CSV).is_file() and (trial_dir / PROGRESS_CSV).stat().st_size:
+        records = pd.read_csv(trial_dir / PROGRESS_CSV).to_dict("records")
+    else:
+        records = []
+    by_epoch = {int(r[m.EPOCH]): r for r in records if _finite(r.get(m.EPOCH))}
+    return [by_epoch[e] for e in sorted(by_epoch)]
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def trial_outcome(trial_dir: Path, fixed: dict[str, Any], max_failures: int | None = None) -> TrialOutcome:
+    """A TrialOutcome rebuilt from a trial directory, as `tuning` builds it from Ray's result grid."""
+    history = trial_history(trial_dir)
+    sampled = json.loads((trial_dir / PARAMS_JSON).read_text())
+    checkpoints = [(LocalCheckpoint(str(trial_dir / r["checkpoint_dir_name"])), r) for r in history
+                   if r.get("checkpoint_dir_name") and (trial_dir / r["checkpoint_dir_name"]).is_dir()]
+    failures = _failures(trial_dir)
+    error = f"{failures} failure(s), see {trial_dir / ERROR_TXT}" if failures and (
+        max_failures is None or failures > max_failures) else None
+    trial_id = str(history[-1].get("trial_id")) if history else trial_dir.name.rsplit("-", 1)[-1]
+    return TrialOutcome(trial_id=trial_id, name=trial_dir.name, config=TrialConfig.resolve(fixed, sampled),
+                        history=history, checkpoints=checkpoints, error=error)
+
+
+def _failures(trial_dir: Path) -> int:
+    path = trial_dir / ERROR_TXT
+    if not path.is_file():
+        return 0
+    return sum(line.startswith("Failure #") for line in path.read_text(errors="replace").splitlines())
+
+
+def live_status(outcome: TrialOutcome) -> str:
+    """While a sweep runs, a trial that has not ended is running (or pending), not 'stopped'."""
+    ended = outcome.error or outcome.diverged or outcome.epochs_run >= outcome.config.epochs or (
+        outcome.history and outcome.history[-1].get("done"))
+    if ended:
+        return outcome.status
+    return "running" if outcome.history else "pending"
+
+
+def live_rows(outcomes: list[TrialOutcome], metric: str) -> list[dict[str, Any]]:
+    rows = trial_rows(outcomes, metric)
+    for row, outcome in zip(rows, outcomes, strict=True):
+        row["status"] = live_status(outcome)
+        row["stopped_early"] = row["status"] == "stopped"
+    return rows
+
+
+def open_experiment(path: str | Path) -> Experiment:
+    """Raises ConfigError (one line for the CLI) when `path` is not an experiment directory."""
+    path = Path(path)
+    if not path.is_dir():
+        raise ConfigError(str(path), "not a directory")
+    config = read_config(path)
+    trial_dirs = sorted(p for p in path.iterdir() if is_trial_dir(p))
+    if (path / RESULTS_FILE).is_file():
+        results = pd.read_parquet(path / RESULTS_FILE)
+        history = (pd.read_parquet(path / HISTORY_FILE) if (path / HISTORY_FILE).is_file()
+                   else _history_frame(history_rows(_outcomes(trial_dirs, config))))
+        return Experiment(path, config, results, history, finished=True)
+    if not trial_dirs and not config:
+        raise ConfigError(str(path), "not an experiment directory (no results.parquet, no trial folders)")
+    outcomes = _outcomes(trial_dirs, config)
+    metric = config.get("selection", {}).get("metric", m.TEST_ACCURACY)
+    results = pd.DataFrame(live_rows(outcomes, metric))
+    return Experiment(path, config, results, _history_frame(history_rows(outcomes)), finished=False)
+
+
+def _outcomes(trial_dirs: list[Path], config: dict[str, Any]) -> list[TrialOutcome]:
+    fixed = config.get("trial", {})
+    retries = config.get("failure", {}).get("max_retries")
+    return [trial_outcome(d, fixed, retries) for d in trial_dirs]
+
+
+def read_config(path: Path) -> dict[str, Any]:
+    file = path / SUMMARY_RUN / EXPERIMENT_FILE
+    if not file.is_file():
+        return {}
     try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise ConfigError(str(path), f"unreadable experiment record ({exc}); use --fresh") from None
-
-
-def _write_json(path: Path, payload: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+        config = json.loads(file.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ConfigError(str(file), f"unreadable experiment record ({exc})") from None
+    return config if isinstance(config, dict) else {}

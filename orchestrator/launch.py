@@ -15,7 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from orchestrator import experiment, preflight
+from orchestrator import experiment_guard, preflight
 from orchestrator.config import ExperimentConfig, load_config
 from orchestrator.errors import ConfigError
 from orchestrator.plan import describe
@@ -72,8 +72,8 @@ def main(argv: list[str] | None = None) -> int:
         dataset = load_dataset(cfg)
         storage = storage_location(cfg)
         if args.fresh:
-            cfg = experiment.fresh_name(cfg, storage)
-        claim = experiment.claim(cfg, storage)
+            cfg = experiment_guard.fresh_name(cfg, storage)
+        claim = experiment_guard.claim(cfg, storage)
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return 2

@@ -17,8 +17,10 @@ import ray
 from ray import tune
 from ray.tune.search.basic_variant import BasicVariantGenerator
 
+from orchestrator import board
 from orchestrator.asha import ResumableASHA
 from orchestrator.config import ExperimentConfig
+from orchestrator.progress import Progress, TrialView
 from orchestrator.search import dimensions
 from orchestrator.selection import TrialOutcome
 from trainables import metrics as m
@@ -76,7 +78,8 @@ def trial_name(fixed: dict[str, Any], trial: Any) -> str:
 def _trainable(cfg: ExperimentConfig, dataset: Dataset, storage: str) -> Any:
     board_root = None if is_uri(storage) else str(Path(storage) / cfg.name)
     trainable = tune.with_parameters(
-        train_fashion_mnist, fixed=cfg.trial.model_dump(mode="json"), data=dataset, board_root=board_root
+        train_fashion_mnist, fixed=cfg.trial.model_dump(mode="json"), data=dataset, board_root=board_root,
+        histogram_every=cfg.tensorboard.histogram_every,
     )
     gpu = cfg.resources.gpus_per_trial(ray.cluster_resources().get("GPU", 0.0))
     return tune.with_resources(trainable, {"cpu": cfg.resources.cpu, "gpu": gpu})
@@ -96,12 +99,57 @@ def _run_config(cfg: ExperimentConfig, storage: str) -> tune.RunConfig:
         failure_config=tune.FailureConfig(max_failures=cfg.failure.max_retries),
         # TensorBoard is written by the trials themselves (richer, and live while they run); only
         # Ray's CSV/JSON loggers stay, which its result tables read back.
-        callbacks=[tune.logger.CSVLoggerCallback(), tune.logger.JsonLoggerCallback()],
+        # The watcher comes last: it reads the result.json the JSON logger has just written.
+        callbacks=[tune.logger.CSVLoggerCallback(), tune.logger.JsonLoggerCallback(), SweepWatcher(cfg, storage)],
         # The experiment state on storage is what a rerun resumes from: keep it seconds, not minutes
         # (Ray's default sync period), behind, so a killed driver loses little.
         sync_config=tune.SyncConfig(sync_artifacts=is_uri(storage), sync_period=EXPERIMENT_SYNC_S),
-        verbose=1,
+        verbose=0,  # progress is SweepWatcher's: compact, searched knobs only
     )
+
+
+class SweepWatcher(tune.Callback):
+    """On the driver: progress lines and table, and each ended trial's final TensorBoard state."""
+
+    def __init__(self, cfg: ExperimentConfig, storage: str) -> None:
+        self.progress = Progress(cfg.trial.epochs, list(cfg.search.space))
+        self.config = cfg.model_dump(mode="json")
+        self.experiment_dir = None if is_uri(storage) else Path(storage) / cfg.name
+
+    def setup(self, **info: Any) -> None:
+        self.progress.restart()
+
+    def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        self.progress.started(_view(trial))
+
+    def on_trial_result(self, iteration: int, trials: list[Any], trial: Any, result: dict, **info: Any) -> None:
+        self.progress.result(_view(trial), result)
+
+    def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        self._ended(trial, failed=False)
+
+    def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        self._ended(trial, failed=True)
+
+    def on_step_end(self, iteration: int, trials: list[Any], **info: Any) -> None:
+        self.progress.tick([_view(t) for t in trials])
+
+    def on_experiment_end(self, trials: list[Any], **info: Any) -> None:
+        self.progress.tick([_view(t) for t in trials], force=True)
+
+    def _ended(self, trial: Any, failed: bool) -> None:
+        self.progress.ended(_view(trial), failed)
+        if self.experiment_dir is None:
+            return
+        try:
+            board.trial_ended(self.experiment_dir / Path(trial.path).name, self.config, failed)
+        except Exception as exc:  # a review aid must never end a sweep; `board.finish` rewrites it at the end
+            print(f"warning: TensorBoard update for {trial} failed: {exc}", flush=True)
+
+
+def _view(trial: Any) -> TrialView:
+    return TrialView(name=str(trial), state=str(trial.status), config=dict(trial.config or {}),
+                     last=dict(trial.last_result or {}))
 
 
 def build_tuner(cfg: ExperimentConfig, dataset: Dataset, storage: str) -> tune.Tuner:

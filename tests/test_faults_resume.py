@@ -25,7 +25,7 @@ from faults_support import (
     write_config,
 )
 
-from orchestrator import experiment, launch
+from orchestrator import experiment_guard, launch
 from orchestrator.config import validate
 from orchestrator.errors import ConfigError
 from orchestrator.tuning import EXPERIMENT_SYNC_S
@@ -120,14 +120,14 @@ def test_driver_sigkill_then_rerun_resumes_without_rerunning_finished_trials(
 
 def test_fresh_starts_a_new_directory_and_keeps_the_old(tmp_path: Path) -> None:
     cfg = validate({"name": "exp", "storage_path": str(tmp_path)})
-    with experiment.claim(cfg, str(tmp_path)):
+    with experiment_guard.claim(cfg, str(tmp_path)):
         pass
     (tmp_path / "exp" / "keep.txt").write_text("old results")
-    fresh = experiment.fresh_name(cfg, str(tmp_path))
+    fresh = experiment_guard.fresh_name(cfg, str(tmp_path))
     assert fresh.name == "exp-2"
-    with experiment.claim(fresh, str(tmp_path)):
-        assert (tmp_path / "exp-2" / experiment.CONFIG_FILE).is_file()
-    assert experiment.fresh_name(cfg, str(tmp_path)).name == "exp-3"
+    with experiment_guard.claim(fresh, str(tmp_path)):
+        assert (tmp_path / "exp-2" / experiment_guard.CONFIG_FILE).is_file()
+    assert experiment_guard.fresh_name(cfg, str(tmp_path)).name == "exp-3"
     assert (tmp_path / "exp" / "keep.txt").read_text() == "old results"
 
 
@@ -146,37 +146,37 @@ def test_fresh_through_the_cli(tmp_path: Path) -> None:
 
 def test_changed_config_names_every_changed_field(tmp_path: Path) -> None:
     cfg = validate({"name": "exp", "trial": {"lr": 1e-3}, "search": {"space": {"model": {"grid": ["mlp"]}}}})
-    with experiment.claim(cfg, str(tmp_path)):
+    with experiment_guard.claim(cfg, str(tmp_path)):
         pass
     changed = validate({"name": "exp", "trial": {"lr": 2e-3}, "search": {"space": {"model": {"grid": ["cnn"]}}}})
     with pytest.raises(ConfigError, match=r"^search\.space\.model\.grid, trial\.lr: changed since"):
-        experiment.claim(changed, str(tmp_path))
+        experiment_guard.claim(changed, str(tmp_path))
     # Where it runs is not what it computes: another storage path or cluster address still resumes.
     moved = validate({"name": "exp", "trial": {"lr": 1e-3}, "search": {"space": {"model": {"grid": ["mlp"]}}},
                       "ray": {"address": "ray://head:10001"}, "storage_path": "/elsewhere"})
-    with experiment.claim(moved, str(tmp_path)):
+    with experiment_guard.claim(moved, str(tmp_path)):
         pass
 
 
 def test_lock_is_released_when_its_holder_is_killed(tmp_path: Path) -> None:
     cfg = validate({"name": "exp"})
     holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time; from orchestrator import experiment; from orchestrator.config import validate;"
-        f"c = experiment.claim(validate({{'name': 'exp'}}), {str(tmp_path)!r}); print('held', flush=True);"
+        "import sys, time; from orchestrator import experiment_guard; from orchestrator.config import validate;"
+        f"c = experiment_guard.claim(validate({{'name': 'exp'}}), {str(tmp_path)!r}); print('held', flush=True);"
         "time.sleep(600)")], env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
         with pytest.raises(ConfigError, match=f"in use by another launch \\(pid {holder.pid}\\)"):
-            experiment.claim(cfg, str(tmp_path))
+            experiment_guard.claim(cfg, str(tmp_path))
     finally:
         holder.send_signal(signal.SIGKILL)
         holder.wait()
-    with experiment.claim(cfg, str(tmp_path)):  # no stale lock after a SIGKILL
+    with experiment_guard.claim(cfg, str(tmp_path)):  # no stale lock after a SIGKILL
         pass
 
 
 def test_abandoned_claim_leaves_nothing(tmp_path: Path) -> None:
     storage = tmp_path / "runs"
-    claim = experiment.claim(validate({"name": "exp"}), str(storage))
+    claim = experiment_guard.claim(validate({"name": "exp"}), str(storage))
     claim.abandon()
     assert not storage.exists()

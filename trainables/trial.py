@@ -40,7 +40,7 @@ def assigned_cpus() -> int:
 
 
 def train_fashion_mnist(sampled: dict[str, Any], *, fixed: dict[str, Any], data: Dataset,
-                        board_root: str | None = None) -> None:
+                        board_root: str | None = None, histogram_every: int = 0) -> None:
     cfg = TrialConfig.resolve(fixed, sampled)
     device = trial_device()
     # Threads = the CPUs Ray reserved: several trials on one machine must not oversubscribe it.
@@ -62,7 +62,9 @@ def train_fashion_mnist(sampled: dict[str, Any], *, fixed: dict[str, Any], data:
     train, val, test = (to_device(s, device) for s in (data.train, data.val, data.test))
     scaling = input_scaling(cfg.input_scale, data.mean, data.std)
     run_dir = Path(board_root) / tune.get_context().get_trial_name() if board_root else Path.cwd()
-    board = TrialBoard(run_dir)
+    board = TrialBoard(run_dir, cfg.knobs(), histogram_every, cfg.epochs)
+    if done_epochs == 0:
+        board.log_weights(0, model)
     node_id = ray.get_runtime_context().get_node_id()
     try:
         for epoch in range(done_epochs + 1, cfg.epochs + 1):
@@ -79,7 +81,7 @@ def train_fashion_mnist(sampled: dict[str, Any], *, fixed: dict[str, Any], data:
                 m.DIVERGED: not all(math.isfinite(x) for x in (fit.loss, val_loss)),
                 m.NODE_ID: node_id, m.PID: os.getpid(),
             }
-            board.log_epoch(epoch, metrics)
+            board.log_epoch(epoch, metrics, model)
             if metrics[m.DIVERGED]:
                 # Weights are NaN/inf: report so the trial is recorded, but keep no checkpoint of it.
                 tune.report(metrics)
