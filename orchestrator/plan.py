@@ -33,7 +33,6 @@ def describe(cfg: ExperimentConfig) -> str:
     searched = set(dims)
     if "model" in dims:  # each model's own fields are shown by its trials, not as one fixed recipe
         searched |= {k for k in cfg.trial.knobs() if k.split(".")[0] in MODELS}
-    searched |= {k for k in cfg.trial.knobs() if any(k.startswith(f"{p}.") for p in dims)}
     fixed = {k: v for k, v in cfg.trial.knobs().items() if k not in searched and k not in _default_recipe(cfg)}
     lines.append("fixed: " + ", ".join(f"{k}={v}" for k, v in fixed.items()))
     concurrency = cfg.search.max_concurrent_trials or "as many as resources allow"

@@ -101,6 +101,10 @@ def validate_space(space: dict[str, Any], fixed: dict[str, Any], train_size: int
     """Every candidate value must make a valid trial; raises ConfigError naming the entry."""
     for path, spec in space.items():
         _check_path(path)
+        inner = next((p for p in space if p.startswith(f"{path}.")), None)
+        if inner is not None:
+            raise ConfigError(f"search.space.{path}", f"searches a whole section and also {inner} inside it; "
+                              "fold that field into the section's values")
         kind, args = parse_dimension(path, spec)
         candidates = args if kind in LIST_KINDS else args[:2]
         for value in candidates:

@@ -57,6 +57,7 @@ def test_nested_search_paths_validate() -> None:
     ({"schedule.plateau.factor": {"grid": [2.0]}}, "search.space.schedule.plateau.factor", "less than 1"),
     ({"loss": {"grid": [{"l3": 1.0}]}}, "search.space.loss", "Extra inputs"),
     ({"clip.by": {"choice": ["sometimes"]}}, "search.space.clip.by", "'none', 'norm' or 'value'"),
+    ({"loss": {"grid": [{}]}, "loss.l1": {"grid": [0.1]}}, "search.space.loss", "also loss.l1 inside it"),
 ])
 def test_bad_nested_entries_name_the_field(space: dict, field: str, problem: str) -> None:
     with pytest.raises(ConfigError) as caught:

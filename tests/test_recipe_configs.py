@@ -1,4 +1,5 @@
-"""Every shipped YAML (studies included) validates and dry-runs; the studies never stop a trial early."""
+"""Every shipped YAML (studies included) validates and dry-runs; the studies never stop a trial early;
+every trial field is documented in configs/README.md."""
 
 from __future__ import annotations
 
@@ -7,10 +8,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from pydantic import BaseModel
 
 from orchestrator.config import load_config
 from orchestrator.launch import main
 from orchestrator.search import asha_rungs
+from trainables.recipe import TrialConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((ROOT / "configs").rglob("*.yaml"))
@@ -46,3 +49,21 @@ def test_the_cli_dry_runs_a_study_in_a_fresh_interpreter(tmp_path: Path) -> None
     assert proc.returncode == 0, proc.stderr
     assert "schedule.name  grid ['none', 'plateau']" in proc.stdout
     assert list(tmp_path.iterdir()) == []  # a dry run writes nothing
+
+
+def _trial_fields(schema: type[BaseModel], prefix: str = "") -> list[str]:
+    paths = []
+    for name, field in schema.model_fields.items():
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            paths += _trial_fields(annotation, f"{prefix}{name}.")
+        else:
+            paths.append(f"{prefix}{name}")
+    return paths
+
+
+@pytest.mark.parametrize("path", _trial_fields(TrialConfig))
+def test_every_trial_field_is_documented(path: str) -> None:
+    lines = (ROOT / "configs" / "README.md").read_text().splitlines()
+    parent, _, leaf = path.rpartition(".")
+    assert any(f"`{path}`" in line or (f"`{parent}." in line and f"`.{leaf}`" in line) for line in lines), path
