@@ -52,7 +52,25 @@ class SearchConfig(Strict):
 
 class ResourcesConfig(Strict):
     cpu: float = Field(default=1.0, gt=0, description="CPUs per trial; also its torch threads")
-    gpu: float = Field(default=0.0, ge=0, description="GPUs per trial; fractions pack trials on one GPU")
+    gpu: float | Literal["auto"] = Field(
+        default=0.0, description="GPUs per trial (fractions pack trials on one GPU); 'auto' = "
+        "1/trials_per_gpu when the cluster has GPUs, else CPU only")
+    trials_per_gpu: int = Field(default=8, ge=1, description="trials sharing one GPU when gpu is 'auto'")
+    autoscaling: bool = Field(default=False, description="the joined cluster adds nodes on demand: allow a "
+                              "trial bigger than every node now alive")
+
+    @field_validator("gpu")
+    @classmethod
+    def _non_negative(cls, gpu: float | str) -> float | str:
+        if isinstance(gpu, float) and gpu < 0:
+            raise ValueError("must be >= 0 or 'auto'")
+        return gpu
+
+    def gpus_per_trial(self, cluster_gpus: float) -> float:
+        """The GPU share a trial asks Ray for, once the cluster's GPU count is known."""
+        if self.gpu == "auto":
+            return 1 / self.trials_per_gpu if cluster_gpus > 0 else 0.0
+        return float(self.gpu)
 
 
 class AshaConfig(Strict):
@@ -73,6 +91,11 @@ class FailureConfig(Strict):
     max_retries: int = Field(default=2, ge=0, description="restarts of a failed trial from its last checkpoint")
 
 
+class TensorBoardConfig(Strict):
+    histogram_every: int = Field(default=1, ge=0, description="epochs between per-layer weight histograms "
+                                 "(also written at epoch 0); 0 = none")
+
+
 class RayConfig(Strict):
     address: str | None = Field(default=None, description="existing cluster to join; none = local Ray")
     dashboard: bool = Field(default=False, description="start the dashboard (bound to 127.0.0.1) locally")
@@ -89,6 +112,7 @@ class ExperimentConfig(Strict):
     asha: AshaConfig = AshaConfig()
     selection: SelectionConfig = SelectionConfig()
     failure: FailureConfig = FailureConfig()
+    tensorboard: TensorBoardConfig = TensorBoardConfig()
     ray: RayConfig = RayConfig()
 
     @field_validator("name")
@@ -137,6 +161,8 @@ def read_yaml(path: Path) -> dict[str, Any]:
         text = path.read_text()
     except OSError as exc:
         raise ConfigError(str(path), f"cannot read config file: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(str(path), "cannot read config file: not UTF-8 text") from None
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -189,7 +215,8 @@ def _to_config_error(exc: ValidationError) -> ConfigError:
     field = ".".join(loc) or "config"
     if error["type"] == "extra_forbidden":
         valid = _valid_keys(ExperimentConfig, loc[:-1])
-        close = difflib.get_close_matches(loc[-1], valid, n=1)
+        # A prefix ("grace" -> "grace_period") beats difflib's character overlap ("brackets").
+        close = [k for k in valid if k.startswith(loc[-1])][:1] or difflib.get_close_matches(loc[-1], valid, n=1)
         hint = f"did you mean {close[0]!r}?" if close else f"valid keys: {', '.join(valid)}"
         return ConfigError(field, f"unknown key ({hint})")
     if error["type"] == "missing":

@@ -1,6 +1,9 @@
 """CLI: parse args, load and validate the config, read the data once, run the sweep, export the best.
 
-    python -m orchestrator.launch configs/parallel.yaml [--set trial.epochs=1 ...] [--dry-run]
+    python -m orchestrator.launch configs/parallel.yaml [--set trial.epochs=1 ...] [--dry-run] [--fresh]
+
+Rerunning the same command resumes the experiment at <storage_path>/<name> (same config required);
+--fresh starts a new one beside it.
 
 Exit codes: 0 success; 2 a config, data or usage error (one line on stderr, nothing started or
 written); 1 the sweep itself failed (no trial produced a usable checkpoint).
@@ -12,6 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from orchestrator import experiment_guard, preflight
 from orchestrator.config import ExperimentConfig, load_config
 from orchestrator.errors import ConfigError
 from orchestrator.plan import describe
@@ -27,6 +31,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--storage-path", help="where experiments live (same as --set storage_path=...)")
     parser.add_argument("--address", help="join this Ray cluster (else RAY_ADDRESS, else a local Ray)")
     parser.add_argument("--dry-run", action="store_true", help="print the plan and exit without starting Ray")
+    parser.add_argument("--fresh", action="store_true",
+                        help="start over in a new directory (<name>-2, ...) instead of resuming; the old one is kept")
     return parser.parse_args(argv)
 
 
@@ -45,8 +51,13 @@ def storage_location(cfg: ExperimentConfig) -> str:
 
 
 def load_dataset(cfg: ExperimentConfig) -> Dataset:
-    return load_fashion_mnist(Path(cfg.data.root), cfg.data.download, cfg.data.val_size, cfg.seed,
-                              cfg.data.train_limit)
+    try:
+        return load_fashion_mnist(Path(cfg.data.root), cfg.data.download, cfg.data.val_size, cfg.seed,
+                                  cfg.data.train_limit)
+    except DatasetNotFoundError:
+        raise
+    except (OSError, ValueError) as exc:  # unreadable or malformed IDX files
+        raise DatasetNotFoundError(f"data.root: {exc}") from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,7 +67,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.dry_run:
             print(describe(cfg))
             return 0
+        if not preflight.joins_cluster(cfg, args.address):
+            preflight.check_local(cfg)
         dataset = load_dataset(cfg)
+        storage = storage_location(cfg)
+        if args.fresh:
+            cfg = experiment_guard.fresh_name(cfg, storage)
+        claim = experiment_guard.claim(cfg, storage)
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return 2
@@ -65,7 +82,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from orchestrator.sweep import run_sweep  # imports Ray: only once the config is known to be good
 
-    return run_sweep(cfg, dataset, storage_location(cfg), args.address)
+    with claim:
+        try:
+            return run_sweep(cfg, dataset, storage, args.address)
+        except ConfigError as exc:  # the joined cluster cannot place a trial: refused before the Tuner
+            claim.abandon()
+            print(f"config error: {exc}", file=sys.stderr)
+            return 2
 
 
 if __name__ == "__main__":

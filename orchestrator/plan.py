@@ -38,7 +38,9 @@ def describe(cfg: ExperimentConfig) -> str:
     concurrency = cfg.search.max_concurrent_trials or "as many as resources allow"
     algorithm = "optuna TPE" if cfg.search.algorithm == "optuna" else "random/grid"
     lines.append(f"search algorithm: {algorithm}, seed {cfg.seed}")
-    lines.append(f"resources per trial: {cfg.resources.cpu:g} CPU, {cfg.resources.gpu:g} GPU; "
+    gpu = cfg.resources.gpu
+    gpu_text = f"1/{cfg.resources.trials_per_gpu} GPU if the cluster has GPUs" if gpu == "auto" else f"{gpu:g} GPU"
+    lines.append(f"resources per trial: {cfg.resources.cpu:g} CPU, {gpu_text}; "
                  f"concurrent trials: {concurrency}")
     rungs = asha_rungs(cfg.asha.grace_period, cfg.asha.reduction_factor, cfg.max_t)
     lines.append(f"ASHA: {m.ASHA_METRIC} (max), max_t = trial.epochs = {cfg.max_t}, grace {cfg.asha.grace_period}, "

@@ -71,10 +71,10 @@ def _finite(value: Any) -> bool:
 
 
 def rank(outcomes: list[TrialOutcome], metric: str) -> list[Candidate]:
-    """Every kept checkpoint with a finite score, best first; diverged trials never qualify."""
+    """Every kept checkpoint with a finite score, best first; diverged and failed trials never qualify."""
     candidates = [
         Candidate(outcome, checkpoint, metrics)
-        for outcome in outcomes if not outcome.diverged
+        for outcome in outcomes if not outcome.diverged and not outcome.error
         for checkpoint, metrics in outcome.checkpoints
         if _finite(metrics.get(metric)) and not metrics.get(m.DIVERGED)
     ]
@@ -144,7 +144,10 @@ def write_table(rows: list[dict[str, Any]], path: Path) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     os.close(fd)
     try:
-        pq.write_table(pa.Table.from_pylist(rows), tmp)
+        # from_pylist takes its columns from the first row: pad every row to the union of keys, or
+        # knobs that only later trials have (a cnn's cnn.* after an mlp) would be dropped.
+        keys = list(dict.fromkeys(k for row in rows for k in row))
+        pq.write_table(pa.Table.from_pylist([{k: row.get(k) for k in keys} for row in rows]), tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

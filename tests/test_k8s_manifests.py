@@ -262,9 +262,13 @@ def storage_problems(docs: list[Doc], claim: str) -> list[str]:
 
 def fit_problems(resources: Doc, spec: Doc) -> list[str]:
     """Whether one trial fits a worker of the cluster: the GPU group if it asks for a GPU."""
-    cpu, gpu = float(resources.get("cpu", 1)), float(resources.get("gpu", 0))
     groups = {g["groupName"]: g["template"]["spec"]["containers"][0]["resources"]["limits"]
               for g in spec.get("workerGroupSpecs", [])}
+    cpu, gpu = float(resources.get("cpu", 1)), resources.get("gpu", 0)
+    if gpu == "auto":  # the launcher's rule: 1/trials_per_gpu of a GPU when the cluster has GPUs
+        has_gpus = any("nvidia.com/gpu" in limits for limits in groups.values())
+        gpu = 1 / int(resources.get("trials_per_gpu", 8)) if has_gpus else 0.0
+    gpu = float(gpu)
     candidates = {n: lim for n, lim in groups.items() if gpu == 0 or "nvidia.com/gpu" in lim}
     if not candidates:
         return [f"trial needs {gpu} GPU but no worker group has nvidia.com/gpu"]
@@ -324,6 +328,7 @@ def test_ray_cluster_shape(name: str) -> None:
     assert job["spec"]["rayClusterSpec"] == cluster["spec"]
     spec = cluster["spec"]
     assert spec["headGroupSpec"]["rayStartParams"]["num-cpus"] == "0"
+    assert spec["authOptions"]["mode"] == "token"
     assert spec["workerGroupSpecs"], "no worker group"
     for group in spec["workerGroupSpecs"]:
         assert 0 <= group["minReplicas"] <= group["maxReplicas"] and group["maxReplicas"] >= 1
@@ -350,6 +355,21 @@ def test_rayjob_retries_resume_and_clean_up(name: str) -> None:
     assert "--name" not in argv, "the experiment name must come from the config so a retry finds it"
 
 
+@pytest.mark.parametrize("name", WORKLOADS)
+def test_configmap_config_passes_the_launcher_dry_run(name: str, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    from orchestrator.launch import main  # imported here: the other checks need no torch
+
+    docs = render(name)
+    path, config = experiment_config(docs)
+    file = tmp_path / Path(path).name
+    file.write_text(yaml.safe_dump(config))
+    argv = shlex.split(one(docs, "RayJob")["spec"]["entrypoint"])
+    argv[argv.index(path)] = str(file)
+    assert main([*argv[argv.index("orchestrator.launch") + 1:], "--dry-run"]) == 0, capsys.readouterr()
+    assert f"-> {MOUNT}/{config['name']}" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("name", ["base", "gpu"])
 def test_gpu_workers_fit_the_shipped_trial_resources(name: str) -> None:
     docs = render(name)
@@ -362,7 +382,12 @@ def test_gpu_workers_fit_the_shipped_trial_resources(name: str) -> None:
     shipped = yaml.safe_load((ROOT / "configs" / "parallel.yaml").read_text())
     only_gpu = dict(spec, workerGroupSpecs=gpu_groups)
     assert fit_problems(shipped.get("resources", {}), only_gpu) == []
-    assert fit_problems(experiment_config(docs)[1].get("resources", {}), only_gpu) == []
+    resources = experiment_config(docs)[1].get("resources", {})
+    assert fit_problems(resources, only_gpu) == []
+    # GPU workers scale from zero, so at launch the cluster has no GPU yet: "auto" would pick CPU-only
+    # trials and nothing would ever ask the autoscaler for a GPU node. The cluster config says it outright.
+    gpu = resources.get("gpu")
+    assert isinstance(gpu, int | float) and gpu > 0, f"resources.gpu must be an explicit fraction, got {gpu!r}"
 
 
 def test_cpu_only_overlay_has_no_gpu_anywhere() -> None:

@@ -7,6 +7,7 @@ besides the sampled values arrives once through `tune.with_parameters` (fixed se
 from __future__ import annotations
 
 import math
+import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from ray import tune
 
 from trainables import checkpoint as ckpt
 from trainables import metrics as m
+from trainables import resume
 from trainables.assemble import assemble, steps_per_epoch
 from trainables.data import Dataset, input_scaling, to_device
 from trainables.loop import evaluate, train_one_epoch
@@ -37,7 +39,7 @@ def assigned_cpus() -> int:
 
 
 def train_fashion_mnist(sampled: dict[str, Any], *, fixed: dict[str, Any], data: Dataset,
-                        board_root: str | None = None) -> None:
+                        board_root: str | None = None, histogram_every: int = 0) -> None:
     cfg = TrialConfig.resolve(fixed, sampled)
     device = trial_device()
     # Threads = the CPUs Ray reserved: several trials on one machine must not oversubscribe it.
@@ -50,18 +52,18 @@ def train_fashion_mnist(sampled: dict[str, Any], *, fixed: dict[str, Any], data:
     done_epochs = 0
     restored = tune.get_checkpoint()
     if restored is not None:
+        # On a local or mounted path the trial's older checkpoints sit beside the latest one.
+        local = restored.filesystem.type_name == "local"
         with restored.as_directory() as directory:
-            state = ckpt.load(Path(directory) / ckpt.CHECKPOINT_FILE, device)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        schedule.load_state_dict(state["scheduler"])
-        ckpt.restore_rng(state["rng"], generator)
-        done_epochs = int(state["epoch"])
+            state = resume.load_state(Path(restored.path if local else directory), local, device)
+        done_epochs = resume.apply_state(state, model, optimizer, generator, schedule)
 
     train, val, test = (to_device(s, device) for s in (data.train, data.val, data.test))
     scaling = input_scaling(cfg.input_scale, data.mean, data.std)
     run_dir = Path(board_root) / tune.get_context().get_trial_name() if board_root else Path.cwd()
-    board = TrialBoard(run_dir)
+    board = TrialBoard(run_dir, cfg.knobs(), histogram_every, cfg.epochs)
+    if done_epochs == 0:
+        board.log_weights(0, model)
     node_id = ray.get_runtime_context().get_node_id()
     try:
         for epoch in range(done_epochs + 1, cfg.epochs + 1):
@@ -76,9 +78,9 @@ def train_fashion_mnist(sampled: dict[str, Any], *, fixed: dict[str, Any], data:
                 m.LR: optimizer.param_groups[0]["lr"],
                 m.EPOCH_SECONDS: fit.seconds, m.SAMPLES_PER_SECOND: fit.samples / max(fit.seconds, 1e-9),
                 m.DIVERGED: not all(math.isfinite(x) for x in (fit.loss, val_loss)),
-                m.NODE_ID: node_id,
+                m.NODE_ID: node_id, m.PID: os.getpid(),
             }
-            board.log_epoch(epoch, metrics)
+            board.log_epoch(epoch, metrics, model)
             if metrics[m.DIVERGED]:
                 # Weights are NaN/inf: report so the trial is recorded, but keep no checkpoint of it.
                 tune.report(metrics)

@@ -1,0 +1,109 @@
+"""Shared by the tests/test_faults_*.py files: a tiny config, the real CLI in a subprocess, and reading
+what the trials reported (Ray's per-trial result.json) while the sweep runs."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+
+REPO = Path(__file__).resolve().parents[1]
+
+TINY = """\
+name: {name}
+storage_path: {storage}
+data: {{train_limit: 1500, val_size: 500}}
+trial: {{model: mlp, mlp: {{hidden: [16]}}, optimizer: adam, lr: 1.0e-3, batch_size: 16, epochs: {epochs}}}
+resources: {{cpu: 1}}
+asha: {{grace_period: {epochs}, reduction_factor: 2}}
+"""
+
+
+def write_config(tmp_path: Path, name: str, epochs: int, extra: str = "") -> Path:
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(TINY.format(name=name, storage=tmp_path / "runs", epochs=epochs) + extra)
+    return path
+
+
+def cli(config: Path, *args: str) -> list[str]:
+    return [sys.executable, "-m", "orchestrator.launch", str(config), *args]
+
+
+def start(config: Path, *args: str, cwd: Path) -> subprocess.Popen[str]:
+    """The CLI in its own session, so the test can clean up every process it started."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env.pop("RAY_ADDRESS", None)
+    return subprocess.Popen(cli(config, *args), cwd=cwd, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def finish(proc: subprocess.Popen[str], timeout: float = 900) -> tuple[int, str, str]:
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    finally:
+        kill_session(proc)
+    return proc.returncode, out, err
+
+
+def kill_session(proc: subprocess.Popen[str]) -> None:
+    """Ends whatever is left of the session this test started (Ray processes included)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+def results(trial_dir: Path) -> list[dict[str, Any]]:
+    """Every result the driver recorded for the trial, in order (a torn last line is skipped)."""
+    path = trial_dir / "result.json"
+    if not path.is_file():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except ValueError:
+            continue
+    return rows
+
+
+def trial_dirs(experiment: Path) -> list[Path]:
+    return sorted(p for p in experiment.glob("*_0000*") if p.is_dir()) if experiment.is_dir() else []
+
+
+def wait_for(condition: Callable[[], Any], proc: subprocess.Popen[str], timeout: float = 600,
+             what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        if proc.poll() is not None:
+            out, err = proc.communicate()
+            raise AssertionError(f"the sweep ended (rc {proc.returncode}) before {what}:\n{out[-3000:]}\n{err[-3000:]}")
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def epochs(rows: list[dict[str, Any]]) -> list[int]:
+    return [int(r["epoch"]) for r in rows]
+
+
+def surviving_epochs(rows: list[dict[str, Any]]) -> list[int]:
+    """Epochs after re-runs replaced the lost timeline (what results.parquet keeps)."""
+    return sorted({int(r["epoch"]) for r in rows})
+
+
+def table(experiment: Path) -> dict[str, dict[str, Any]]:
+    return {row["trial_name"]: row for row in pq.read_table(experiment / "results.parquet").to_pylist()}
+
+
+def best_trial(experiment: Path) -> str:
+    return json.loads((experiment / "best" / "manifest.json").read_text())["trial_name"]

@@ -1,0 +1,182 @@
+"""Driver faults: SIGKILL the real CLI mid-sweep and rerun it; a second launch on the same directory;
+a rerun with a changed config; --fresh. Plus the experiment-directory rules on real files."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from faults_support import (
+    REPO,
+    finish,
+    kill_session,
+    results,
+    start,
+    surviving_epochs,
+    table,
+    trial_dirs,
+    wait_for,
+    write_config,
+)
+
+from orchestrator import experiment_guard, launch
+from orchestrator.config import validate
+from orchestrator.errors import ConfigError
+from orchestrator.tuning import EXPERIMENT_SYNC_S
+from trainables import checkpoint as ckpt
+
+EPOCHS = 5
+
+
+# Ray's idle helper agents outlive a SIGKILLed driver (they hold no trial and write nothing); the
+# processes that train or schedule (trial workers, raylet, GCS) must not.
+IDLE_AGENTS = ("ray::DashboardAgent", "ray::RuntimeEnvAgent", "dashboard/agent.py", "runtime_env/agent")
+
+
+def working_processes(pgid: int) -> list[str]:
+    """Live (non-zombie) processes of the session, other than Ray's idle agents."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmdline = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z" and not any(a in cmdline for a in IDLE_AGENTS):
+            found.append(cmdline[:120])
+    return found
+
+
+def wait_until(condition: Callable[[], bool], seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def test_driver_sigkill_then_rerun_resumes_without_rerunning_finished_trials(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    extra = "search: {space: {lr: {grid: [1.0e-3, 2.0e-3, 3.0e-3]}}, max_concurrent_trials: 1}\n"
+    config = write_config(tmp_path, "crash", EPOCHS, extra)
+    exp_dir = tmp_path / "runs" / "crash"
+    proc = start(config, cwd=tmp_path)
+    try:
+        first_done = wait_for(lambda: next((t for t in trial_dirs(exp_dir) if len(results(t)) == EPOCHS), None),
+                              proc, what="a finished trial")
+        finished_at = time.monotonic()
+
+        # A second launch on the same experiment while the first runs: refused, nothing started.
+        assert launch.main([str(config)]) == 2
+        refusal = capsys.readouterr().err.strip()
+        assert refusal.startswith("config error: name: experiment ") and "in use by another launch" in refusal
+        assert f"pid {proc.pid}" in refusal
+
+        def interrupted_trial() -> Path | None:
+            if time.monotonic() - finished_at < 2 * EXPERIMENT_SYNC_S + 1:
+                return None  # let the experiment state on disk catch up with the finished trial
+            return next((t for t in trial_dirs(exp_dir) if 2 <= len(results(t)) < EPOCHS), None)
+
+        victim = wait_for(interrupted_trial, proc, what="a trial with two checkpoints, unfinished")
+        os.kill(proc.pid, signal.SIGKILL)  # the driver only
+        proc.wait(timeout=60)
+        # The local Ray it started (GCS, raylet, trial workers) shares its fate: no orphan keeps training.
+        assert wait_until(lambda: not working_processes(proc.pid), seconds=60), working_processes(proc.pid)
+    finally:
+        kill_session(proc)
+    before = {t.name: (t / "result.json").read_bytes() for t in trial_dirs(exp_dir)}
+    reported_before = len(results(victim))
+
+    # Fault on top: the victim's newest checkpoint is cut in half before the rerun.
+    newest = max(victim.glob("checkpoint_*"), key=lambda p: p.name) / ckpt.CHECKPOINT_FILE
+    newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])
+
+    # The same command with a changed value is refused, naming the field.
+    assert launch.main([str(config), "--set", "trial.lr=0.01"]) == 2
+    assert capsys.readouterr().err.strip().startswith("config error: trial.lr: changed since the experiment at")
+
+    code, out, err = finish(start(config, cwd=tmp_path))
+    assert code == 0, err[-3000:]
+    assert "resumed the experiment" in out
+    assert (first_done / "result.json").read_bytes() == before[first_done.name], "a finished trial was rerun"
+    rows = table(exp_dir)
+    assert len(rows) == 3 and {r["status"] for r in rows.values()} == {"completed"}
+    assert {r["epochs_run"] for r in rows.values()} == {EPOCHS}
+    victim_rows = results(victim)
+    assert surviving_epochs(victim_rows) == list(range(1, EPOCHS + 1))
+    restarted_at = int(victim_rows[reported_before]["epoch"])
+    assert 2 <= restarted_at <= reported_before, "resumed from a checkpoint, not from scratch"
+    for trial in trial_dirs(exp_dir):
+        if trial.name not in before:  # never started before the crash: one clean run
+            assert [int(r["epoch"]) for r in results(trial)] == list(range(1, EPOCHS + 1))
+
+
+def test_fresh_starts_a_new_directory_and_keeps_the_old(tmp_path: Path) -> None:
+    cfg = validate({"name": "exp", "storage_path": str(tmp_path)})
+    with experiment_guard.claim(cfg, str(tmp_path)):
+        pass
+    (tmp_path / "exp" / "keep.txt").write_text("old results")
+    fresh = experiment_guard.fresh_name(cfg, str(tmp_path))
+    assert fresh.name == "exp-2"
+    with experiment_guard.claim(fresh, str(tmp_path)):
+        assert (tmp_path / "exp-2" / experiment_guard.CONFIG_FILE).is_file()
+    assert experiment_guard.fresh_name(cfg, str(tmp_path)).name == "exp-3"
+    assert (tmp_path / "exp" / "keep.txt").read_text() == "old results"
+
+
+def test_fresh_through_the_cli(tmp_path: Path) -> None:
+    config = write_config(tmp_path, "again", 1)
+    (tmp_path / "runs" / "again").mkdir(parents=True)
+    (tmp_path / "runs" / "again" / "keep.txt").write_text("old")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, "-m", "orchestrator.launch", str(config), "--fresh"], cwd=tmp_path,
+                          env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "experiment: again-2 ->" in proc.stdout
+    assert (tmp_path / "runs" / "again-2" / "best" / "manifest.json").is_file()
+    assert sorted(p.name for p in (tmp_path / "runs" / "again").iterdir()) == ["keep.txt"]
+
+
+def test_changed_config_names_every_changed_field(tmp_path: Path) -> None:
+    cfg = validate({"name": "exp", "trial": {"lr": 1e-3}, "search": {"space": {"model": {"grid": ["mlp"]}}}})
+    with experiment_guard.claim(cfg, str(tmp_path)):
+        pass
+    changed = validate({"name": "exp", "trial": {"lr": 2e-3}, "search": {"space": {"model": {"grid": ["cnn"]}}}})
+    with pytest.raises(ConfigError, match=r"^search\.space\.model\.grid, trial\.lr: changed since"):
+        experiment_guard.claim(changed, str(tmp_path))
+    # Where it runs is not what it computes: another storage path or cluster address still resumes.
+    moved = validate({"name": "exp", "trial": {"lr": 1e-3}, "search": {"space": {"model": {"grid": ["mlp"]}}},
+                      "ray": {"address": "ray://head:10001"}, "storage_path": "/elsewhere"})
+    with experiment_guard.claim(moved, str(tmp_path)):
+        pass
+
+
+def test_lock_is_released_when_its_holder_is_killed(tmp_path: Path) -> None:
+    cfg = validate({"name": "exp"})
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from orchestrator import experiment_guard; from orchestrator.config import validate;"
+        f"c = experiment_guard.claim(validate({{'name': 'exp'}}), {str(tmp_path)!r}); print('held', flush=True);"
+        "time.sleep(600)")], env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(ConfigError, match=f"in use by another launch \\(pid {holder.pid}\\)"):
+            experiment_guard.claim(cfg, str(tmp_path))
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    with experiment_guard.claim(cfg, str(tmp_path)):  # no stale lock after a SIGKILL
+        pass
+
+
+def test_abandoned_claim_leaves_nothing(tmp_path: Path) -> None:
+    storage = tmp_path / "runs"
+    claim = experiment_guard.claim(validate({"name": "exp"}), str(storage))
+    claim.abandon()
+    assert not storage.exists()
