@@ -18,7 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from orchestrator.errors import ConfigError
-from orchestrator.search import validate_space
+from orchestrator.search import validate_algorithm, validate_space
 from trainables import metrics
 from trainables.recipe import TrialConfig
 
@@ -40,8 +40,11 @@ class DataConfig(Strict):
 
 
 class SearchConfig(Strict):
+    algorithm: Literal["random", "optuna"] = Field(
+        default="random", description="random: grid points x random samples; optuna: TPE (seeded by `seed`)")
     num_samples: int = Field(default=1, ge=1, description="samples of the space (times every grid point)")
-    max_concurrent_trials: int | None = Field(default=None, ge=1, description="cap on trials running at once")
+    max_concurrent_trials: int | None = Field(default=None, ge=1, description="cap on trials running at once; "
+                                              "also how many trials the searcher proposes ahead of results")
     space: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="dotted trial field -> {grid|choice|uniform|loguniform|randint|quniform: ...}"
     )
@@ -129,6 +132,7 @@ class ExperimentConfig(Strict):
             raise ConfigError("trial.batch_size", f"larger than the training split ({train_size})",
                               self.trial.batch_size)
         validate_space(self.search.space, self.trial.model_dump(mode="json"), train_size)
+        validate_algorithm(self.search.algorithm, self.search.space)
         return self
 
     @property

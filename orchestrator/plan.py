@@ -5,6 +5,19 @@ from __future__ import annotations
 from orchestrator.config import ExperimentConfig
 from orchestrator.search import asha_rungs, dimensions, grid_size
 from trainables import metrics as m
+from trainables.models import MODELS
+from trainables.recipe import TrialConfig
+
+RECIPE_SECTIONS = ("init", "optim", "loss", "clip", "schedule", "augment")
+
+
+def _default_recipe(cfg: ExperimentConfig) -> set[str]:
+    """Recipe-section knobs left at their defaults: not worth a place on the plan's `fixed:` line."""
+    choices = {"model": cfg.trial.model, "optimizer": cfg.trial.optimizer,
+               "schedule": {"name": cfg.trial.schedule.name}}
+    default = TrialConfig.model_validate(choices).knobs()
+    return {k for k, v in cfg.trial.knobs().items()
+            if k.split(".")[0] in RECIPE_SECTIONS and k != "schedule.name" and default.get(k) == v}
 
 
 def describe(cfg: ExperimentConfig) -> str:
@@ -19,10 +32,12 @@ def describe(cfg: ExperimentConfig) -> str:
     lines += [f"  {path.ljust(width)}  {kind} {args}" for path, (kind, args) in dims.items()]
     searched = set(dims)
     if "model" in dims:  # each model's own fields are shown by its trials, not as one fixed recipe
-        searched |= {k for k in cfg.trial.knobs() if "." in k}
-    fixed = {k: v for k, v in cfg.trial.knobs().items() if k not in searched}
+        searched |= {k for k in cfg.trial.knobs() if k.split(".")[0] in MODELS}
+    fixed = {k: v for k, v in cfg.trial.knobs().items() if k not in searched and k not in _default_recipe(cfg)}
     lines.append("fixed: " + ", ".join(f"{k}={v}" for k, v in fixed.items()))
     concurrency = cfg.search.max_concurrent_trials or "as many as resources allow"
+    algorithm = "optuna TPE" if cfg.search.algorithm == "optuna" else "random/grid"
+    lines.append(f"search algorithm: {algorithm}, seed {cfg.seed}")
     gpu = cfg.resources.gpu
     gpu_text = f"1/{cfg.resources.trials_per_gpu} GPU if the cluster has GPUs" if gpu == "auto" else f"{gpu:g} GPU"
     lines.append(f"resources per trial: {cfg.resources.cpu:g} CPU, {gpu_text}; "

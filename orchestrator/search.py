@@ -7,18 +7,25 @@
         mlp.hidden: {choice: [[128], [256, 128]]}   # only mlp trials use it
 
 A key is a dotted trial field; a model-specific field is `<model>.<field>` and reaches only trials of
-that model. Every candidate value is validated against the trial schema here, before Ray starts.
+that model (likewise `optim.<optimizer>.<field>` and `schedule.<kind>.<field>`). A key may also name a
+whole section, with partial sections as values merged over the fixed one:
+`loss: {grid: [{}, {l1: 1.0e-4}, {l2: 1.0e-2}]}`. Every candidate value is validated against the trial
+schema here, before Ray starts.
+
+Search algorithms: `random` (Tune's BasicVariantGenerator: grid points times random samples) or
+`optuna` (TPE; sampling kinds only: a grid has no distribution for TPE to model, so it is refused
+rather than silently turned into a choice, which would change the trial count and coverage).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import math
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from orchestrator.errors import ConfigError
-from trainables.models import MODELS
 from trainables.recipe import TrialConfig
 
 LIST_KINDS = ("grid", "choice")
@@ -60,20 +67,28 @@ def _check_range(where: str, kind: str, args: list[Any]) -> None:
         raise ConfigError(where, "q must be > 0", args)
 
 
+def _is_section(annotation: Any) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
+
+
 def _check_path(path: str) -> None:
+    """A dotted path through the trial schema: a field, or a whole section (searched as partial dicts)."""
     where = f"search.space.{path}"
     parts = path.split(".")
-    fields = TrialConfig.model_fields
-    if parts[0] not in fields:
-        raise ConfigError(where, f"not a trial field (valid: {', '.join(fields)})")
     if parts[0] in NOT_SEARCHABLE:
         raise ConfigError(where, "trial.epochs is ASHA's max_t and is not searched; set it under trial:")
-    if parts[0] in MODELS:
-        spec_fields = fields[parts[0]].annotation.model_fields  # type: ignore[union-attr]
-        if len(parts) != 2 or parts[1] not in spec_fields:
-            raise ConfigError(where, f"not a {parts[0]} field (valid: {', '.join(spec_fields)})")
-    elif len(parts) != 1:
-        raise ConfigError(where, f"{parts[0]} has no sub-fields")
+    schema: type[BaseModel] = TrialConfig
+    for depth, part in enumerate(parts):
+        fields = schema.model_fields
+        if part not in fields:
+            owner = ".".join(parts[:depth])
+            what = f"a {owner} field" if owner else "a trial field"
+            raise ConfigError(where, f"not {what} (valid: {', '.join(fields)})")
+        annotation = fields[part].annotation
+        if depth < len(parts) - 1:
+            if not _is_section(annotation):
+                raise ConfigError(where, f"{'.'.join(parts[:depth + 1])} has no sub-fields")
+            schema = annotation
 
 
 def nest(path: str, value: Any) -> dict[str, Any]:
@@ -86,6 +101,10 @@ def validate_space(space: dict[str, Any], fixed: dict[str, Any], train_size: int
     """Every candidate value must make a valid trial; raises ConfigError naming the entry."""
     for path, spec in space.items():
         _check_path(path)
+        inner = next((p for p in space if p.startswith(f"{path}.")), None)
+        if inner is not None:
+            raise ConfigError(f"search.space.{path}", f"searches a whole section and also {inner} inside it; "
+                              "fold that field into the section's values")
         kind, args = parse_dimension(path, spec)
         candidates = args if kind in LIST_KINDS else args[:2]
         for value in candidates:
@@ -97,6 +116,22 @@ def validate_space(space: dict[str, Any], fixed: dict[str, Any], train_size: int
             if trial.batch_size > train_size:
                 raise ConfigError(f"search.space.{path}", f"batch size larger than the training split "
                                   f"({train_size})", value)
+
+
+ALGORITHMS = ("random", "optuna")
+
+
+def validate_algorithm(algorithm: str, space: dict[str, Any]) -> None:
+    """Optuna needs its package and sampling kinds only; checked before Ray starts."""
+    if algorithm != "optuna":
+        return
+    if importlib.util.find_spec("optuna") is None:
+        raise ConfigError("search.algorithm", "optuna is not installed (pip install optuna)", algorithm)
+    for path, spec in space.items():
+        kind, args = parse_dimension(path, spec)
+        if kind == "grid":
+            raise ConfigError(f"search.space.{path}", "grid is not searchable by optuna (TPE samples "
+                              "distributions): write choice, or use search.algorithm: random", {kind: args})
 
 
 def grid_size(space: dict[str, Any]) -> int:

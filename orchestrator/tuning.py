@@ -15,13 +15,13 @@ from typing import Any
 
 import ray
 from ray import tune
-from ray.tune.search.basic_variant import BasicVariantGenerator
 
 from orchestrator import board
 from orchestrator.asha import ResumableASHA
 from orchestrator.config import ExperimentConfig
 from orchestrator.progress import Progress, TrialView
 from orchestrator.search import dimensions
+from orchestrator.searchers import build_search_alg
 from orchestrator.selection import TrialOutcome
 from trainables import metrics as m
 from trainables.data import Dataset
@@ -161,8 +161,8 @@ def build_tuner(cfg: ExperimentConfig, dataset: Dataset, storage: str) -> tune.T
     )
     tune_config = tune.TuneConfig(
         metric=m.ASHA_METRIC, mode="max", scheduler=scheduler,
-        search_alg=BasicVariantGenerator(random_state=cfg.seed),
-        num_samples=cfg.search.num_samples, max_concurrent_trials=cfg.search.max_concurrent_trials,
+        # the searcher applies search.max_concurrent_trials itself (see searchers.py)
+        search_alg=build_search_alg(cfg.search, cfg.seed), num_samples=cfg.search.num_samples,
         trial_name_creator=namer, trial_dirname_creator=namer,
     )
     return tune.Tuner(_trainable(cfg, dataset, storage), param_space=param_space(cfg),

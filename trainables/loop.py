@@ -21,6 +21,18 @@ EVAL_BATCH = 1024  # no activations kept for backward; larger CNN batches only t
 
 
 @dataclass(frozen=True)
+class StepHooks:
+    """The recipe around each training step, every part optional and made of device tensor ops:
+    augment (uint8 batch -> float pixels), loss_fn (logits, labels -> objective), clip (between backward
+    and step), after_step (a per-step lr schedule). Built by the trial from its TrialConfig."""
+
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = F.cross_entropy
+    augment: Callable[[torch.Tensor], torch.Tensor] | None = None
+    clip: Callable[[], None] | None = None
+    after_step: Callable[[], None] | None = None
+
+
+@dataclass(frozen=True)
 class EpochResult:
     loss: float
     accuracy: float
@@ -35,7 +47,9 @@ def train_one_epoch(
     batch_size: int,
     scaling: Scaling,
     generator: torch.Generator,
+    hooks: StepHooks | None = None,
 ) -> EpochResult:
+    hooks = hooks or StepHooks()
     model.train()
     start = time.perf_counter()
     device = split.labels.device
@@ -43,11 +57,16 @@ def train_one_epoch(
     correct = torch.zeros((), dtype=torch.long, device=device)
     for idx in batch_indices(len(split), batch_size, generator, device):
         labels = split.labels[idx]
-        logits = model(scaling(split.images[idx]))
-        loss = F.cross_entropy(logits, labels)
+        images = split.images[idx] if hooks.augment is None else hooks.augment(split.images[idx])
+        logits = model(scaling(images))
+        loss = hooks.loss_fn(logits, labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if hooks.clip is not None:
+            hooks.clip()
         optimizer.step()
+        if hooks.after_step is not None:
+            hooks.after_step()
         loss_sum += loss.detach() * labels.shape[0]
         correct += (logits.detach().argmax(1) == labels).sum()
     n = len(split)

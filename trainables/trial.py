@@ -19,10 +19,9 @@ from ray import tune
 from trainables import checkpoint as ckpt
 from trainables import metrics as m
 from trainables import resume
+from trainables.assemble import assemble, steps_per_epoch
 from trainables.data import Dataset, input_scaling, to_device
 from trainables.loop import evaluate, train_one_epoch
-from trainables.models import build_model
-from trainables.optimizers import build_optimizer
 from trainables.recipe import TrialConfig
 from trainables.tensorboard_log import TrialBoard
 
@@ -46,8 +45,8 @@ def train_fashion_mnist(sampled: dict[str, Any], *, fixed: dict[str, Any], data:
     # Threads = the CPUs Ray reserved: several trials on one machine must not oversubscribe it.
     torch.set_num_threads(assigned_cpus())
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg.model_spec()).to(device)
-    optimizer = build_optimizer(cfg.optimizer, model, cfg.lr, cfg.weight_decay)
+    training = assemble(cfg, device, steps_per_epoch(len(data.train), cfg.batch_size))
+    model, optimizer, schedule = training.model, training.optimizer, training.schedule
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
 
     done_epochs = 0
@@ -57,7 +56,7 @@ def train_fashion_mnist(sampled: dict[str, Any], *, fixed: dict[str, Any], data:
         local = restored.filesystem.type_name == "local"
         with restored.as_directory() as directory:
             state = resume.load_state(Path(restored.path if local else directory), local, device)
-        done_epochs = resume.apply_state(state, model, optimizer, generator)
+        done_epochs = resume.apply_state(state, model, optimizer, generator, schedule)
 
     train, val, test = (to_device(s, device) for s in (data.train, data.val, data.test))
     scaling = input_scaling(cfg.input_scale, data.mean, data.std)
@@ -68,7 +67,7 @@ def train_fashion_mnist(sampled: dict[str, Any], *, fixed: dict[str, Any], data:
     node_id = ray.get_runtime_context().get_node_id()
     try:
         for epoch in range(done_epochs + 1, cfg.epochs + 1):
-            fit = train_one_epoch(model, optimizer, train, cfg.batch_size, scaling, generator)
+            fit = train_one_epoch(model, optimizer, train, cfg.batch_size, scaling, generator, training.hooks)
             val_loss, val_acc = evaluate(model, val, scaling)
             test_loss, test_acc = evaluate(model, test, scaling)
             metrics = {
@@ -86,11 +85,12 @@ def train_fashion_mnist(sampled: dict[str, Any], *, fixed: dict[str, Any], data:
                 # Weights are NaN/inf: report so the trial is recorded, but keep no checkpoint of it.
                 tune.report(metrics)
                 return
+            schedule.after_epoch(val_loss)  # after reading the lr: `lr` reports the one this epoch used
             with tempfile.TemporaryDirectory() as directory:
                 ckpt.save_atomic({
                     "model": model.state_dict(),
                     "optimizer": optimizer.state_dict(),
-                    "scheduler": None,
+                    "scheduler": schedule.state_dict(),
                     "epoch": epoch,
                     "rng": ckpt.rng_state(generator),
                     "model_spec": cfg.model_spec(),

@@ -1,0 +1,46 @@
+"""A trial's training pieces from its TrialConfig: the initialized model, optimizer, lr schedule, step hooks.
+
+One place that turns the recipe sections (`init`, `optim`, `loss`, `clip`, `schedule`, `augment`) into
+objects, so trial.py stays an adapter and the same assembly is testable without Ray:
+
+    training = assemble(TrialConfig(), torch.device("cpu"), steps_per_epoch=391)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from trainables.augment import build_augment
+from trainables.initialization import initialize
+from trainables.loop import StepHooks
+from trainables.models import build_model
+from trainables.objective import build_clip, build_objective
+from trainables.optimizers import build_optimizer
+from trainables.recipe import TrialConfig
+from trainables.schedules import Schedule
+
+
+@dataclass(frozen=True)
+class Training:
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    schedule: Schedule
+    hooks: StepHooks
+
+
+def steps_per_epoch(train_size: int, batch_size: int) -> int:
+    return math.ceil(train_size / batch_size)
+
+
+def assemble(cfg: TrialConfig, device: torch.device, steps_per_epoch: int) -> Training:
+    """Call after seeding torch: the init draws from the global RNG."""
+    model = initialize(build_model(cfg.model_spec()), cfg.init).to(device)
+    optimizer = build_optimizer(cfg.optimizer, model, cfg.lr, cfg.weight_decay, cfg.optim)
+    schedule = Schedule(optimizer, cfg.schedule, steps_per_epoch, cfg.epochs)
+    hooks = StepHooks(loss_fn=build_objective(model, cfg.loss), augment=build_augment(cfg.augment),
+                      clip=build_clip(model, cfg.clip), after_step=schedule.after_step)
+    return Training(model, optimizer, schedule, hooks)
