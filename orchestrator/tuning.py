@@ -70,7 +70,8 @@ def trial_name(fixed: dict[str, Any], trial: Any) -> str:
 def _trainable(cfg: ExperimentConfig, dataset: Dataset, storage: str) -> Any:
     board_root = None if is_uri(storage) else str(Path(storage) / cfg.name)
     trainable = tune.with_parameters(
-        train_fashion_mnist, fixed=cfg.trial.model_dump(mode="json"), data=dataset, board_root=board_root
+        train_fashion_mnist, fixed=cfg.trial.model_dump(mode="json"), data=dataset, board_root=board_root,
+        runtime=cfg.runtime.model_dump(mode="json"),
     )
     return tune.with_resources(trainable, {"cpu": cfg.resources.cpu, "gpu": cfg.resources.gpu})
 
@@ -107,6 +108,8 @@ def build_tuner(cfg: ExperimentConfig, dataset: Dataset, storage: str) -> tune.T
         search_alg=BasicVariantGenerator(random_state=cfg.seed),
         num_samples=cfg.search.num_samples, max_concurrent_trials=cfg.search.max_concurrent_trials,
         trial_name_creator=namer, trial_dirname_creator=namer,
+        # Measured with `python -m orchestrator.bench --compare-reuse` (see README: Throughput).
+        reuse_actors=cfg.runtime.reuse_actors,
     )
     return tune.Tuner(_trainable(cfg, dataset, storage), param_space=param_space(cfg),
                       tune_config=tune_config, run_config=_run_config(cfg, storage))

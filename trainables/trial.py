@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from ray import tune
 
 from trainables import checkpoint as ckpt
 from trainables import metrics as m
+from trainables.accel import RuntimeConfig, accelerate, resolve
 from trainables.data import Dataset, input_scaling, to_device
 from trainables.loop import evaluate, train_one_epoch
 from trainables.models import build_model
@@ -38,13 +40,16 @@ def assigned_cpus() -> int:
 
 
 def train_fashion_mnist(sampled: dict[str, Any], *, fixed: dict[str, Any], data: Dataset,
-                        board_root: str | None = None) -> None:
+                        board_root: str | None = None, runtime: dict[str, Any] | None = None) -> None:
+    started = time.perf_counter()
     cfg = TrialConfig.resolve(fixed, sampled)
     device = trial_device()
     # Threads = the CPUs Ray reserved: several trials on one machine must not oversubscribe it.
     torch.set_num_threads(assigned_cpus())
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model_spec()).to(device)
+    # `net` trains (autocast, channels_last, compile per `runtime:`); the bare `model` is checkpointed.
+    net = accelerate(model, device, resolve(RuntimeConfig.model_validate(runtime or {}), device, cfg.model))
     optimizer = build_optimizer(cfg.optimizer, model, cfg.lr, cfg.weight_decay)
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
 
@@ -63,11 +68,12 @@ def train_fashion_mnist(sampled: dict[str, Any], *, fixed: dict[str, Any], data:
     run_dir = Path(board_root) / tune.get_context().get_trial_name() if board_root else Path.cwd()
     board = TrialBoard(run_dir)
     node_id = ray.get_runtime_context().get_node_id()
+    startup = time.perf_counter() - started
     try:
         for epoch in range(done_epochs + 1, cfg.epochs + 1):
-            fit = train_one_epoch(model, optimizer, train, cfg.batch_size, scaling, generator)
-            val_loss, val_acc = evaluate(model, val, scaling)
-            test_loss, test_acc = evaluate(model, test, scaling)
+            fit = train_one_epoch(net, optimizer, train, cfg.batch_size, scaling, generator)
+            val_loss, val_acc = evaluate(net, val, scaling)
+            test_loss, test_acc = evaluate(net, test, scaling)
             metrics = {
                 m.EPOCH: epoch,
                 m.TRAIN_LOSS: fit.loss, m.TRAIN_ACCURACY: fit.accuracy,
@@ -77,6 +83,7 @@ def train_fashion_mnist(sampled: dict[str, Any], *, fixed: dict[str, Any], data:
                 m.EPOCH_SECONDS: fit.seconds, m.SAMPLES_PER_SECOND: fit.samples / max(fit.seconds, 1e-9),
                 m.DIVERGED: not all(math.isfinite(x) for x in (fit.loss, val_loss)),
                 m.NODE_ID: node_id,
+                m.STARTUP_SECONDS: startup,
             }
             board.log_epoch(epoch, metrics)
             if metrics[m.DIVERGED]:
