@@ -84,6 +84,7 @@ def train_fashion_mnist(sampled: dict[str, Any], *, fixed: dict[str, Any], data:
                 m.DIVERGED: not all(math.isfinite(x) for x in (fit.loss, val_loss)),
                 m.NODE_ID: node_id,
                 m.STARTUP_SECONDS: startup,
+                m.GPU_PEAK_GIB: torch.cuda.max_memory_reserved(device) / 2**30 if device.type == "cuda" else 0.0,
             }
             board.log_epoch(epoch, metrics)
             if metrics[m.DIVERGED]:
