@@ -89,7 +89,6 @@ def experiment(args: argparse.Namespace, device: torch.device, storage: Path, na
         "search": {"space": space},
         "resources": {"cpu": args.cpus, "gpu": gpu if device.type == "cuda" else 0},
         "asha": {"grace_period": args.epochs},  # no rung before the last epoch: ASHA stops nobody
-        "selection": {"keep_checkpoints": 1},
         "runtime": {"precision": args.precision, "compile": args.compile, "reuse_actors": reuse},
     })
 
