@@ -202,6 +202,11 @@ def hardware(device: torch.device) -> dict[str, Any]:
     return info
 
 
+def progress(out: dict[str, Any], part: str) -> None:
+    """Each part's figures as soon as they exist: a long run interrupted still leaves its numbers."""
+    print(f"bench: {part}: {json.dumps(out[part], default=str)}", file=sys.stderr, flush=True)
+
+
 def run(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
     device = pick_device(args.device)
     torch.set_num_threads(max(1, int(args.cpus)))  # the raw loop gets the threads a trial gets
@@ -211,6 +216,7 @@ def run(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
     runtime, trial = single_cfg.runtime, single_cfg.trial
     out: dict[str, Any] = {"hardware": hardware(device), "settings": vars(args)}
     out["startup"] = measure_startup(dataset, trial, device)
+    progress(out, "startup")
     raw = raw_loop(dataset, trial, runtime, device, args.epochs, warmup=1)
 
     from orchestrator import tuning
@@ -220,21 +226,26 @@ def run(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
     out["ray_start_s"] = time.perf_counter() - start
     try:
         out["trial"] = single_trial(single_cfg, dataset)
+        progress(out, "trial")
         raw += raw_loop(dataset, trial, runtime, device, args.epochs, warmup=1)
         space, sizes, seeds = sweep_space(args)
         out["sweep"] = sweep(experiment(args, device, scratch, "bench-sweep", space, args.gpu_fraction, reuse),
                              dataset, device)
+        progress(out, "sweep")
         if device.type == "cuda":
             whole = experiment(args, device, scratch, "bench-sweep-whole-gpu", space, 1.0, reuse)
             out["sweep_one_per_gpu"] = sweep(whole, dataset, device)
+            progress(out, "sweep_one_per_gpu")
         if args.compare_reuse:
             other = experiment(args, device, scratch, "bench-sweep-reuse", space, args.gpu_fraction, not reuse)
             out[f"sweep_reuse_actors_{not reuse}"] = sweep(other, dataset, device)
+            progress(out, f"sweep_reuse_actors_{not reuse}")
     finally:
         import ray
 
         ray.shutdown()
     out["raw"] = {"epoch_s": statistics.median(raw), "epochs_s": raw}
+    progress(out, "raw")
     out["tutorial"] = tutorial(args, dataset, device, sizes, seeds, scratch)
     out["targets"] = targets(out, device)
     return out

@@ -46,6 +46,8 @@ def train_fashion_mnist(sampled: dict[str, Any], *, fixed: dict[str, Any], data:
     device = trial_device()
     # Threads = the CPUs Ray reserved: several trials on one machine must not oversubscribe it.
     torch.set_num_threads(assigned_cpus())
+    if device.type == "cuda":  # a reused worker keeps the previous trial's peak otherwise
+        torch.cuda.reset_peak_memory_stats(device)
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model_spec()).to(device)
     # `net` trains (autocast, channels_last, compile per `runtime:`); the bare `model` is checkpointed.
