@@ -71,6 +71,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--tutorial-threads", type=int, default=0,
                    help="torch threads of the tutorial baseline on a CPU; 0 = every CPU (it owns the machine)")
     p.add_argument("--output", default="bench.json", help="where the JSON results go")
+    p.add_argument("--scratch", default=None, help="parent of the run's scratch directory (Ray results, "
+                   "torchvision files; removed at the end); default: the system's temp directory")
     return p.parse_args(argv)
 
 
@@ -253,7 +255,7 @@ def run(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    scratch = Path(tempfile.mkdtemp(prefix="bench-"))
+    scratch = Path(tempfile.mkdtemp(prefix="bench-", dir=args.scratch))
     try:
         results = run(args, scratch)
     finally:

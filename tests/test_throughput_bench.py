@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,9 +13,9 @@ REPO = Path(__file__).resolve().parents[1]
 def test_bench_end_to_end_writes_json(tmp_path: Path) -> None:
     output = tmp_path / "bench.json"
     args = [sys.executable, "-m", "orchestrator.bench", "--epochs", "1", "--trials", "2", "--train-limit", "2000",
-            "--batch-sizes", "256,2000", "--tutorial-threads", "1", "--precision", "bf16", "--output", str(output)]
-    env = {**os.environ, "TMPDIR": str(tmp_path)}  # the bench's scratch (Ray results, torchvision files) stays here
-    done = subprocess.run(args, capture_output=True, text=True, cwd=REPO, env=env, timeout=900)
+            "--batch-sizes", "256,2000", "--tutorial-threads", "1", "--precision", "bf16", "--output", str(output),
+            "--scratch", str(tmp_path)]
+    done = subprocess.run(args, capture_output=True, text=True, cwd=REPO, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "targets  trial_epoch_over_raw" in done.stdout
     result = json.loads(output.read_text())
