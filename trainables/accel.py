@@ -14,6 +14,9 @@ on these settings. The plan is resolved per device and model family:
   bf16 keeps fp32's exponent range, so no loss scaling is needed and every input scale (even `tiny`) is
   representable. The CPU stays fp32 under `auto`: CPUs without bf16 units run autocast slower.
 - channels_last: conv kernels on a GPU prefer NHWC; a no-op for models without convolutions.
+- reuse_actors: on. A fresh worker pays the imports of torch and of torch._dynamo (every optimizer's first
+  construction imports it): ~10 s on a loaded 2-core machine. The bench's 6-trial sweep took 116 s with
+  reuse and 155 s without, with identical accuracies (`python -m orchestrator.bench --compare-reuse`).
 - compile: off by default, a switch to measure (`python -m orchestrator.bench --compile`): on a small model
   its compile time is a large share of a short trial, and varying batch shapes trigger recompiles.
 """
