@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from orchestrator.errors import ConfigError
 from orchestrator.search import validate_algorithm, validate_space
 from trainables import metrics
+from trainables.accel import RuntimeConfig
 from trainables.recipe import TrialConfig
 
 TRAIN_SET_SIZE = 60_000
@@ -114,6 +115,7 @@ class ExperimentConfig(Strict):
     failure: FailureConfig = FailureConfig()
     tensorboard: TensorBoardConfig = TensorBoardConfig()
     ray: RayConfig = RayConfig()
+    runtime: RuntimeConfig = RuntimeConfig()
 
     @field_validator("name")
     @classmethod

@@ -18,6 +18,7 @@ from pathlib import Path
 from orchestrator import experiment_guard, preflight
 from orchestrator.config import ExperimentConfig, load_config
 from orchestrator.errors import ConfigError
+from orchestrator.gpu_memory import check_gpu_packing
 from orchestrator.plan import describe
 from trainables.data import Dataset, DatasetNotFoundError, load_fashion_mnist
 
@@ -64,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         cfg = configure(args)
+        check_gpu_packing(cfg)
         if args.dry_run:
             print(describe(cfg))
             return 0

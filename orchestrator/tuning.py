@@ -80,6 +80,7 @@ def _trainable(cfg: ExperimentConfig, dataset: Dataset, storage: str) -> Any:
     trainable = tune.with_parameters(
         train_fashion_mnist, fixed=cfg.trial.model_dump(mode="json"), data=dataset, board_root=board_root,
         histogram_every=cfg.tensorboard.histogram_every,
+        runtime=cfg.runtime.model_dump(mode="json"),
     )
     gpu = cfg.resources.gpus_per_trial(ray.cluster_resources().get("GPU", 0.0))
     return tune.with_resources(trainable, {"cpu": cfg.resources.cpu, "gpu": gpu})
@@ -164,6 +165,8 @@ def build_tuner(cfg: ExperimentConfig, dataset: Dataset, storage: str) -> tune.T
         # the searcher applies search.max_concurrent_trials itself (see searchers.py)
         search_alg=build_search_alg(cfg.search, cfg.seed), num_samples=cfg.search.num_samples,
         trial_name_creator=namer, trial_dirname_creator=namer,
+        # Measured with `python -m orchestrator.bench --compare-reuse` (see README: Throughput).
+        reuse_actors=cfg.runtime.reuse_actors,
     )
     return tune.Tuner(_trainable(cfg, dataset, storage), param_space=param_space(cfg),
                       tune_config=tune_config, run_config=_run_config(cfg, storage))

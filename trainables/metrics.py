@@ -18,3 +18,5 @@ SELECTABLE = (TEST_ACCURACY, VAL_ACCURACY)
 DIVERGED = "diverged"  # loss went NaN/inf; such a trial ends and is never selected
 NODE_ID = "node_id"  # the Ray node the epoch ran on
 PID = "pid"  # the worker process that ran the epoch: a restarted trial shows a new one
+GPU_PEAK_GIB = "gpu_peak_gib"  # the trial's peak reserved GPU memory (0 on a CPU); checks the preflight
+STARTUP_SECONDS = "startup_seconds"  # trial start to its first epoch: data attach, model build, resume

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from ray import tune
 from trainables import checkpoint as ckpt
 from trainables import metrics as m
 from trainables import resume
+from trainables.accel import RuntimeConfig, accelerate, resolve
 from trainables.assemble import assemble, steps_per_epoch
 from trainables.data import Dataset, input_scaling, to_device
 from trainables.loop import evaluate, train_one_epoch
@@ -39,14 +41,20 @@ def assigned_cpus() -> int:
 
 
 def train_fashion_mnist(sampled: dict[str, Any], *, fixed: dict[str, Any], data: Dataset,
-                        board_root: str | None = None, histogram_every: int = 0) -> None:
+                        board_root: str | None = None, histogram_every: int = 0,
+                        runtime: dict[str, Any] | None = None) -> None:
+    started = time.perf_counter()
     cfg = TrialConfig.resolve(fixed, sampled)
     device = trial_device()
     # Threads = the CPUs Ray reserved: several trials on one machine must not oversubscribe it.
     torch.set_num_threads(assigned_cpus())
+    if device.type == "cuda":  # a reused worker keeps the previous trial's peak otherwise
+        torch.cuda.reset_peak_memory_stats(device)
     torch.manual_seed(cfg.seed)
     training = assemble(cfg, device, steps_per_epoch(len(data.train), cfg.batch_size))
     model, optimizer, schedule = training.model, training.optimizer, training.schedule
+    # `net` trains (autocast, channels_last, compile per `runtime:`); the bare `model` is checkpointed.
+    net = accelerate(model, device, resolve(RuntimeConfig.model_validate(runtime or {}), device, cfg.model))
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
 
     done_epochs = 0
@@ -65,11 +73,12 @@ def train_fashion_mnist(sampled: dict[str, Any], *, fixed: dict[str, Any], data:
     if done_epochs == 0:
         board.log_weights(0, model)
     node_id = ray.get_runtime_context().get_node_id()
+    startup = time.perf_counter() - started
     try:
         for epoch in range(done_epochs + 1, cfg.epochs + 1):
-            fit = train_one_epoch(model, optimizer, train, cfg.batch_size, scaling, generator, training.hooks)
-            val_loss, val_acc = evaluate(model, val, scaling)
-            test_loss, test_acc = evaluate(model, test, scaling)
+            fit = train_one_epoch(net, optimizer, train, cfg.batch_size, scaling, generator, training.hooks)
+            val_loss, val_acc = evaluate(net, val, scaling)
+            test_loss, test_acc = evaluate(net, test, scaling)
             metrics = {
                 m.EPOCH: epoch,
                 m.TRAIN_LOSS: fit.loss, m.TRAIN_ACCURACY: fit.accuracy,
@@ -79,6 +88,8 @@ def train_fashion_mnist(sampled: dict[str, Any], *, fixed: dict[str, Any], data:
                 m.EPOCH_SECONDS: fit.seconds, m.SAMPLES_PER_SECOND: fit.samples / max(fit.seconds, 1e-9),
                 m.DIVERGED: not all(math.isfinite(x) for x in (fit.loss, val_loss)),
                 m.NODE_ID: node_id, m.PID: os.getpid(),
+                m.STARTUP_SECONDS: startup,
+                m.GPU_PEAK_GIB: torch.cuda.max_memory_reserved(device) / 2**30 if device.type == "cuda" else 0.0,
             }
             board.log_epoch(epoch, metrics, model)
             if metrics[m.DIVERGED]:
