@@ -70,3 +70,10 @@ def test_range_dimensions_use_their_top() -> None:
     assert {t.batch_size for t in candidate_trials(cfg)} == {4096}
     with pytest.raises(ConfigError, match="resources.gpu: 1 trials per GPU need"):
         check_gpu_packing(cfg)
+
+
+def test_auto_gpu_packing_is_checked() -> None:
+    cfg = load_config(REPO / "configs/smoke.yaml", ["resources.gpu=auto", "resources.trials_per_gpu=16",
+                                                     "runtime.gpu_memory_gb=4", MIXED])
+    with pytest.raises(ConfigError, match=r"resources.trials_per_gpu: 16 trials per GPU need .*\(got 16\)"):
+        check_gpu_packing(cfg)
