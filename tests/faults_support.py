@@ -21,16 +21,22 @@ REPO = Path(__file__).resolve().parents[1]
 TINY = """\
 name: {name}
 storage_path: {storage}
-data: {{train_limit: 1500, val_size: 500}}
+data: {{train_limit: {train_limit}, val_size: 500}}
 trial: {{model: mlp, mlp: {{hidden: [16]}}, optimizer: adam, lr: 1.0e-3, batch_size: 16, epochs: {epochs}}}
 resources: {{cpu: 1}}
 asha: {{grace_period: {epochs}, reduction_factor: 2}}
 """
 
 
-def write_config(tmp_path: Path, name: str, epochs: int, extra: str = "") -> Path:
+# Fault tests act while a trial is mid-run: an epoch must last long enough (about a second on an idle
+# machine) that a trial cannot finish between the test seeing a report and its kill landing.
+SLOW_EPOCH = 6000
+
+
+def write_config(tmp_path: Path, name: str, epochs: int, extra: str = "", train_limit: int = 1500) -> Path:
     path = tmp_path / f"{name}.yaml"
-    path.write_text(TINY.format(name=name, storage=tmp_path / "runs", epochs=epochs) + extra)
+    text = TINY.format(name=name, storage=tmp_path / "runs", epochs=epochs, train_limit=train_limit)
+    path.write_text(text + extra)
     return path
 
 

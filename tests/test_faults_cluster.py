@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from faults_support import (
+    SLOW_EPOCH,
     finish,
     kill_session,
     results,
@@ -43,7 +44,7 @@ def two_nodes() -> Iterator[tuple[Cluster, object]]:
 def test_trials_use_both_nodes_and_survive_removing_one(tmp_path: Path, two_nodes: tuple[Cluster, object]) -> None:
     cluster, worker = two_nodes
     extra = "search: {space: {lr: {grid: [1.0e-3, 2.0e-3, 3.0e-3]}}}\nfailure: {max_retries: 2}\n"
-    config = write_config(tmp_path, "nodes", EPOCHS, extra)
+    config = write_config(tmp_path, "nodes", EPOCHS, extra, train_limit=SLOW_EPOCH)
     exp_dir = tmp_path / "runs" / "nodes"
     worker_id = worker.node_id
     proc = start(config, "--address", cluster.address, cwd=tmp_path)

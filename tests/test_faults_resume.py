@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from faults_support import (
     REPO,
+    SLOW_EPOCH,
     finish,
     kill_session,
     results,
@@ -31,7 +32,7 @@ from orchestrator.errors import ConfigError
 from orchestrator.tuning import EXPERIMENT_SYNC_S
 from trainables import checkpoint as ckpt
 
-EPOCHS = 5
+EPOCHS = 8
 
 
 # Ray's idle helper agents outlive a SIGKILLed driver (they hold no trial and write nothing); the
@@ -65,7 +66,7 @@ def wait_until(condition: Callable[[], bool], seconds: float) -> bool:
 def test_driver_sigkill_then_rerun_resumes_without_rerunning_finished_trials(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     extra = "search: {space: {lr: {grid: [1.0e-3, 2.0e-3, 3.0e-3]}}, max_concurrent_trials: 1}\n"
-    config = write_config(tmp_path, "crash", EPOCHS, extra)
+    config = write_config(tmp_path, "crash", EPOCHS, extra, train_limit=SLOW_EPOCH)
     exp_dir = tmp_path / "runs" / "crash"
     proc = start(config, cwd=tmp_path)
     try:

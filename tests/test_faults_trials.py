@@ -8,6 +8,7 @@ import signal
 from pathlib import Path
 
 from faults_support import (
+    SLOW_EPOCH,
     best_trial,
     finish,
     kill_session,
@@ -21,12 +22,13 @@ from faults_support import (
 from faults_support import epochs as epochs_of
 from faults_support import write_config as tiny_config
 
-EPOCHS = 4
+EPOCHS = 8
 
 
 def test_killed_worker_resumes_from_its_checkpoint_like_an_uninterrupted_twin(tmp_path: Path) -> None:
     # Two identical trials (same seed, same data): one is SIGKILLed, the other is the reference.
-    config = tiny_config(tmp_path, "twins", EPOCHS, "search: {num_samples: 2}\nfailure: {max_retries: 2}\n")
+    config = tiny_config(tmp_path, "twins", EPOCHS, "search: {num_samples: 2}\nfailure: {max_retries: 2}\n",
+                         train_limit=SLOW_EPOCH)
     experiment = tmp_path / "runs" / "twins"
     proc = start(config, cwd=tmp_path)
     try:
@@ -58,7 +60,7 @@ def test_killed_worker_resumes_from_its_checkpoint_like_an_uninterrupted_twin(tm
 
 def test_trial_failing_past_its_retries_is_recorded_and_the_rest_still_selected(tmp_path: Path) -> None:
     extra = "search: {space: {lr: {grid: [1.0e-3, 2.0e-3]}}}\nfailure: {max_retries: 1}\n"
-    config = tiny_config(tmp_path, "doomed", EPOCHS, extra)
+    config = tiny_config(tmp_path, "doomed", EPOCHS, extra, train_limit=SLOW_EPOCH)
     experiment = tmp_path / "runs" / "doomed"
     proc = start(config, cwd=tmp_path)
     killed: set[int] = set()
