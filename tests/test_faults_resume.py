@@ -113,7 +113,9 @@ def test_driver_sigkill_then_rerun_resumes_without_rerunning_finished_trials(
     victim_rows = results(victim)
     assert surviving_epochs(victim_rows) == list(range(1, EPOCHS + 1))
     restarted_at = int(victim_rows[reported_before]["epoch"])
-    assert 2 <= restarted_at <= reported_before, "resumed from a checkpoint, not from scratch"
+    # A trial's checkpoint can reach storage just before the killed driver records that epoch's report,
+    # so the resumed trial may start one epoch past what result.json showed; never at epoch 1.
+    assert 2 <= restarted_at <= reported_before + 1, "resumed from a checkpoint, not from scratch"
     for trial in trial_dirs(exp_dir):
         if trial.name not in before:  # never started before the crash: one clean run
             assert [int(r["epoch"]) for r in results(trial)] == list(range(1, EPOCHS + 1))
