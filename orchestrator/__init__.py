@@ -1,1 +1,2 @@
-"""Sweep orchestration: CLI, config schema, Tune wiring, checkpoint selection and export."""
+"""The driver side of the orchestrator: config and plan, the Tune adapter, records and outputs, review,
+and the commands (`python -m orchestrator COMMAND`). See ARCHITECTURE.md for the map."""

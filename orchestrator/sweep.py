@@ -1,56 +1,111 @@
-"""The composition root of a sweep: Ray up, Tune run, then selection and outputs."""
+"""The composition root of a sweep: Ray up, Tune run, then selection, outputs and review.
+
+    code = run_sweep(cfg, dataset, location, claim, address, retry_errored=False)
+
+Everything on the driver side meets here once, in order: the observers (progress, TensorBoard, the
+status record, MLflow) watch the plain trial records the Tune adapter produces; when the sweep has
+finished, every kept checkpoint is ranked, the best exported and the tables written. An interrupted
+sweep writes none of that: it says how far it got and exits 130 (SIGINT) or 143 (SIGTERM), resumable.
+"""
 
 from __future__ import annotations
 
 import sys
-from pathlib import Path
+from typing import Any
 
-from orchestrator import board, preflight, tuning
-from orchestrator.config import ExperimentConfig
-from orchestrator.experiment import HISTORY_FILE, history_rows
-from orchestrator.plan import describe
-from orchestrator.selection import RESULTS_FILE, export_best, leaderboard, rank, trial_rows, write_table
+from orchestrator import claim as claims
+from orchestrator import versions
+from orchestrator.config.resources import check_cluster
+from orchestrator.config.schema import ExperimentConfig
+from orchestrator.errors import ConfigError
+from orchestrator.location import Location
+from orchestrator.outputs.export import export_best
+from orchestrator.outputs.status import FAILED, FINISHED, StatusWriter
+from orchestrator.outputs.tables import leaderboard, write_tables
+from orchestrator.records import Observer, Observers, TrialRecord, rank_checkpoints
+from orchestrator.review.progress import Progress
+from orchestrator.review.tensorboard import DriverBoard
+from orchestrator.tune import cluster, tuner
 from trainables.data import Dataset
 
 
-def run_sweep(cfg: ExperimentConfig, dataset: Dataset, storage: str, address: str | None) -> int:
-    print(describe(cfg), flush=True)
-    print(f"data: {dataset.source} (train {len(dataset.train)}, val {len(dataset.val)}, test {len(dataset.test)})",
-          flush=True)
-    tuning.start_ray(cfg, address)
-    if preflight.joins_cluster(cfg, address):
-        preflight.check_cluster(cfg, tuning.cluster_nodes())
-    experiment_dir = Path(storage) / cfg.name
-    review = not tuning.is_uri(storage)  # the driver's TensorBoard records need a local directory
-    if review:
-        board.start(cfg, experiment_dir)
-    outcomes, resumed = tuning.run(cfg, dataset, storage)
-    if resumed:
-        print(f"resumed the experiment at {storage}/{cfg.name}")
+def _observers(cfg: ExperimentConfig, location: Location, plan: str) -> tuple[list[Observer], StatusWriter, DriverBoard]:
+    status, board = StatusWriter(location), DriverBoard(cfg, location, plan)
+    observers: list[Observer] = [Progress(cfg), status, board]
+    if cfg.tracking.mlflow is not None:
+        from orchestrator.review.tracking import MlflowTracker  # optional dependency
+
+        observers.append(MlflowTracker(cfg, location))
+    return observers, status, board
+
+
+def run_sweep(cfg: ExperimentConfig, dataset: Dataset, location: Location, claim: claims.Claim,
+              address: str | None, plan: str, retry_errored: bool = False) -> int:
+    print(plan, flush=True)
+    print(f"data: {dataset.source} (train {len(dataset.train)}, val {len(dataset.val)}, test {len(dataset.test)}, "
+          f"input {list(dataset.input_shape)}, {dataset.num_classes} classes)", flush=True)
+    cluster.start(address, cfg.ray.dashboard, on_timeout=claim.abandon)
+    try:
+        if address:
+            try:
+                check_cluster(cfg, cluster.nodes())
+            except ConfigError as exc:  # the joined cluster cannot place a trial: refused before the Tuner
+                claim.abandon()
+                print(f"config error: {exc}", file=sys.stderr)
+                return 2
+        elif (session := cluster.session_dir()) is not None:
+            claim.note_session(session)
+        observers, status, board = _observers(cfg, location, plan)
+        run = tuner.run(cfg, dataset, location, Observers(observers), retry_errored)
+    finally:
+        cluster.stop()
+    if run.resumed:
+        print(f"resumed the experiment at {location.display}")
+    if run.interrupted is not None:
+        finished = sum(record.ended for record in run.records)
+        print(f"interrupted: {finished} of {cfg.trial_count} trials finished; rerun the same command to resume",
+              file=sys.stderr, flush=True)
+        return 128 + run.interrupted
+    return _outputs(cfg, run.records, location, status, board)
+
+
+def _outputs(cfg: ExperimentConfig, records: list[TrialRecord], location: Location, status: StatusWriter,
+             board: DriverBoard) -> int:
     metric = cfg.selection.metric
-    rows = trial_rows(outcomes, metric)
-    write_table(rows, experiment_dir / RESULTS_FILE)
-    write_table(history_rows(outcomes), experiment_dir / HISTORY_FILE)
-    for row in rows:
-        if row["error"]:  # retries exhausted: the rest of the sweep still counts
-            print(f"failed: {row['trial_name']} after {row['epochs_run']} epochs: {row['error']}", file=sys.stderr)
-    ranked = rank(outcomes, metric)
+    rows = write_tables(records, location, metric)
+    for record in records:
+        if record.error:  # retries exhausted: the rest of the sweep still counts
+            print(f"failed: {record.name} after {record.epochs_run} epochs: {record.error}", file=sys.stderr)
+    ranked = rank_checkpoints(records, metric)
     if not ranked:
-        if review:
-            board.finish(cfg, experiment_dir, outcomes, rows, None)
-        print(f"sweep failed: no trial left a checkpoint with a finite {metric}; see {experiment_dir}",
+        board.finish(rows, None)
+        status.finish(FAILED)
+        print(f"sweep failed: no trial left a checkpoint with a finite {metric}; see {location.display}",
               file=sys.stderr)
         return 1
-    with tuning.local_checkpoint(ranked[0].checkpoint) as directory:
-        manifest = export_best(ranked[0], directory, experiment_dir, metric)
-    if review:
-        board.finish(cfg, experiment_dir, outcomes, rows, manifest)
+    best, ref = ranked[0]
+    manifest = export_best(best, ref, location, _context(cfg))
+    board.finish(rows, manifest)
+    status.finish(FINISHED)
+    _print_summary(rows, manifest, location, metric)
+    return 0
+
+
+def _context(cfg: ExperimentConfig) -> dict[str, Any]:
+    """What a rerun needs to repeat the result, and what a reader needs to use it."""
+    record = claims.fingerprint(cfg)
+    return {"selection_metric": cfg.selection.metric, "config_sha256": record["sha256"], "seed": cfg.seed,
+            "early_stopping": cfg.asha.mode, "data": cfg.data.model_dump(mode="json"),
+            "versions": versions.libraries()}
+
+
+def _print_summary(rows: list[dict[str, Any]], manifest: dict[str, Any], location: Location, metric: str) -> None:
     print("\nleaderboard (best checkpoint of each trial):")
     print(leaderboard(rows, metric))
     print(f"\nbest: {manifest['trial_name']} epoch {manifest['epoch']}: test_accuracy "
           f"{manifest['test_accuracy']:.4f}, val_accuracy {manifest['val_accuracy']:.4f}")
-    print(f"exported: {experiment_dir / 'best'}\nresults:  {experiment_dir / RESULTS_FILE}, {HISTORY_FILE}")
-    print(f"review:   tensorboard --logdir {experiment_dir} --host 127.0.0.1\n"
-          f"          python -m orchestrator.report {experiment_dir}\n"
-          f"          python -m orchestrator.evaluate {experiment_dir / 'best'}")
-    return 0
+    print(f"exported: {location.uri('best')}\nresults:  {location.uri('results.parquet')}, history.parquet")
+    review = location.display if location.is_local else f"<local copy> (python -m orchestrator pull {location.display} DIR)"
+    print(f"review:   tensorboard --logdir {review} --host 127.0.0.1\n"
+          f"          python -m orchestrator report {location.display}\n"
+          f"          python -m orchestrator evaluate {location.uri('best')}")

@@ -6,6 +6,7 @@
       compile: false         # torch.compile the model
       reuse_actors: true     # Tune keeps a trial's worker process for the next trial
       gpu_memory_gb: null    # what the preflight assumes a GPU holds when the driver sees none
+      deterministic: false   # deterministic kernels (cuDNN, cuBLAS): bit-identical reruns on a GPU, slower
 
 The trial trains `accelerate(model, ...)` and checkpoints the bare model, so a checkpoint never depends
 on these settings. The plan is resolved per device and model family:
@@ -23,19 +24,21 @@ on these settings. The plan is resolved per device and model family:
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from torch import nn
+
+from trainables.schema import Section
 
 Precision = Literal["auto", "fp32", "bf16"]
 AUTOCAST_FAMILIES = ("mlp", "cnn")
 
 
-class RuntimeConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class RuntimeConfig(Section):
 
     precision: Precision = Field(default="auto", description="auto: bf16 autocast on a bf16-capable GPU for "
                                  "mlp/cnn, else fp32; bf16 forces autocast on any device")
@@ -43,8 +46,10 @@ class RuntimeConfig(BaseModel):
     compile: bool = Field(default=False, description="torch.compile the model (slow start, measure first)")
     reuse_actors: bool = Field(default=True, description="Tune reuses a finished trial's worker for the next "
                                "trial (no process start, no re-import of torch)")
-    gpu_memory_gb: float | None = Field(default=None, gt=0, description="GiB per GPU for the memory preflight; "
-                                        "none = the driver's GPU, or an assumed 80 when it has none")
+    gpu_memory_gb: float | None = Field(default=None, gt=0, le=100_000, description="GiB per GPU for the memory "
+                                        "preflight; none = the driver's GPU, or an assumed 80 when it has none")
+    deterministic: bool = Field(default=False, description="deterministic kernels (cuDNN/cuBLAS flags, "
+                                "torch.use_deterministic_algorithms): identical GPU reruns, at some speed")
 
 
 @dataclass(frozen=True)
@@ -65,6 +70,16 @@ def resolve(runtime: RuntimeConfig, device: torch.device, family: str) -> Plan:
     else:
         autocast = None
     return Plan(autocast=autocast, channels_last=runtime.channels_last and on_gpu, compile=runtime.compile)
+
+
+def make_deterministic(on: bool) -> None:
+    """The flags PyTorch documents for reproducible GPU runs; the CPU path is deterministic already."""
+    if not on:
+        return
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # read by cuBLAS when its handle is created
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True
+    torch.use_deterministic_algorithms(True, warn_only=True)
 
 
 def has_conv(model: nn.Module) -> bool:

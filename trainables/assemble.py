@@ -3,13 +3,15 @@
 One place that turns the recipe sections (`init`, `optim`, `loss`, `clip`, `schedule`, `augment`) into
 objects, so trial.py stays an adapter and the same assembly is testable without Ray:
 
-    training = assemble(TrialConfig(), torch.device("cpu"), steps_per_epoch=391)
+    cfg = TrialConfig()
+    training = assemble(cfg, cfg.model_spec((1, 28, 28), 10), torch.device("cpu"), steps_per_epoch=391)
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -36,9 +38,9 @@ def steps_per_epoch(train_size: int, batch_size: int) -> int:
     return math.ceil(train_size / batch_size)
 
 
-def assemble(cfg: TrialConfig, device: torch.device, steps_per_epoch: int) -> Training:
-    """Call after seeding torch: the init draws from the global RNG."""
-    model = initialize(build_model(cfg.model_spec()), cfg.init).to(device)
+def assemble(cfg: TrialConfig, spec: dict[str, Any], device: torch.device, steps_per_epoch: int) -> Training:
+    """Call after seeding torch: the init draws from the global RNG. `spec` is `cfg.model_spec(shape, classes)`."""
+    model = initialize(build_model(spec), cfg.init).to(device)
     optimizer = build_optimizer(cfg.optimizer, model, cfg.lr, cfg.weight_decay, cfg.optim)
     schedule = Schedule(optimizer, cfg.schedule, steps_per_epoch, cfg.epochs)
     hooks = StepHooks(loss_fn=build_objective(model, cfg.loss), augment=build_augment(cfg.augment),

@@ -15,14 +15,15 @@ import math
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from trainables.schema import Section
 
 ERASE_AREA = (0.02, 0.25)  # erased fraction of the image (torchvision's RandomErasing range, trimmed)
 ERASE_RATIO = (0.3, 3.3)  # erased rectangle's aspect ratio
 
 
-class AugmentSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class AugmentSpec(Section):
 
     crop_padding: int = Field(default=0, ge=0, le=8, description="random crop after zero-padding by this "
                               "many pixels (an integer shift of up to ±padding); 0 = off")

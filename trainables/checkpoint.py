@@ -2,11 +2,12 @@
 
 A checkpoint holds everything a trial needs to continue exactly where it stopped (model, optimizer,
 scheduler, epoch, RNG states) and everything a reader needs without the trial config (model spec,
-metrics, the resolved trial config).
+input scaling, class names, metrics, the resolved trial config).
 """
 
 from __future__ import annotations
 
+import io
 import os
 import tempfile
 from pathlib import Path
@@ -17,15 +18,23 @@ import torch
 CHECKPOINT_FILE = "checkpoint.pt"
 
 
-def save_atomic(payload: dict[str, Any], path: Path) -> None:
-    """Temp file in the same directory, fsync, rename: a reader sees the old file or the new, never half."""
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Temp file in the same directory, fsync, rename: a reader sees the old file or the new, never half.
+    The file gets the permissions the umask allows (mkstemp alone would leave it 0600)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -35,6 +44,12 @@ def save_atomic(payload: dict[str, Any], path: Path) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def save_atomic(payload: dict[str, Any], path: Path) -> None:
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    write_bytes_atomic(path, buffer.getvalue())
 
 
 def load(path: Path, device: torch.device | str = "cpu") -> dict[str, Any]:

@@ -1,43 +1,31 @@
-"""Fashion-MNIST read once as uint8 arrays, the seeded train/validation split, device-resident batches.
+"""A dataset as arrays read once: the seeded splits, the input scaling, device-resident batches.
 
-The driver calls `load_dataset` once; the resulting `Dataset` (plain numpy arrays) travels to every
-trial through Ray's object store, where numpy arrays are read zero-copy. A trial moves each split to
-its device once (`to_device`) and draws batches as index slices of a device-side permutation, so an
-epoch has no per-sample Python, no DataLoader and no host-to-device copy per batch.
+The driver builds one `Dataset` (`trainables.data_sources.load_dataset`); it travels to every trial
+through Ray's object store, where numpy arrays are read zero-copy. A trial moves each split to its
+device once (`to_device`) and draws batches as index slices of a device-side permutation, so an epoch
+has no per-sample Python, no DataLoader and no host-to-device copy per batch.
+
+Samples are images `(C, H, W)` or flat feature vectors `(D,)`, stored as uint8 (pixels 0..255) or
+float32 (already on the unit scale). No Ray here.
 """
 
 from __future__ import annotations
 
-import gzip
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 
-CLASSES = (
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
-)
-DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
-IDX_NAMES = {
-    "train_images": "train-images-idx3-ubyte",
-    "train_labels": "train-labels-idx1-ubyte",
-    "test_images": "t10k-images-idx3-ubyte",
-    "test_labels": "t10k-labels-idx1-ubyte",
-}
-_IDX_DTYPE = {0x08: np.uint8}
 
-
-class DatasetNotFoundError(ValueError):
-    """The IDX files are nowhere we looked; the message says where and how to get them."""
+class DataError(ValueError):
+    """Data that cannot be used: the message names the field or file and what to do."""
 
 
 @dataclass(frozen=True)
 class Split:
-    images: np.ndarray  # (N, 28, 28) uint8
+    images: np.ndarray  # (N, C, H, W) or (N, D); uint8 or float32
     labels: np.ndarray  # (N,) int64
 
     def __len__(self) -> int:
@@ -49,83 +37,53 @@ class Dataset:
     train: Split
     val: Split
     test: Split
-    source: str
-    # mean/std of the training split on the 0..1 scale, for the "standard" input scaling
-    mean: float
-    std: float
-    classes: tuple[str, ...] = CLASSES
+    source: str  # where it was read from, in words
+    classes: tuple[str, ...]
+    # Per-channel mean/std of the training split on the unit scale (bytes / 255), for `standard` scaling.
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(int(s) for s in self.train.images.shape[1:])
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def pixel_max(self) -> float:
+        """What one unit of the unit scale is in stored values: 255 for bytes, 1 for floats."""
+        return 255.0 if self.train.images.dtype == np.uint8 else 1.0
+
+    @property
+    def nbytes(self) -> int:
+        return sum(s.images.nbytes + s.labels.nbytes for s in (self.train, self.val, self.test))
+
+    def scaling_record(self) -> dict[str, object]:
+        """What a checkpoint keeps so that a reader scales inputs as the trial did."""
+        return {"mean": list(self.mean), "std": list(self.std), "pixel_max": self.pixel_max}
 
 
-def _find_file(directory: Path, stem: str) -> Path | None:
-    for name in (stem + ".gz", stem):
-        if (directory / name).is_file():
-            return directory / name
-    return None
-
-
-def _candidate_dirs(root: Path) -> list[Path]:
-    # The config's root first, then Debian's package, then torchvision's download layout.
-    return [root, DEBIAN_DIR, root / "FashionMNIST" / "raw"]
-
-
-def find_idx_dir(root: Path, download: bool = False) -> Path:
-    """The first directory holding all four IDX files; downloads with torchvision only if asked."""
-    candidates = _candidate_dirs(root)
-    for directory in candidates:
-        if all(_find_file(directory, stem) for stem in IDX_NAMES.values()):
-            return directory
-    if download:
-        from torchvision.datasets import FashionMNIST
-
-        for train in (True, False):
-            FashionMNIST(str(root), train=train, download=True)
-        return candidates[-1]
-    looked = ", ".join(str(d) for d in candidates)
-    raise DatasetNotFoundError(
-        f"data.root: Fashion-MNIST IDX files not found (looked in {looked}); "
-        "install them with `apt-get install dataset-fashion-mnist` or set data.download: true"
-    )
-
-
-def read_idx(path: Path) -> np.ndarray:
-    """Parse one IDX file (optionally gzipped) into a numpy array, checking its header."""
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        raw = f.read()
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPE:
-        raise ValueError(f"{path}: not an IDX file of unsigned bytes")
-    ndim = raw[3]
-    shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
-    data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
-    if data.size != int(np.prod(shape)):
-        raise ValueError(f"{path}: truncated IDX file (expected {shape})")
-    return data.reshape(shape)
-
-
-def split_train_val(images: np.ndarray, labels: np.ndarray, val_size: int, seed: int) -> tuple[Split, Split]:
-    """A seeded permutation: every trial of an experiment sees the same validation set."""
+def carve(images: np.ndarray, labels: np.ndarray, size: int, seed: int) -> tuple[Split, Split]:
+    """(rest, carved): a seeded permutation, so every trial of an experiment sees the same carved split."""
     order = np.random.default_rng(seed).permutation(len(labels))
-    val_idx, train_idx = np.sort(order[:val_size]), np.sort(order[val_size:])
-    return Split(images[train_idx], labels[train_idx]), Split(images[val_idx], labels[val_idx])
+    carved, rest = np.sort(order[:size]), np.sort(order[size:])
+    return Split(images[rest], labels[rest]), Split(images[carved], labels[carved])
 
 
-def load_fashion_mnist(root: Path, download: bool, val_size: int, seed: int,
-                       train_limit: int | None = None) -> Dataset:
-    directory = find_idx_dir(Path(root), download)
-    arrays = {key: read_idx(_find_file(directory, stem)) for key, stem in IDX_NAMES.items()}  # type: ignore[arg-type]
-    train, val = split_train_val(
-        arrays["train_images"], arrays["train_labels"].astype(np.int64), val_size, seed
-    )
-    if train_limit is not None:
-        train = Split(train.images[:train_limit], train.labels[:train_limit])
-    test = Split(arrays["test_images"], arrays["test_labels"].astype(np.int64))
-    unit = train.images.astype(np.float32) / 255.0
-    return Dataset(train, val, test, source=str(directory), mean=float(unit.mean()), std=float(unit.std()))
+def channel_stats(images: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean/std on the unit scale; a flat feature vector counts as one channel."""
+    unit = images.astype(np.float32) / 255.0 if images.dtype == np.uint8 else images
+    if unit.ndim == 4 and unit.shape[1] > 1:
+        axes = (0, 2, 3)
+        return tuple(float(v) for v in unit.mean(axis=axes)), tuple(float(v) for v in unit.std(axis=axes))
+    return (float(unit.mean()),), (float(unit.std()),)
 
 
 @dataclass(frozen=True)
 class DeviceSplit:
-    """One split resident on the trial's device: uint8 images (N, 1, 28, 28) and int64 labels."""
+    """One split resident on the trial's device."""
 
     images: torch.Tensor
     labels: torch.Tensor
@@ -139,7 +97,7 @@ def to_device(split: Split, device: torch.device) -> DeviceSplit:
     with warnings.catch_warnings():
         # The object store hands out read-only arrays; nothing here ever writes to them.
         warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-        images = torch.from_numpy(split.images).unsqueeze(1)
+        images = torch.from_numpy(split.images)
         labels = torch.from_numpy(split.labels)
     return DeviceSplit(images.to(device), labels.to(device))
 
@@ -148,35 +106,42 @@ def batch_indices(n: int, batch_size: int, generator: torch.Generator, device: t
     """Slices of one seeded permutation: each sample exactly once per epoch, in a seed-dependent order."""
     order = torch.randperm(n, generator=generator, device=generator.device).to(device)
     for start in range(0, n, batch_size):
-        yield order[start:start + batch_size]
-
-
-INPUT_SCALES = ("raw", "unit", "tiny", "standard")
+        yield order[start : start + batch_size]
 
 
 @dataclass(frozen=True)
 class InputScaling:
-    """uint8 pixels -> float inputs, applied per batch on the device: (x - shift) * factor."""
+    """Stored values -> float inputs, per batch on the device: (x - shift) * factor, per channel."""
 
-    shift: float
-    factor: float
+    shift: float | tuple[float, ...]
+    factor: float | tuple[float, ...]
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         # In place on the fresh float copy: one temporary per batch instead of three.
         x = images.float()
-        if self.shift:
-            x.sub_(self.shift)
-        return x.mul_(self.factor)
+        shift, factor = self.shift, self.factor
+        if isinstance(shift, tuple):  # per channel of (N, C, H, W)
+            view = (1, len(shift), 1, 1)
+            return x.sub_(torch.tensor(shift, device=x.device).view(view)).mul_(
+                torch.tensor(factor, device=x.device).view(view))
+        if shift:
+            x.sub_(shift)
+        return x.mul_(factor)
 
 
-def input_scaling(scale: str, mean: float, std: float) -> InputScaling:
-    """raw 0..255, unit 0..1, tiny (the /255/10000 batch-norm study), standard (train-split z-score)."""
-    table = {
-        "raw": InputScaling(0.0, 1.0),
-        "unit": InputScaling(0.0, 1 / 255),
-        "tiny": InputScaling(0.0, 1 / 255 / 10_000),
-        "standard": InputScaling(mean * 255, 1 / (std * 255)),
-    }
-    if scale not in table:
-        raise ValueError(f"input_scale: unknown scaling {scale!r} (valid: {', '.join(table)})")
-    return table[scale]
+def input_scaling(scale: str, mean: Sequence[float], std: Sequence[float], pixel_max: float = 255.0) -> InputScaling:
+    """raw (as stored), unit (/255 for bytes), tiny (unit/10000, the batch-norm study), standard (z-score)."""
+    if scale == "raw":
+        return InputScaling(0.0, 1.0)
+    if scale == "unit":
+        return InputScaling(0.0, 1 / pixel_max)
+    if scale == "tiny":
+        return InputScaling(0.0, 1 / pixel_max / 10_000)
+    if scale != "standard":
+        raise DataError(f"input_scale: unknown scaling {scale!r} (valid: raw, unit, tiny, standard)")
+    if len(mean) != len(std) or not mean or not all(np.isfinite(v) for v in (*mean, *std)) or min(std) <= 0:
+        raise DataError(f"scaling: standard scaling needs a finite mean and a std > 0 per channel (got mean "
+                        f"{list(mean)}, std {list(std)})")
+    if len(mean) == 1:
+        return InputScaling(mean[0] * pixel_max, 1 / (std[0] * pixel_max))
+    return InputScaling(tuple(m * pixel_max for m in mean), tuple(1 / (s * pixel_max) for s in std))

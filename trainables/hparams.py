@@ -2,16 +2,17 @@
 
 The HParams plugin reads three records per run: the session start (the trial's knobs, written once
 when the trial starts), the session end (its status, written once), and plain scalars whose latest
-value is the metric (`hparams/...`, rewritten every epoch and once more by the driver at the end).
-TensorBoard keeps the *first* start/end record of a run, so each is written exactly once; the
-scalars keep the *latest* value, so a trial's metrics can be corrected after it ends (an ASHA stop
-is only known to the driver). No TensorFlow: the protos come from TensorBoard's own packages.
+value is the metric (`trial/...`, written at every epoch's step and once more by the driver, at the
+trial's last step, when it ends). TensorBoard keeps the *first* start/end record of a run, so each is
+written exactly once; the scalars keep the *latest* value, so a trial's metrics can be completed
+after it ends (an early stop is only known to the driver). A value is never written at a step below
+one already written: TensorBoard would drop the later steps. No TensorFlow: the protos come from
+TensorBoard's own packages.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import time
 from typing import Any
 
@@ -19,26 +20,27 @@ from tensorboard.compat.proto import summary_pb2
 from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
 
 from trainables import metrics as m
+from trainables.metrics import finite
 
-PREFIX = "hparams/"
+PREFIX = "trial/"  # sorts after the learning curves (accuracy, loss, lr) in SCALARS
+STATUS = PREFIX + "status"
 BEST_VAL = PREFIX + "best_val_accuracy"
-FINAL_VAL = PREFIX + "final_val_accuracy"
 BEST_TEST = PREFIX + "best_test_accuracy"
+FINAL_VAL = PREFIX + "final_val_accuracy"
 EPOCHS_RUN = PREFIX + "epochs_run"
 STOPPED_EARLY = PREFIX + "stopped_early"
-STATUS = PREFIX + "status"
 
-# Numeric status codes for the `hparams/status` metric (HParams metrics are numbers).
-STATUS_CODES = {"running": 0, "completed": 1, "stopped": 2, "diverged": 3, "error": 4}
+# Numeric status codes for the status metric (HParams metrics are numbers).
+STATUS_CODES = {"running": 0, "completed": 1, "stopped": 2, "diverged": 3, "error": 4, "paused": 5}
 STATUS_HELP = ", ".join(f"{code} {name}" for name, code in STATUS_CODES.items())
 
-METRICS: dict[str, tuple[str, str]] = {  # tag -> (display name, description)
+METRICS: dict[str, tuple[str, str]] = {  # tag -> (display name, description); the table's column order
+    STATUS: ("status", f"trial status: {STATUS_HELP}"),
     BEST_VAL: ("best val accuracy", "highest validation accuracy over the epochs run"),
-    FINAL_VAL: ("final val accuracy", "validation accuracy of the last epoch run"),
     BEST_TEST: ("best test accuracy", "highest test accuracy over the epochs run (the leaderboard's test_acc)"),
     EPOCHS_RUN: ("epochs run", "epochs the trial trained before it ended or was stopped"),
-    STOPPED_EARLY: ("stopped early", "1 when ASHA stopped the trial before trial.epochs"),
-    STATUS: ("status", f"trial status code: {STATUS_HELP}"),
+    STOPPED_EARLY: ("stopped early", "1 when early stopping cut the trial before trial.epochs"),
+    FINAL_VAL: ("final val accuracy", "validation accuracy of the last epoch run"),
 }
 
 
@@ -111,13 +113,13 @@ def _hparam_info(name: str, domain: list[Any] | tuple[float, float]) -> api_pb2.
     return info
 
 
-def running_metrics(history: list[dict[str, Any]], status: str, stopped_early: bool) -> dict[str, float]:
-    """The `hparams/...` scalars from a trial's per-epoch metric rows (keys as in trainables.metrics)."""
-    vals = [r[m.VAL_ACCURACY] for r in history if _finite(r.get(m.VAL_ACCURACY))]
-    tests = [r[m.TEST_ACCURACY] for r in history if _finite(r.get(m.TEST_ACCURACY))]
-    epochs = [int(r[m.EPOCH]) for r in history if _finite(r.get(m.EPOCH))]
-    values = {EPOCHS_RUN: float(max(epochs, default=0)), STOPPED_EARLY: float(stopped_early),
-              STATUS: float(STATUS_CODES[status])}
+def metric_values(history: list[dict[str, Any]], status: str) -> dict[str, float]:
+    """The HParams metric scalars from a trial's per-epoch rows (keys as in trainables.metrics)."""
+    vals = [r[m.VAL_ACCURACY] for r in history if finite(r.get(m.VAL_ACCURACY))]
+    tests = [r[m.TEST_ACCURACY] for r in history if finite(r.get(m.TEST_ACCURACY))]
+    epochs = [int(r[m.EPOCH]) for r in history if finite(r.get(m.EPOCH))]
+    values = {EPOCHS_RUN: float(max(epochs, default=0)), STOPPED_EARLY: float(status == "stopped"),
+              STATUS: float(STATUS_CODES.get(status, 0))}
     if vals:
         values.update({BEST_VAL: max(vals), FINAL_VAL: vals[-1]})
     if tests:
@@ -125,5 +127,3 @@ def running_metrics(history: list[dict[str, Any]], status: str, stopped_early: b
     return values
 
 
-def _finite(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)

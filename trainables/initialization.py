@@ -13,14 +13,15 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from torch import nn
+
+from trainables.schema import Section
 
 _LAYERS = (nn.Linear, nn.Conv2d, nn.LSTM, nn.GRU)
 
 
-class InitSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class InitSpec(Section):
 
     scheme: Literal["default", "xavier", "kaiming", "uniform"] = Field(
         default="default", description="default (PyTorch's), xavier (Glorot), kaiming (He, fan_in), uniform")

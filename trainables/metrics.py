@@ -1,4 +1,16 @@
-"""Metric names, defined once: the trial reports them, ASHA and selection read them."""
+"""Metric names, defined once: the trial reports them, early stopping and selection read them.
+
+The selection score is computed here too, once, because two parties must agree on it: Ray's checkpoint
+retention (which keeps each trial's best checkpoints by it) and the final selection (which ranks every
+kept checkpoint by it). It is the selection metric with ties broken by validation accuracy, folded into
+one number; on an exact tie of that number the later epoch wins, which is also the one Ray keeps.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
 
 EPOCH = "epoch"
 TRAIN_LOSS = "train_loss"
@@ -10,13 +22,28 @@ TEST_ACCURACY = "test_accuracy"
 LR = "lr"
 EPOCH_SECONDS = "epoch_seconds"
 SAMPLES_PER_SECOND = "samples_per_second"
+SELECTION_SCORE = "selection_score"
 
-# ASHA stops trials on validation accuracy: the test set never steers the search.
+# Early stopping looks at validation accuracy: the test set never steers the search.
 ASHA_METRIC = VAL_ACCURACY
-# What the final selection may rank checkpoints by.
-SELECTABLE = (TEST_ACCURACY, VAL_ACCURACY)
 DIVERGED = "diverged"  # loss went NaN/inf; such a trial ends and is never selected
 NODE_ID = "node_id"  # the Ray node the epoch ran on
 PID = "pid"  # the worker process that ran the epoch: a restarted trial shows a new one
 GPU_PEAK_GIB = "gpu_peak_gib"  # the trial's peak reserved GPU memory (0 on a CPU); checks the preflight
 STARTUP_SECONDS = "startup_seconds"  # trial start to its first epoch: data attach, model build, resume
+
+# Accuracies are multiples of 1/N; weighting the tie-break by 2^-30 keeps it below any step of the metric
+# for validation splits up to 2^22 samples while staying representable next to a value near 1.
+TIE_BREAK_WEIGHT = 2.0**-30
+
+
+def finite(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def selection_score(metrics: Mapping[str, Any], metric: str) -> float:
+    """The number every checkpoint is ranked by (higher is better); NaN when it cannot be ranked."""
+    primary, tie = metrics.get(metric), metrics.get(VAL_ACCURACY)
+    if not finite(primary) or not finite(tie) or metrics.get(DIVERGED):
+        return float("nan")
+    return float(primary) + float(tie) * TIE_BREAK_WEIGHT

@@ -17,14 +17,15 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from torch import nn
+
+from trainables.schema import Section
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-class LossSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class LossSpec(Section):
 
     l1: float = Field(default=0.0, ge=0, description="coefficient of sum |w| added to the loss")
     l2: float = Field(default=0.0, ge=0, description="coefficient of the L2 term added to the loss")
@@ -35,8 +36,7 @@ class LossSpec(BaseModel):
     label_smoothing: float = Field(default=0.0, ge=0.0, lt=1.0, description="cross-entropy label smoothing")
 
 
-class ClipSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class ClipSpec(Section):
 
     by: Literal["none", "norm", "value"] = Field(
         default="none", description="norm: rescale so the global grad norm <= threshold; value: clamp each entry")

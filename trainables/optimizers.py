@@ -14,15 +14,13 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 from torch import nn
 
-
-class _Params(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+from trainables.schema import Section
 
 
-class SGDParams(_Params):
+class SGDParams(Section):
     momentum: float = Field(default=0.0, ge=0.0, lt=1.0, description="momentum factor; 0 = plain SGD")
     nesterov: bool = Field(default=False, description="Nesterov momentum (needs momentum > 0, dampening 0)")
     dampening: float = Field(default=0.0, ge=0.0, lt=1.0, description="dampening of the momentum buffer")
@@ -39,7 +37,7 @@ class MomentumParams(SGDParams):
     momentum: float = Field(default=0.9, gt=0.0, lt=1.0, description="momentum factor (the seeds' 0.9)")
 
 
-class AdamParams(_Params):
+class AdamParams(Section):
     betas: tuple[float, float] = Field(default=(0.9, 0.999), description="decay of the 1st/2nd moment estimates")
     eps: float = Field(default=1e-8, gt=0, description="added to the denominator for stability")
     amsgrad: bool = Field(default=False, description="AMSGrad variant")
@@ -51,24 +49,24 @@ class AdamParams(_Params):
         return self
 
 
-class RMSpropParams(_Params):
+class RMSpropParams(Section):
     alpha: float = Field(default=0.99, ge=0.0, lt=1.0, description="smoothing constant of the squared-gradient average")
     eps: float = Field(default=1e-8, gt=0, description="added to the denominator for stability")
     momentum: float = Field(default=0.0, ge=0.0, lt=1.0, description="momentum factor")
     centered: bool = Field(default=False, description="normalize by the estimated gradient variance")
 
 
-class AdagradParams(_Params):
+class AdagradParams(Section):
     eps: float = Field(default=1e-10, gt=0, description="added to the denominator for stability")
     lr_decay: float = Field(default=0.0, ge=0.0, description="per-step learning-rate decay")
 
 
-class AdadeltaParams(_Params):
+class AdadeltaParams(Section):
     rho: float = Field(default=0.9, ge=0.0, lt=1.0, description="decay of the running averages")
     eps: float = Field(default=1e-6, gt=0, description="added to the denominator for stability")
 
 
-class OptimSpec(_Params):
+class OptimSpec(Section):
     """Per-family parameters; only the section of the chosen `optimizer` is used."""
 
     sgd: SGDParams = SGDParams()

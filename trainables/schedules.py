@@ -17,41 +17,37 @@ import math
 from typing import Any, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 from torch.optim.lr_scheduler import LambdaLR, ReduceLROnPlateau
 
-SCHEDULES = ("none", "plateau", "cosine", "step", "onecycle")
+from trainables.schema import MAX_EPOCHS, Section
 
 
-class _Params(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class PlateauParams(_Params):
+class PlateauParams(Section):
     factor: float = Field(default=0.5, gt=0, lt=1, description="lr *= factor on a plateau")
-    patience: int = Field(default=0, ge=0, description="epochs without improvement tolerated before a cut")
+    patience: int = Field(default=0, ge=0, le=MAX_EPOCHS, description="epochs without improvement tolerated before a cut")
     threshold: float = Field(default=0.001, ge=0, description="smallest validation-loss drop that counts")
     threshold_mode: Literal["abs", "rel"] = Field(default="abs", description="threshold in loss units or relative")
     min_lr: float = Field(default=1e-5, ge=0, description="the lr is never cut below this")
-    cooldown: int = Field(default=0, ge=0, description="epochs after a cut before plateaus count again")
+    cooldown: int = Field(default=0, ge=0, le=MAX_EPOCHS, description="epochs after a cut before plateaus count again")
 
 
-class CosineParams(_Params):
+class CosineParams(Section):
     min_factor: float = Field(default=0.0, ge=0, lt=1, description="final lr as a fraction of lr")
 
 
-class StepParams(_Params):
+class StepParams(Section):
     step_epochs: float = Field(default=1.0, gt=0, description="epochs between cuts")
     gamma: float = Field(default=0.1, gt=0, lt=1, description="lr *= gamma at every cut")
 
 
-class OneCycleParams(_Params):
+class OneCycleParams(Section):
     pct_start: float = Field(default=0.3, gt=0, lt=1, description="fraction of training spent rising to lr")
     div_factor: float = Field(default=25.0, ge=1, description="starting lr = lr / div_factor")
     final_div_factor: float = Field(default=1e4, ge=1, description="final lr = lr / div_factor / final_div_factor")
 
 
-class ScheduleSpec(_Params):
+class ScheduleSpec(Section):
     name: Literal["none", "plateau", "cosine", "step", "onecycle"] = Field(
         default="none", description="none (constant lr), plateau, cosine, step, onecycle")
     warmup_epochs: float = Field(default=0.0, ge=0, description="linear warm-up length in epochs; 0 = none")

@@ -1,10 +1,14 @@
-"""Per-trial TensorBoard: namespaced scalars each epoch, per-layer weight histograms, the HParams session.
+"""Per-trial TensorBoard, written while the trial trains; the driver adds what only it knows.
 
-One run per trial, written straight into the trial's directory while it trains:
-  scalars     train/, val/, test/ loss and accuracy, lr, speed/ (epoch time, samples/s)
-  histograms  params/<layer index>.<layer type>/<weight|bias> at epoch 0 (the initialisation) and
-              every `histogram_every` epochs (0 = none): how each layer's distribution moves
-  hparams     the trial's knobs at its start; `hparams/...` metrics each epoch (see trainables.hparams)
+One run per trial, plus three sub-runs so train, validation and test share one chart:
+  <trial>/train, /val, /test   `loss` and `accuracy` each epoch: SCALARS -> accuracy overlays the three
+  <trial>                      `lr`, `speed/epoch_seconds`, `speed/samples_per_second`; the weight
+                               histograms `params/<layer index>.<layer type>/<weight|bias>` at epoch 0
+                               (the init) and every `histogram_every` epochs; the HParams session, and
+                               its metrics `trial/...` (status, epochs run, best accuracies), one point
+                               per epoch, never at a step below one already written
+
+Tag groups sort so the learning curves come first (accuracy, loss, lr) and the bookkeeping last (trial).
 """
 
 from __future__ import annotations
@@ -18,17 +22,9 @@ from torch.utils.tensorboard import SummaryWriter
 from trainables import hparams
 from trainables import metrics as m
 
-SCALAR_TAGS = {
-    m.TRAIN_LOSS: "train/loss",
-    m.TRAIN_ACCURACY: "train/accuracy",
-    m.VAL_LOSS: "val/loss",
-    m.VAL_ACCURACY: "val/accuracy",
-    m.TEST_LOSS: "test/loss",
-    m.TEST_ACCURACY: "test/accuracy",
-    m.LR: "lr",
-    m.EPOCH_SECONDS: "speed/epoch_seconds",
-    m.SAMPLES_PER_SECOND: "speed/samples_per_second",
-}
+SPLITS = {"train": (m.TRAIN_LOSS, m.TRAIN_ACCURACY), "val": (m.VAL_LOSS, m.VAL_ACCURACY),
+          "test": (m.TEST_LOSS, m.TEST_ACCURACY)}
+RUN_SCALARS = {m.LR: "lr", m.EPOCH_SECONDS: "speed/epoch_seconds", m.SAMPLES_PER_SECOND: "speed/samples_per_second"}
 HISTOGRAM_PREFIX = "params/"
 
 
@@ -42,22 +38,23 @@ def parameter_tags(model: nn.Module) -> dict[str, str]:
     return tags
 
 
-class TrialBoard:
-    """One TensorBoard run per trial; `knobs` (TrialConfig.knobs()) make it an HParams session."""
+def write_metrics(writer: SummaryWriter, step: int, values: dict[str, float]) -> None:
+    for tag, value in values.items():
+        writer.add_scalar(tag, value, step)
+    writer.flush()
 
-    def __init__(self, run_dir: Path, knobs: dict[str, Any] | None = None, histogram_every: int = 0,
-                 epochs: int | None = None) -> None:
+
+class TrialBoard:
+    """One trial's runs; `knobs` (TrialConfig.knobs()) make it an HParams session."""
+
+    def __init__(self, run_dir: Path, knobs: dict[str, Any], histogram_every: int, epochs: int) -> None:
         self.writer = SummaryWriter(log_dir=str(run_dir))
+        self.splits = {split: SummaryWriter(log_dir=str(run_dir / split)) for split in SPLITS}
         self.histogram_every, self.epochs = histogram_every, epochs
         self.history: list[dict[str, Any]] = []
-        if knobs is not None:
-            # TensorBoard keeps a run's first start record, so a restarted trial repeating it is harmless.
-            self.add_summary(hparams.session_start(knobs), 0)
-            self.writer.flush()
-
-    def add_summary(self, summary: Any, step: int) -> None:
-        # SummaryWriter has no public call for a prebuilt Summary proto; add_hparams uses this same path.
-        self.writer._get_file_writer().add_summary(summary, step)
+        # TensorBoard keeps a run's first start record, so a restarted trial repeating it is harmless.
+        self.writer._get_file_writer().add_summary(hparams.session_start(knobs), 0)
+        self.writer.flush()
 
     def log_weights(self, step: int, model: nn.Module) -> None:
         """Histograms of every parameter, when `step` falls on the configured frequency (0 = the init)."""
@@ -69,26 +66,25 @@ class TrialBoard:
         self.writer.flush()
 
     def log_epoch(self, epoch: int, metrics: dict[str, Any], model: nn.Module | None = None) -> None:
-        for key, tag in SCALAR_TAGS.items():
+        for split, (loss, accuracy) in SPLITS.items():
+            self.splits[split].add_scalar("loss", metrics[loss], epoch)
+            self.splits[split].add_scalar("accuracy", metrics[accuracy], epoch)
+            self.splits[split].flush()
+        for key, tag in RUN_SCALARS.items():
             if key in metrics:
                 self.writer.add_scalar(tag, metrics[key], epoch)
         self.history.append(metrics)
         diverged = bool(metrics.get(m.DIVERGED))
-        done = self.epochs is not None and epoch >= self.epochs
-        status = "diverged" if diverged else "completed" if done else "running"
-        self.log_hparams_metrics(epoch, hparams.running_metrics(self.history, status, stopped_early=False))
+        # What the trial itself knows: running, or ended by itself (completed, diverged). An early stop is
+        # only known to the driver, which writes the final values at this same last step.
+        status = "diverged" if diverged else "completed" if epoch >= self.epochs else "running"
+        write_metrics(self.writer, epoch, hparams.metric_values(self.history, status))
         if status != "running":
-            self.add_summary(hparams.session_end(status), epoch)  # final: nothing reruns a finished trial
+            self.writer._get_file_writer().add_summary(hparams.session_end(status), epoch)
         if model is not None and not diverged:
             self.log_weights(epoch, model)
         self.writer.flush()
 
-    def log_hparams_metrics(self, step: int, values: dict[str, float]) -> None:
-        for tag, value in values.items():
-            self.writer.add_scalar(tag, value, step)
-
-    def end_session(self, status: str) -> None:
-        self.add_summary(hparams.session_end(status), 0)
-
     def close(self) -> None:
-        self.writer.close()
+        for writer in (self.writer, *self.splits.values()):
+            writer.close()

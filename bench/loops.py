@@ -24,7 +24,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
-from trainables.data import IDX_NAMES, Dataset, Split, find_idx_dir
+from trainables.data import Dataset, Split
+from trainables.data_sources import IDX_NAMES, find_idx_dir
 from trainables.models import build_model
 from trainables.optimizers import build_optimizer
 from trainables.recipe import TrialConfig
@@ -83,7 +84,7 @@ def vision_splits(dataset: Dataset, root: Path) -> dict[str, torch.utils.data.Da
     splits = {}
     for name, split in (("train", dataset.train), ("val", dataset.val), ("test", dataset.test)):
         view = copy.copy(base)
-        view.data = torch.tensor(split.images)  # a copy: the object store's arrays are read-only
+        view.data = torch.tensor(split.images[:, 0])  # (N, 28, 28) as torchvision keeps it; a copy
         view.targets = torch.tensor(split.labels)
         splits[name] = view
     return splits
@@ -113,7 +114,7 @@ def tutorial_trial(trial: TrialConfig, splits: dict[str, torch.utils.data.Datase
     """One trial, tutorial style; evaluates val and test every epoch as a trial does."""
     start = time.perf_counter()
     torch.manual_seed(trial.seed)
-    model = build_model(trial.model_spec()).to(device)
+    model = build_model(trial.model_spec((1, 28, 28), 10)).to(device)
     optimizer = build_optimizer(trial.optimizer, model, trial.lr, trial.weight_decay)
     train = DataLoader(splits["train"], batch_size=trial.batch_size, shuffle=True, num_workers=workers)
     val, test = (DataLoader(splits[k], batch_size=trial.batch_size, num_workers=workers) for k in ("val", "test"))
@@ -134,5 +135,5 @@ def tutorial_trial(trial: TrialConfig, splits: dict[str, torch.utils.data.Datase
 
 def scaled_float(split: Split, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """The raw loop's inputs: the whole split as 0..1 floats on the device (the `unit` input scale)."""
-    images = torch.tensor(split.images).unsqueeze(1).to(device).float().div_(255)
+    images = torch.tensor(split.images).to(device).float().div_(255)
     return images, torch.tensor(split.labels).to(device)

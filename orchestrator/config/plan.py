@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from orchestrator.config import ExperimentConfig
-from orchestrator.search import asha_rungs, dimensions, grid_size
+from orchestrator.config.rungs import rungs
+from orchestrator.config.schema import ExperimentConfig
+from orchestrator.config.space import dimensions
 from trainables import metrics as m
 from trainables.models import MODELS
 from trainables.recipe import TrialConfig
@@ -20,12 +21,12 @@ def _default_recipe(cfg: ExperimentConfig) -> set[str]:
             if k.split(".")[0] in RECIPE_SECTIONS and k != "schedule.name" and default.get(k) == v}
 
 
-def describe(cfg: ExperimentConfig) -> str:
+def describe(cfg: ExperimentConfig, location: str) -> str:
     dims = dimensions(cfg.search.space)
-    grid = grid_size(cfg.search.space)
+    grid = cfg.trial_count // cfg.search.num_samples
     lines = [
-        f"experiment: {cfg.name} -> {cfg.experiment_dir}",
-        f"trials: {grid * cfg.search.num_samples} (grid points {grid} x num_samples {cfg.search.num_samples})",
+        f"experiment: {cfg.name} -> {location}",
+        f"trials: {cfg.trial_count} (grid points {grid} x num_samples {cfg.search.num_samples})",
         "search space:" if dims else "search space: none (every trial uses the fixed recipe)",
     ]
     width = max((len(p) for p in dims), default=0)
@@ -42,9 +43,11 @@ def describe(cfg: ExperimentConfig) -> str:
     gpu_text = f"1/{cfg.resources.trials_per_gpu} GPU if the cluster has GPUs" if gpu == "auto" else f"{gpu:g} GPU"
     lines.append(f"resources per trial: {cfg.resources.cpu:g} CPU, {gpu_text}; "
                  f"concurrent trials: {concurrency}")
-    rungs = asha_rungs(cfg.asha.grace_period, cfg.asha.reduction_factor, cfg.max_t)
-    lines.append(f"ASHA: {m.ASHA_METRIC} (max), max_t = trial.epochs = {cfg.max_t}, grace {cfg.asha.grace_period}, "
-                 f"reduction {cfg.asha.reduction_factor:g}, brackets {cfg.asha.brackets}, rungs at epochs {rungs}")
+    milestones = rungs(cfg.asha.grace_period, cfg.asha.reduction_factor, cfg.max_t)
+    mode = "deterministic (synchronous rungs)" if cfg.asha.mode == "deterministic" else "async"
+    lines.append(f"ASHA: {mode} on {m.ASHA_METRIC} (max), max_t = trial.epochs = {cfg.max_t}, grace "
+                 f"{cfg.asha.grace_period}, reduction {cfg.asha.reduction_factor:g}, brackets {cfg.asha.brackets}, "
+                 f"rungs at epochs {milestones}")
     lines.append(f"selection: best {cfg.selection.metric} over every kept checkpoint "
                  f"({cfg.selection.keep_checkpoints} best + latest kept per trial)")
     return "\n".join(lines)

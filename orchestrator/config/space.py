@@ -1,4 +1,4 @@
-"""The YAML search spec -> Tune domains, and the plan that --dry-run prints.
+"""The search space as written in YAML: its kinds, its dimensions, and every rule a value must obey.
 
     search:
       space:
@@ -15,6 +15,7 @@ schema here, before Ray starts.
 Search algorithms: `random` (Tune's BasicVariantGenerator: grid points times random samples) or
 `optuna` (TPE; sampling kinds only: a grid has no distribution for TPE to model, so it is refused
 rather than silently turned into a choice, which would change the trial count and coverage).
+No Ray here: `orchestrator.tune.searchers` turns these dimensions into Tune's domains.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from orchestrator.errors import ConfigError
-from trainables.recipe import TrialConfig
+from trainables.recipe import FREE_FORM, TrialConfig
+from trainables.schema import INT64_MAX
 
 LIST_KINDS = ("grid", "choice")
 RANGE_KINDS = {"uniform": 2, "loguniform": 2, "randint": 2, "quniform": 3}
@@ -52,19 +54,26 @@ def parse_dimension(path: str, spec: Any) -> tuple[str, list[Any]]:
 
 
 def _check_range(where: str, kind: str, args: list[Any]) -> None:
+    shape = "[low, high, q]" if kind == "quniform" else "[low, high]"
     if len(args) != RANGE_KINDS[kind] or not all(isinstance(a, int | float) and not isinstance(a, bool)
                                                   for a in args):
-        shape = "[low, high, q]" if kind == "quniform" else "[low, high]"
         raise ConfigError(where, f"must be {shape} numbers", args)
+    if not all(math.isfinite(a) for a in args) or any(abs(a) > INT64_MAX for a in args):
+        raise ConfigError(where, f"must be {shape} finite numbers within +-2^63", args)
     low, high = args[0], args[1]
     if not low < high:
         raise ConfigError(where, "low must be below high", args)
     if kind == "loguniform" and low <= 0:
         raise ConfigError(where, "low must be > 0 for a log scale", args)
     if kind == "randint" and not (isinstance(low, int) and isinstance(high, int)):
-        raise ConfigError(where, "bounds must be integers", args)
-    if kind == "quniform" and args[2] <= 0:
-        raise ConfigError(where, "q must be > 0", args)
+        raise ConfigError(where, "bounds must be integers (high is exclusive)", args)
+    if kind == "quniform":
+        q = args[2]
+        if q <= 0:
+            raise ConfigError(where, "q must be > 0", args)
+        # Tune rounds samples to multiples of q: bounds off that grid yield values outside [low, high].
+        if any(abs(bound / q - round(bound / q)) > 1e-9 for bound in (low, high)):
+            raise ConfigError(where, "low and high must be multiples of q", args)
 
 
 def _is_section(annotation: Any) -> bool:
@@ -75,8 +84,12 @@ def _check_path(path: str) -> None:
     """A dotted path through the trial schema: a field, or a whole section (searched as partial dicts)."""
     where = f"search.space.{path}"
     parts = path.split(".")
+    if not all(parts):
+        raise ConfigError(where, "not a dotted field path (an empty part between dots)")
     if parts[0] in NOT_SEARCHABLE:
         raise ConfigError(where, "trial.epochs is ASHA's max_t and is not searched; set it under trial:")
+    if parts[0] in FREE_FORM:  # a user model's own arguments: any key, checked by the model's factory
+        return
     schema: type[BaseModel] = TrialConfig
     for depth, part in enumerate(parts):
         fields = schema.model_fields
@@ -97,7 +110,7 @@ def nest(path: str, value: Any) -> dict[str, Any]:
     return value
 
 
-def validate_space(space: dict[str, Any], fixed: dict[str, Any], train_size: int) -> None:
+def validate_space(space: dict[str, Any], fixed: dict[str, Any]) -> None:
     """Every candidate value must make a valid trial; raises ConfigError naming the entry."""
     for path, spec in space.items():
         _check_path(path)
@@ -109,16 +122,18 @@ def validate_space(space: dict[str, Any], fixed: dict[str, Any], train_size: int
         candidates = args if kind in LIST_KINDS else args[:2]
         for value in candidates:
             try:
-                trial = TrialConfig.resolve(fixed, nest(path, value))
+                TrialConfig.resolve(fixed, nest(path, value))
             except ValidationError as exc:
                 message = exc.errors(include_url=False)[0]["msg"].removeprefix("Value error, ")
                 raise ConfigError(f"search.space.{path}", message, value) from None
-            if trial.batch_size > train_size:
-                raise ConfigError(f"search.space.{path}", f"batch size larger than the training split "
-                                  f"({train_size})", value)
 
 
-ALGORITHMS = ("random", "optuna")
+def candidate_values(space: dict[str, Any], path: str) -> list[Any]:
+    """The values a dimension can take that matter for a bound: every listed one, or a range's ends."""
+    kind, args = parse_dimension(path, space[path])
+    if kind in LIST_KINDS:
+        return list(args)
+    return [args[0], args[1] - 1 if kind == "randint" else args[1]]
 
 
 def validate_algorithm(algorithm: str, space: dict[str, Any]) -> None:
@@ -141,9 +156,3 @@ def grid_size(space: dict[str, Any]) -> int:
 
 def dimensions(space: dict[str, Any]) -> dict[str, tuple[str, list[Any]]]:
     return {path: parse_dimension(path, spec) for path, spec in space.items()}
-
-
-def asha_rungs(grace_period: int, reduction_factor: float, max_t: int, bracket: int = 0) -> list[int]:
-    """Epochs at which ASHA compares trials (as Ray's ASHA computes them for a bracket)."""
-    count = int(math.log(max_t / grace_period) / math.log(reduction_factor) + 1) - bracket
-    return [int(grace_period * reduction_factor ** (k + bracket)) for k in range(max(count, 0))]

@@ -1,6 +1,6 @@
 """GPU memory preflight: refuse a packing of trials per GPU that cannot fit, before Ray starts.
 
-    python -m orchestrator.launch configs/parallel.yaml --dry-run    # runs the preflight too
+    python -m orchestrator launch configs/parallel.yaml          # runs once the data is loaded
 
 Only when `resources.gpu > 0`. Ray packs floor(1 / resources.gpu) trials on one GPU; each is its own
 process, so each pays a CUDA context besides its tensors. A trial's estimate (the worst over the values
@@ -10,7 +10,7 @@ its search space can take for model, model fields, optimizer and batch size):
   parameters + gradients + optimizer state     4 bytes each; state per optimizer from OPTIMIZER_STATE
   training activations for one batch           every layer's output, kept for backward and its gradient
   evaluation activations for a 4096 batch      no backward, but a wider batch
-  the resident dataset                         uint8 images + int64 labels of train, val and test
+  the resident dataset                         every split's samples and labels, as loaded
 
 times ALLOCATOR_SLACK for the caching allocator's rounding and fragmentation. The GPU's size is
 `runtime.gpu_memory_gb` when set, else the driver's smallest GPU, else ASSUMED_GPU_GB (an 80 GB H100):
@@ -30,15 +30,14 @@ import torch
 from pydantic import ValidationError
 from torch import nn
 
-from orchestrator.config import TRAIN_SET_SIZE, ExperimentConfig
+from orchestrator.config.schema import ExperimentConfig
+from orchestrator.config.space import dimensions, nest
 from orchestrator.errors import ConfigError
-from orchestrator.search import dimensions, nest
 from trainables.loop import EVAL_BATCH
-from trainables.models import IMAGE_SIDE, MODELS, build_model
+from trainables.models import MODELS, build_model
 from trainables.recipe import TrialConfig, deep_merge
 
 GIB = 1024**3
-TEST_SET_SIZE = 10_000
 CONTEXT_BYTES = 1 * GIB
 ALLOCATOR_SLACK = 1.25
 HEADROOM = 0.9  # never plan to fill a GPU: other processes and the allocator's reserve need some
@@ -47,7 +46,7 @@ OPTIMIZER_STATE = {"sgd": 0, "momentum": 1, "rmsprop": 1, "adagrad": 1, "adam": 
 RNN_GATES = {nn.LSTM: 4, nn.GRU: 3}
 MAX_COMBINATIONS = 512
 # Fields whose value changes a trial's memory; lr, seed, weight decay etc. do not.
-MEMORY_FIELDS = {"model", "batch_size", "optimizer", *MODELS}
+MEMORY_FIELDS = {"model", "model_args", "batch_size", "optimizer", *MODELS}
 
 
 @dataclass(frozen=True)
@@ -62,8 +61,9 @@ class Estimate:
         return CONTEXT_BYTES + int((self.weights + self.activations + self.dataset) * ALLOCATOR_SLACK)
 
 
-def per_sample_activations(model: nn.Module) -> int:
-    """Elements every leaf module outputs for one image (recurrent layers: all steps and gates)."""
+def per_sample_activations(model: nn.Module, input_shape: tuple[int, ...]) -> int:
+    """Elements every leaf module outputs for one sample (recurrent layers: all steps and gates), measured
+    with a forward pass, so a user's model is measured like a built-in one."""
     counts: list[int] = []
 
     def hook(module: nn.Module, _inputs: Any, output: Any) -> None:
@@ -80,26 +80,18 @@ def per_sample_activations(model: nn.Module) -> int:
     try:
         model.eval()
         with torch.no_grad():
-            model(torch.zeros(1, 1, IMAGE_SIDE, IMAGE_SIDE))
+            model(torch.zeros(1, *input_shape))
     finally:
         for handle in handles:
             handle.remove()
-    return sum(counts) + IMAGE_SIDE * IMAGE_SIDE  # + the float input batch
+    return sum(counts) + math.prod(input_shape)  # + the float input batch
 
 
-def dataset_bytes(cfg: ExperimentConfig) -> int:
-    train = TRAIN_SET_SIZE - cfg.data.val_size
-    if cfg.data.train_limit is not None:
-        train = min(train, cfg.data.train_limit)
-    samples = train + cfg.data.val_size + TEST_SET_SIZE
-    return samples * (IMAGE_SIDE * IMAGE_SIDE + 8)
-
-
-def estimate(trial: TrialConfig, data_bytes: int) -> Estimate:
-    model = build_model(trial.model_spec())
+def estimate(trial: TrialConfig, input_shape: tuple[int, ...], num_classes: int, data_bytes: int) -> Estimate:
+    model = build_model(trial.model_spec(input_shape, num_classes))
     params = sum(p.numel() for p in model.parameters())
     weights = params * 4 * (2 + OPTIMIZER_STATE[trial.optimizer])
-    per_sample = per_sample_activations(model) * 4
+    per_sample = per_sample_activations(model, input_shape) * 4
     train = trial.batch_size * per_sample * 2  # outputs saved for backward, and their gradients
     evaluation = EVAL_BATCH * per_sample
     label = f"model {trial.model}, batch_size {trial.batch_size}, optimizer {trial.optimizer}"
@@ -114,10 +106,11 @@ def _worst_value(kind: str, args: list[Any]) -> list[Any]:
     return [high]
 
 
-def candidate_trials(cfg: ExperimentConfig) -> list[TrialConfig]:
-    """Every combination of the memory-relevant searched values (capped), resolved as trials would be."""
+def candidate_trials(cfg: ExperimentConfig, fields: set[str] = MEMORY_FIELDS) -> list[TrialConfig]:
+    """Every combination of the searched values of these fields (capped; a range at its top, where memory
+    and size are largest), resolved as trials would be."""
     fixed = cfg.trial.model_dump(mode="json")
-    dims = {p: _worst_value(*d) for p, d in dimensions(cfg.search.space).items() if p.split(".")[0] in MEMORY_FIELDS}
+    dims = {p: _worst_value(*d) for p, d in dimensions(cfg.search.space).items() if p.split(".")[0] in fields}
     combos = itertools.islice(itertools.product(*dims.values()), MAX_COMBINATIONS)
     trials = []
     for values in combos:
@@ -145,14 +138,15 @@ def trials_per_gpu(gpu: float) -> int:
     return 1 if gpu >= 1 else math.floor(1 / gpu + 1e-9)
 
 
-def check_gpu_packing(cfg: ExperimentConfig) -> Estimate | None:
+def check_gpu_packing(cfg: ExperimentConfig, input_shape: tuple[int, ...], num_classes: int,
+                      data_bytes: int) -> Estimate | None:
     """Raises ConfigError when floor(1/resources.gpu) trials cannot share one GPU; None on a CPU sweep."""
     auto = cfg.resources.gpu == "auto"  # check the packing a GPU cluster would get
     gpu = 1 / cfg.resources.trials_per_gpu if auto else float(cfg.resources.gpu)
     if gpu <= 0:
         return None
-    data = dataset_bytes(cfg)
-    worst = max((estimate(t, data) for t in candidate_trials(cfg)), key=lambda e: e.total)
+    worst = max((estimate(t, input_shape, num_classes, data_bytes) for t in candidate_trials(cfg)),
+                key=lambda e: e.total)
     capacity_gb, source = gpu_memory_gb(cfg)
     usable = capacity_gb * GIB * HEADROOM
     packed = trials_per_gpu(gpu)

@@ -1,11 +1,11 @@
 """Throughput benchmark: the orchestrator against a bare loop and a tutorial-style sweep, in one run.
 
-    python -m orchestrator.bench                       # 6 trials x 3 epochs on 10k samples, mlp
-    python -m orchestrator.bench --epochs 1 --trials 3 --train-limit 2000 --output /tmp/bench.json
+    python -m orchestrator bench                       # 6 trials x 3 epochs on 10k samples, mlp
+    python -m orchestrator bench --epochs 1 --trials 3 --train-limit 2000 --output /tmp/bench.json
 
 Parts (one process, one Ray instance, whatever device it finds):
   startup   import of the trial module (fresh interpreter), dataset attach, model build
-  raw       a bare loop over resident tensors (`bench_loops.raw_epochs`): the floor on this device;
+  raw       a bare loop over resident tensors (`bench.loops.raw_epochs`): the floor on this device;
             measured before and after the Ray parts, median over every timed epoch
   trial     one trial through the real Tuner: its reported train epoch_seconds (median, first epoch
             left out as warm-up), and its wall time per epoch including evaluation, checkpoint, report
@@ -13,7 +13,8 @@ Parts (one process, one Ray instance, whatever device it finds):
             also trials per GPU, utilization (nvidia-smi), and the same sweep with one trial per GPU
   tutorial  the same N trials, torchvision Dataset + DataLoader, one at a time on the whole device
 Ratios come from the same run, so a shared, noisy machine moves both sides; medians and warm-ups keep
-single hiccups out. ASHA is set to stop no trial, so every side trains the same epochs.
+single hiccups out. Early stopping is set to stop no trial, so every side trains the same epochs.
+Ray is reached through the product's own adapter (`orchestrator.tune`), as a sweep reaches it.
 """
 
 from __future__ import annotations
@@ -34,46 +35,19 @@ from typing import Any
 
 import torch
 
-from orchestrator.bench_loops import (
-    raw_epochs,
-    scaled_float,
-    torchvision_root,
-    tutorial_trial,
-    vision_splits,
-)
-from orchestrator.bench_report import GpuSampler, print_table, targets
+from bench.loops import raw_epochs, scaled_float, torchvision_root, tutorial_trial, vision_splits
+from bench.table import GpuSampler, print_table, targets
 from orchestrator.config import ExperimentConfig, validate
-from orchestrator.gpu_memory import CONTEXT_BYTES, GIB, check_gpu_packing
+from orchestrator.config.gpu_memory import CONTEXT_BYTES, GIB, check_gpu_packing
+from orchestrator.location import Location
+from orchestrator.records import Observer, TrialRecord
 from trainables import metrics as m
 from trainables.accel import RuntimeConfig, accelerate, resolve
-from trainables.data import Dataset, load_fashion_mnist, to_device
+from trainables.data import Dataset, to_device
+from trainables.data_sources import load_dataset
 from trainables.models import build_model
 from trainables.optimizers import build_optimizer
 from trainables.recipe import TrialConfig
-
-
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m orchestrator.bench", description=__doc__.split("\n")[0])
-    p.add_argument("--model", default="mlp", help="model family (its default architecture)")
-    p.add_argument("--batch-size", type=int, default=256, help="batch size of the raw loop and the single trial")
-    p.add_argument("--batch-sizes", default="32,256,10000", help="batch sizes the sweep cycles through")
-    p.add_argument("--trials", type=int, default=6, help="sweep trials (rounded up to a multiple of the batch sizes)")
-    p.add_argument("--epochs", type=int, default=3, help="epochs per trial (and timed raw-loop epochs)")
-    p.add_argument("--train-limit", type=int, default=10_000, help="training samples (the split's first N)")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    p.add_argument("--cpus", type=float, default=1.0, help="CPUs per trial (its torch threads)")
-    p.add_argument("--gpu-fraction", type=float, default=0.125, help="GPU per trial in the sweep, on a GPU")
-    p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto")
-    p.add_argument("--compile", action="store_true", help="torch.compile the model in every orchestrated part")
-    p.add_argument("--no-reuse-actors", action="store_true", help="start a fresh worker for every trial")
-    p.add_argument("--compare-reuse", action="store_true", help="also run the sweep with the other reuse_actors")
-    p.add_argument("--tutorial-workers", type=int, default=0, help="DataLoader workers of the tutorial baseline")
-    p.add_argument("--tutorial-threads", type=int, default=0,
-                   help="torch threads of the tutorial baseline on a CPU; 0 = every CPU (it owns the machine)")
-    p.add_argument("--output", default="bench.json", help="where the JSON results go")
-    p.add_argument("--scratch", default=None, help="parent of the run's scratch directory (Ray results, "
-                   "torchvision files; removed at the end); default: the system's temp directory")
-    return p.parse_args(argv)
 
 
 def pick_device(choice: str) -> torch.device:
@@ -90,7 +64,7 @@ def experiment(args: argparse.Namespace, device: torch.device, storage: Path, na
         "trial": {"model": args.model, "batch_size": args.batch_size, "epochs": args.epochs},
         "search": {"space": space},
         "resources": {"cpu": args.cpus, "gpu": gpu if device.type == "cuda" else 0},
-        "asha": {"grace_period": args.epochs},  # no rung before the last epoch: ASHA stops nobody
+        "asha": {"grace_period": args.epochs, "mode": "async"},  # no rung before the last epoch: nobody stopped
         "runtime": {"precision": args.precision, "compile": args.compile, "reuse_actors": reuse},
     })
 
@@ -116,7 +90,7 @@ def measure_startup(dataset: Dataset, trial: TrialConfig, device: torch.device) 
         to_device(split, device)
     attach = time.perf_counter() - start
     start = time.perf_counter()
-    model = build_model(trial.model_spec()).to(device)
+    model = build_model(trial.model_spec(dataset.input_shape, dataset.num_classes)).to(device)
     build_optimizer(trial.optimizer, model, trial.lr, trial.weight_decay)
     return {"import_s": imports, "attach_s": attach, "build_s": time.perf_counter() - start}
 
@@ -124,28 +98,28 @@ def measure_startup(dataset: Dataset, trial: TrialConfig, device: torch.device) 
 def raw_loop(dataset: Dataset, trial: TrialConfig, runtime: RuntimeConfig, device: torch.device,
              epochs: int, warmup: int) -> list[float]:
     torch.manual_seed(trial.seed)
-    model = build_model(trial.model_spec()).to(device)
+    model = build_model(trial.model_spec(dataset.input_shape, dataset.num_classes)).to(device)
     net = accelerate(model, device, resolve(runtime, device, trial.model))
     optimizer = build_optimizer(trial.optimizer, model, trial.lr, trial.weight_decay)
     images, labels = scaled_float(dataset.train, device)
     return raw_epochs(net, optimizer, images, labels, trial.batch_size, warmup + epochs, trial.seed)[warmup:]
 
 
-def run_tuner(cfg: ExperimentConfig, dataset: Dataset) -> tuple[float, list[Any]]:
-    from orchestrator import tuning
+def run_tuner(cfg: ExperimentConfig, dataset: Dataset) -> tuple[float, list[TrialRecord]]:
+    from orchestrator.tune import tuner
 
     start = time.perf_counter()
-    outcomes, _ = tuning.run(cfg, dataset, cfg.storage_path)
+    run = tuner.run(cfg, dataset, Location.parse(cfg.storage_path, cfg.name), Observer())
     wall = time.perf_counter() - start
-    failed = [o.error for o in outcomes if o.error]
-    if failed:
-        raise RuntimeError(f"bench: {len(failed)} trial(s) failed: {failed[0]}")
-    return wall, outcomes
+    failed = [r.error for r in run.records if r.error]
+    if failed or run.interrupted:
+        raise RuntimeError(f"bench: {len(failed)} trial(s) failed: {failed[:1]}; interrupted: {run.interrupted}")
+    return wall, run.records
 
 
 def single_trial(cfg: ExperimentConfig, dataset: Dataset) -> dict[str, Any]:
-    wall, outcomes = run_tuner(cfg, dataset)
-    history = outcomes[0].history
+    wall, records = run_tuner(cfg, dataset)
+    history = records[0].history
     timed = history[1:] or history  # the first epoch carries one-off warm-up costs
     return {
         "fit_wall_s": wall,
@@ -160,20 +134,20 @@ def single_trial(cfg: ExperimentConfig, dataset: Dataset) -> dict[str, Any]:
 
 def sweep(cfg: ExperimentConfig, dataset: Dataset, device: torch.device) -> dict[str, Any]:
     sampler = GpuSampler() if device.type == "cuda" else None
-    wall, outcomes = run_tuner(cfg, dataset)
+    wall, records = run_tuner(cfg, dataset)
     gpu = sampler.stop() if sampler else {}
-    trial_epochs = sum(len(o.history) for o in outcomes)
+    trial_epochs = sum(len(o.history) for o in records)
     result = {
-        "trials": len(outcomes), "fit_wall_s": wall, "trial_epochs": trial_epochs,
+        "trials": len(records), "fit_wall_s": wall, "trial_epochs": trial_epochs,
         "trial_epochs_per_s": trial_epochs / wall,
-        "test_accuracy": {o.name: o.history[-1][m.TEST_ACCURACY] for o in outcomes},
+        "test_accuracy": {o.name: o.history[-1][m.TEST_ACCURACY] for o in records},
         **gpu,
     }
     if device.type == "cuda":
-        result["trials_per_gpu"] = min(len(outcomes), int(1 / cfg.resources.gpu + 1e-9))
+        result["trials_per_gpu"] = min(len(records), int(1 / cfg.resources.gpu + 1e-9))
         # Tensors only (no CUDA context): compare with the preflight's estimate minus CONTEXT_BYTES.
-        result["gpu_peak_gib_per_trial"] = max(h[m.GPU_PEAK_GIB] for o in outcomes for h in o.history)
-        estimate = check_gpu_packing(cfg)
+        result["gpu_peak_gib_per_trial"] = max(h[m.GPU_PEAK_GIB] for o in records for h in o.history)
+        estimate = check_gpu_packing(cfg, dataset.input_shape, dataset.num_classes, dataset.nbytes)
         result["preflight_tensors_gib_per_trial"] = (estimate.total - CONTEXT_BYTES) / GIB if estimate else None
     return result
 
@@ -214,17 +188,17 @@ def run(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
     torch.set_num_threads(max(1, int(args.cpus)))  # the raw loop gets the threads a trial gets
     reuse = not args.no_reuse_actors
     single_cfg = experiment(args, device, scratch, "bench-trial", {}, args.gpu_fraction, reuse)
-    dataset = load_fashion_mnist(Path(single_cfg.data.root), False, single_cfg.data.val_size, 0, args.train_limit)
+    dataset = load_dataset(single_cfg.data, single_cfg.seed)
     runtime, trial = single_cfg.runtime, single_cfg.trial
     out: dict[str, Any] = {"hardware": hardware(device), "settings": vars(args)}
     out["startup"] = measure_startup(dataset, trial, device)
     progress(out, "startup")
     raw = raw_loop(dataset, trial, runtime, device, args.epochs, warmup=1)
 
-    from orchestrator import tuning
+    from orchestrator.tune import cluster
 
     start = time.perf_counter()
-    tuning.start_ray(single_cfg, None)
+    cluster.start(None, dashboard=False, on_timeout=lambda: None)
     out["ray_start_s"] = time.perf_counter() - start
     try:
         out["trial"] = single_trial(single_cfg, dataset)
@@ -243,9 +217,7 @@ def run(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
             out[f"sweep_reuse_actors_{not reuse}"] = sweep(other, dataset, device)
             progress(out, f"sweep_reuse_actors_{not reuse}")
     finally:
-        import ray
-
-        ray.shutdown()
+        cluster.stop()
     out["raw"] = {"epoch_s": statistics.median(raw), "epochs_s": raw}
     progress(out, "raw")
     out["tutorial"] = tutorial(args, dataset, device, sizes, seeds, scratch)
@@ -253,8 +225,7 @@ def run(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+def run_command(args: argparse.Namespace) -> int:
     scratch = Path(tempfile.mkdtemp(prefix="bench-", dir=args.scratch))
     try:
         results = run(args, scratch)
@@ -265,6 +236,3 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nwritten: {args.output}")
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,30 +1,26 @@
-"""The leaderboard and a small Markdown report with plots, for a finished or a running experiment.
+"""The sweep report: Markdown (and HTML) with plots, for a finished, running or interrupted experiment.
 
-    python -m orchestrator.report runs/smoke [--out DIR] [--top 5]
+    python -m orchestrator report runs/smoke [--out DIR] [--top 5]
 
 Prints the leaderboard (the one the sweep prints) and writes DIR (default `<experiment>/report/`):
   report.md             leaderboard, the best checkpoint's origin, the ASHA picture, the plots below
   learning_curves.png   validation accuracy and training loss per epoch of the top trials
   knobs.png             best validation accuracy against each searched knob, one panel per knob
   asha.png              how many trials trained to each epoch; ASHA's rungs marked
-While the sweep runs, the tables are rebuilt from Ray's per-trial files (`orchestrator.experiment`).
-Exit codes: 0 written; 2 not an experiment directory or unreadable tables (one line, nothing written).
+Before the sweep has finished, the tables are rebuilt from the trials' files (`outputs.reader`).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from orchestrator.errors import ConfigError
-from orchestrator.experiment import Experiment, open_experiment, records
-from orchestrator.selection import BEST_DIR, differing_knobs, leaderboard
-from orchestrator.summaries import asha_markdown, leaderboard_markdown, ordered, reached, rung_epochs
+from orchestrator.outputs.reader import Experiment, records
+from orchestrator.outputs.tables import differing_knobs, ordered
+from orchestrator.review.summaries import asha_markdown, best_markdown, leaderboard_markdown, reached, rung_epochs
 from trainables import metrics as m
 
 STATUS_COLORS = {"completed": "tab:green", "stopped": "tab:orange", "running": "tab:blue",
@@ -65,7 +61,7 @@ def plot_learning_curves(exp: Experiment, rows: list[dict[str, Any]], best_trial
         if row["status"] == "stopped":
             last = curve.iloc[-1]
             acc_ax.plot(last[m.EPOCH], last[m.VAL_ACCURACY], marker="X", ms=11, color=line.get_color())
-    for epoch in rung_epochs(exp.config)[:-1]:
+    for epoch in rung_epochs(exp.config.get("asha", {}), exp.epochs)[:-1]:
         acc_ax.axvline(epoch, color="gray", ls=":", lw=1)
     acc_ax.set(title=f"validation accuracy, top {len(shown)} trials (X = stopped by ASHA, dotted = rung)",
                xlabel="epoch", ylabel="val accuracy")
@@ -117,7 +113,7 @@ def _label(value: Any) -> str:
 
 def plot_asha(exp: Experiment, rows: list[dict[str, Any]], path: Path) -> None:
     plt = _pyplot()
-    epochs = rung_epochs(exp.config)
+    epochs = rung_epochs(exp.config.get("asha", {}), exp.epochs)
     max_t = epochs[-1] if epochs else max((int(r["epochs_run"] or 0) for r in rows), default=1)
     counts = reached(rows, list(range(1, max_t + 1)))
     fig, ax = plt.subplots(figsize=(7, 4))
@@ -134,74 +130,33 @@ def plot_asha(exp: Experiment, rows: list[dict[str, Any]], path: Path) -> None:
     plt.close(fig)
 
 
-def read_manifest(path: Path) -> dict[str, Any] | None:
-    file = path / BEST_DIR / "manifest.json"
-    try:
-        return json.loads(file.read_text()) if file.is_file() else None
-    except (OSError, json.JSONDecodeError):
-        return None
-
-
-def best_markdown(manifest: dict[str, Any] | None) -> str:
-    if manifest is None:
-        return "No best checkpoint exported yet (the driver exports it when the sweep ends)."
-    knobs = ", ".join(f"{k}={v}" for k, v in manifest.get("config", {}).items())
-    return (f"Trial **{manifest['trial_name']}**, epoch {manifest['epoch']}, chosen by "
-            f"{manifest['selection_metric']}: test accuracy {manifest['test_accuracy']:.4f}, "
-            f"validation accuracy {manifest['val_accuracy']:.4f}.\n\n"
-            f"Source checkpoint: `{manifest.get('source_checkpoint')}`\n\nRecipe: {knobs}")
+STATES = {"finished": "finished", "running": "still running (tables rebuilt from the trials' files)",
+          "interrupted": "UNFINISHED: interrupted (rerun the launch command to resume); tables rebuilt from the "
+          "trials' files", "failed": "finished, but no trial left a usable checkpoint",
+          "unknown": "UNFINISHED (no driver has recorded an ending); tables rebuilt from the trials' files"}
 
 
 def status_line(exp: Experiment, rows: list[dict[str, Any]]) -> str:
     counts = pd.Series([r["status"] for r in rows]).value_counts().to_dict() if rows else {}
-    state = "finished" if exp.finished else "still running (tables rebuilt from the trials' result.json)"
-    return f"Experiment `{exp.path}`: {state}; {len(rows)} trials: " + ", ".join(
-        f"{n} {s}" for s, n in sorted(counts.items()))
+    return f"Experiment `{exp.location.display}`: {STATES.get(exp.state, exp.state)}; {len(rows)} trials: " + \
+        ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
 
 
 def write_report(exp: Experiment, out: Path, top: int) -> Path:
     rows = records(exp.results)
-    manifest = read_manifest(exp.path)
+    manifest = exp.manifest
     knobs = knob_columns(exp, rows)
     out.mkdir(parents=True, exist_ok=True)
     plot_learning_curves(exp, rows, manifest and manifest["trial_name"], top, out / "learning_curves.png")
     plot_knobs(exp, rows, knobs, out / "knobs.png")
     plot_asha(exp, rows, out / "asha.png")
     text = "\n\n".join([
-        f"# Sweep report: {exp.config.get('name', exp.path.name)}", status_line(exp, rows),
+        f"# Sweep report: {exp.config.get('name', exp.location.name)}", status_line(exp, rows),
         f"## Leaderboard (by {exp.metric})", leaderboard_markdown(rows, exp.metric),
         "## Best checkpoint", best_markdown(manifest),
         "## How the top trials learned", "![learning curves](learning_curves.png)",
         "## Which knobs won", "![validation accuracy per knob](knobs.png)",
-        "## What ASHA cut, and when", asha_markdown(rows, exp.config), "![trials per epoch](asha.png)",
+        "## What early stopping cut, and when", asha_markdown(rows, exp.config), "![trials per epoch](asha.png)",
     ])
     (out / "report.md").write_text(text + "\n")
     return out / "report.md"
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m orchestrator.report", description=__doc__.split("\n")[0])
-    parser.add_argument("experiment", help="experiment directory (storage_path/name)")
-    parser.add_argument("--out", help="report directory (default: <experiment>/report)")
-    parser.add_argument("--top", type=int, default=5, help="trials drawn in the learning curves (default 5)")
-    args = parser.parse_args(argv)
-    try:
-        if args.top < 1:
-            raise ConfigError("--top", "must be at least 1", args.top)
-        exp = open_experiment(args.experiment)
-    except ConfigError as exc:
-        print(f"data error: {exc}", file=sys.stderr)
-        return 2
-    except (OSError, ValueError) as exc:  # a corrupt or half-copied parquet/JSON file
-        print(f"data error: {args.experiment}: unreadable experiment tables ({exc})", file=sys.stderr)
-        return 2
-    rows = records(exp.results)
-    print(status_line(exp, rows))
-    print(leaderboard(rows, exp.metric, top=len(rows)) if rows else "no trial has reported yet")
-    report = write_report(exp, Path(args.out) if args.out else exp.path / "report", args.top)
-    print(f"report: {report}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The throughput benchmark and its baselines, outside the product package: `python -m orchestrator bench`."""

@@ -1,0 +1,106 @@
+"""`launch`: validate the config, read the data once, claim the experiment, run the sweep, export the best.
+
+    python -m orchestrator launch configs/parallel.yaml [--set trial.epochs=1 ...] [--dry-run] [--fresh]
+
+Rerunning the same command resumes the experiment at <storage_path>/<name> (same config required);
+--fresh starts a new one beside it; --retry-errored also reruns trials that failed past their retries.
+Every refusal comes before Ray starts: one line naming the field, exit 2, nothing written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from orchestrator import claim as claims
+from orchestrator.config import ExperimentConfig, load_config
+from orchestrator.config.data_fit import check_fits
+from orchestrator.config.gpu_memory import check_gpu_packing
+from orchestrator.config.plan import describe
+from orchestrator.config.resources import check_address, check_local, resolve_address
+from orchestrator.errors import ConfigError
+from orchestrator.location import Location
+from trainables.data import DataError, Dataset
+from trainables.data_sources import load_dataset
+
+EXAMPLES = """\
+examples:
+  python -m orchestrator launch configs/smoke.yaml                  # run, or resume runs/smoke
+  python -m orchestrator launch configs/smoke.yaml --dry-run        # the plan; nothing starts
+  python -m orchestrator launch configs/smoke.yaml --set trial.epochs=1 --name quick
+  python -m orchestrator launch configs/smoke.yaml --storage-path s3://bucket/sweeps
+
+exit codes:
+  0    the sweep finished and best/ was exported
+  1    the sweep ran but no trial left a usable checkpoint
+  2    a config, data or usage error (one line on stderr; nothing started or written)
+  130  interrupted by Ctrl-C (SIGINT); 143 by SIGTERM: rerun the same command to resume
+"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", help="experiment YAML")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override any config value, e.g. --set trial.epochs=1 (repeatable)")
+    parser.add_argument("--name", help="experiment name (same as --set name=...)")
+    parser.add_argument("--storage-path", help="where experiments live: a directory or an s3:// gs:// file:// URI")
+    parser.add_argument("--address", help="join this Ray cluster (else ray.address, else RAY_ADDRESS, else a "
+                        "private local Ray)")
+    parser.add_argument("--dry-run", action="store_true", help="print the plan and exit without starting Ray")
+    parser.add_argument("--fresh", action="store_true",
+                        help="start over in a new experiment (<name>-2, ...) instead of resuming; the old one is kept")
+    parser.add_argument("--retry-errored", action="store_true",
+                        help="on a resume, also rerun trials that failed past their retries (from their checkpoints)")
+
+
+def configure(args: argparse.Namespace) -> ExperimentConfig:
+    overrides = list(args.set)
+    if args.name is not None:
+        overrides.append(f"name={args.name}")
+    if args.storage_path is not None:
+        overrides.append(f"storage_path={args.storage_path}")
+    return load_config(args.config, overrides)
+
+
+def prepare(args: argparse.Namespace) -> tuple[ExperimentConfig, Location, str | None, Dataset] | int:
+    """Everything that can refuse the launch, in order; nothing written. An int is the exit code."""
+    cfg = configure(args)
+    location = Location.parse(cfg.storage_path, cfg.name)
+    if args.dry_run:
+        print(describe(cfg, location.display))
+        return 0
+    address = resolve_address(args.address, cfg)
+    if address:
+        check_address(address)
+    else:
+        check_local(cfg)
+    location.check_reachable()
+    dataset = load_dataset(cfg.data, cfg.seed)
+    check_fits(cfg, dataset)
+    check_gpu_packing(cfg, dataset.input_shape, dataset.num_classes, dataset.nbytes)
+    return cfg, location, address, dataset
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        prepared = prepare(args)
+        if isinstance(prepared, int):
+            return prepared
+        cfg, location, address, dataset = prepared
+        if args.fresh:
+            location = claims.fresh(location)
+            cfg = cfg.model_copy(update={"name": location.name})
+        os.umask(os.umask(0) | 0o022)  # nothing this launch (or Ray) creates is writable by other users
+        claim = claims.claim(cfg, location)
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return 2
+    except DataError as exc:
+        print(f"data error: {exc}", file=sys.stderr)
+        return 2
+    from orchestrator.sweep import run_sweep  # imports Ray: only once the launch is known to be good
+
+    with claim:
+        return run_sweep(cfg, dataset, location, claim, address, describe(cfg, location.display),
+                         retry_errored=args.retry_errored)

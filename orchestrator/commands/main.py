@@ -1,0 +1,76 @@
+"""The `orchestrate` command (also `python -m orchestrator`): launch, report, evaluate, pull, bench.
+
+    orchestrate launch configs/smoke.yaml          # train; rerun the same command to resume
+    orchestrate report runs/smoke                  # leaderboard, plots, report.md + report.html
+    orchestrate evaluate runs/smoke/best           # test accuracy, per class, confusion matrix
+    orchestrate pull s3://bucket/sweeps/smoke ./smoke-copy     # a local copy for TensorBoard
+    orchestrate bench                              # throughput against a bare loop and a tutorial sweep
+
+Each subcommand returns its exit code; 2 always means a usage, config or data error, said in one line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable
+
+from orchestrator.commands import evaluate, launch, pull, report
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in one line, exit 2 (argparse's own prints the whole usage first)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        print(f"usage error: {message} (see {self.prog} --help)", file=sys.stderr)
+        sys.exit(2)
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from bench.run import run_command  # the benchmark lives outside the product package
+
+    return run_command(args)
+
+
+def parser() -> argparse.ArgumentParser:
+    root = _Parser(prog="orchestrate", description=__doc__.split("\n")[0],
+                   formatter_class=argparse.RawDescriptionHelpFormatter, epilog=launch.EXAMPLES)
+    commands = root.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND")
+    table: list[tuple[str, object, Callable[[argparse.Namespace], int]]] = [
+        ("launch", launch, launch.run), ("report", report, report.run), ("evaluate", evaluate, evaluate.run),
+        ("pull", pull, pull.run),
+    ]
+    for name, module, handler in table:
+        doc = module.__doc__ or ""
+        sub = commands.add_parser(name, help=doc.split("\n")[0], description=doc.split("\n")[0],
+                                  epilog=getattr(module, "EXAMPLES", None),
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+        module.add_arguments(sub)  # type: ignore[attr-defined]
+        sub.set_defaults(handler=handler)
+    from bench.cli import EXAMPLES as BENCH_EXAMPLES
+    from bench.cli import add_arguments as bench_arguments
+
+    sub = commands.add_parser("bench", help="throughput: the orchestrator against a bare loop and a tutorial sweep",
+                              epilog=BENCH_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    bench_arguments(sub)
+    sub.set_defaults(handler=_bench)
+    return root
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return int(args.handler(args))
+    except BrokenPipeError:  # `orchestrate report ... | head`: the reader left; end quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+    except KeyboardInterrupt:  # outside a sweep (a sweep handles its own interrupts)
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def launch_main(argv: list[str] | None = None) -> int:
+    """`python -m orchestrator.launch ...` (the original spelling): `launch` as the only subcommand."""
+    return main(["launch", *(sys.argv[1:] if argv is None else argv)])

@@ -1,0 +1,45 @@
+"""Checks that need the loaded data: every trial the space can produce must fit it, before Ray starts.
+
+    python -m orchestrator launch configs/smoke.yaml --set trial.batch_size=60000     # exit 2, one line
+
+- the batch size (fixed, or any searched value) is at most the training split, after `train_limit`;
+- augmentation is only asked of images (C x H x W), not of flat feature vectors;
+- every model the space can name builds for this data's input shape and class count, with at most
+  MAX_PARAMETERS parameters (built on the meta device: nothing is allocated), and a user's factory
+  imports and returns a module.
+No Ray here.
+"""
+
+from __future__ import annotations
+
+from orchestrator.config.gpu_memory import MEMORY_FIELDS, candidate_trials
+from orchestrator.config.schema import ExperimentConfig
+from orchestrator.config.space import candidate_values
+from orchestrator.errors import ConfigError
+from trainables.data import Dataset
+from trainables.models import ModelError, count_parameters
+from trainables.schema import MAX_PARAMETERS
+
+
+def check_fits(cfg: ExperimentConfig, dataset: Dataset) -> None:
+    train = len(dataset.train)
+    sizes = {"trial.batch_size": [cfg.trial.batch_size]}
+    if "batch_size" in cfg.search.space:
+        sizes = {"search.space.batch_size": candidate_values(cfg.search.space, "batch_size")}
+    for field, values in sizes.items():
+        too_big = [v for v in values if v > train]
+        if too_big:
+            raise ConfigError(field, f"batch size larger than the training split ({train} samples)", too_big[0])
+    flat = len(dataset.input_shape) == 1
+    for trial in candidate_trials(cfg, MEMORY_FIELDS | {"augment"}):
+        if flat and trial.augment.enabled:
+            raise ConfigError("trial.augment", "augmentation needs images (C x H x W); this data is flat features "
+                              f"of shape {list(dataset.input_shape)}")
+        spec = trial.model_spec(dataset.input_shape, dataset.num_classes)
+        try:
+            parameters = count_parameters(spec)
+        except ModelError as exc:
+            raise ConfigError("trial.model", str(exc).removeprefix("model: "), trial.model) from None
+        if parameters > MAX_PARAMETERS:
+            raise ConfigError("trial.model", f"{parameters:,} parameters for {spec['name']} {spec['args']}, above the "
+                              f"cap of {MAX_PARAMETERS:,}; use a smaller model", trial.model)

@@ -1,0 +1,83 @@
+"""From a YAML file and `--set` overrides to a validated ExperimentConfig, or one ConfigError.
+
+    cfg = load_config("configs/smoke.yaml", ["trial.epochs=1"])
+
+Validation is strict and happens once, here: unknown keys name the closest valid one, every error
+names its dotted field and the value it got.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from orchestrator.config.schema import ExperimentConfig
+from orchestrator.config.yaml_file import parse, read_yaml
+from orchestrator.errors import ConfigError
+from trainables.schema import strict_validate
+
+
+def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> ExperimentConfig:
+    """Read YAML (safe, no duplicate keys), apply `--set key=value` overrides, validate. Raises ConfigError."""
+    raw = read_yaml(Path(path))
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key or not all(key.split(".")):
+            raise ConfigError("--set", "expected dotted.key=value", item)
+        set_dotted(raw, key, parse(text, f"--set {key}") if text.strip() else "")
+    return validate(raw)
+
+
+def set_dotted(raw: dict[str, Any], dotted: str, value: Any) -> None:
+    node = raw
+    parts = dotted.split(".")
+    for i, part in enumerate(parts[:-1]):
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(".".join(parts[: i + 1]), "is a value, not a section", child)
+        node = child
+    node[parts[-1]] = value
+
+
+def validate(raw: dict[str, Any]) -> ExperimentConfig:
+    try:
+        return strict_validate(ExperimentConfig, raw)
+    except ValidationError as exc:
+        raise _to_config_error(exc) from None
+    except ValueError as exc:  # json could not encode a value (checked earlier for files; here for callers)
+        raise ConfigError("config", str(exc)) from None
+
+
+def _to_config_error(exc: ValidationError) -> ConfigError:
+    error = exc.errors(include_url=False)[0]
+    cause = (error.get("ctx") or {}).get("error")
+    if isinstance(cause, ConfigError):
+        return cause
+    loc = [str(part) for part in error["loc"]]
+    field = ".".join(loc) or "config"
+    if error["type"] == "extra_forbidden":
+        valid = _valid_keys(ExperimentConfig, loc[:-1])
+        # A prefix ("grace" -> "grace_period") beats difflib's character overlap ("brackets").
+        close = [k for k in valid if k.startswith(loc[-1])][:1] or difflib.get_close_matches(loc[-1], valid, n=1)
+        hint = f"did you mean {close[0]!r}?" if close else f"valid keys: {', '.join(valid)}"
+        return ConfigError(field, f"unknown key ({hint})")
+    if error["type"] == "missing":
+        return ConfigError(field, "required field is missing")
+    message = error["msg"].removeprefix("Value error, ")
+    return ConfigError(field, message, error.get("input"))
+
+
+def _valid_keys(model: type[BaseModel], path: list[str]) -> list[str]:
+    for part in path:
+        field = model.model_fields.get(part)
+        annotation = getattr(field, "annotation", None)
+        options = getattr(annotation, "__args__", (annotation,))  # `Section | None` -> Section
+        section = next((a for a in options if isinstance(a, type) and issubclass(a, BaseModel)), None)
+        if section is None:
+            return []
+        model = section
+    return list(model.model_fields)

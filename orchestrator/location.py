@@ -1,0 +1,227 @@
+"""Where an experiment lives: a local directory or an object-store prefix, and every output path in it.
+
+    location = Location.parse("s3://bucket/sweeps", "smoke")      # or "./runs", "file:///abs/runs", "gs://..."
+    location.write_json(RECORD, {...}); location.read_json(RECORD); location.display    # s3://bucket/sweeps/smoke
+
+Every read and write of the experiment directory goes through pyarrow.fs, so the same code serves a
+laptop, a shared mount and S3/GCS. Object stores are reached the way pyarrow and the AWS tools reach
+them: `AWS_ENDPOINT_URL` for MinIO or any S3-compatible store, credentials from the usual variables.
+A local write goes to a temporary file and is renamed into place (never half-written, and readable by
+whatever the umask allows); an object-store write is a single PUT, visible whole or not at all.
+No Ray here: Ray is handed `ray_storage` and `name`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow.fs as pafs
+
+from orchestrator.errors import ConfigError
+from trainables.checkpoint import write_bytes_atomic
+
+SCHEMES = ("s3", "gs", "gcs", "file")
+REACH_TIMEOUT_S = 20.0
+
+# Output names, relative to the experiment directory: declared once, here.
+RECORD = "experiment.json"  # the resolved config, its hash, library versions: what a resume must match
+STATUS = "status.json"  # running / interrupted / finished, and how each ended trial ended
+RESULTS = "results.parquet"
+HISTORY = "history.parquet"
+BEST = "best"
+BEST_MODEL = "model.pt"
+BEST_MANIFEST = "manifest.json"
+SUMMARY_RUN = "_summary"  # the driver's TensorBoard run
+REPORT = "report"
+LOCK = ".launch.lock"  # local: a flock; object store: a lease object
+RESULT_JSON, PARAMS_JSON, ERROR_TXT = "result.json", "params.json", "error.txt"  # Ray's, per trial
+
+
+def umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
+
+
+@dataclass(frozen=True)
+class Location:
+    storage: str  # what Ray gets as storage_path: an absolute local path or a URI
+    name: str
+    fs: pafs.FileSystem
+    root: str  # the storage path inside `fs`
+
+    @classmethod
+    def parse(cls, storage_path: str, name: str, must_exist: bool = False) -> Location:
+        """Raises ConfigError naming storage_path when it cannot hold experiments (or, to read one back
+        with `must_exist`, when there is no such experiment)."""
+        if "://" not in storage_path:
+            path = _expand(storage_path)
+            if must_exist:
+                if not (path / name).is_dir():
+                    raise ConfigError(str(path / name), "no such experiment directory")
+                return cls(storage=str(path.resolve()), name=name, fs=pafs.LocalFileSystem(), root=str(path.resolve()))
+            return cls._local(path, name)
+        scheme = storage_path.split("://", 1)[0].lower()
+        if scheme not in SCHEMES:
+            raise ConfigError("storage_path", f"unknown URI scheme {scheme!r} (valid: a local path, or "
+                              f"{', '.join(s + '://' for s in SCHEMES if s != 'gcs')})", storage_path)
+        if scheme == "file":
+            path = storage_path[len("file://"):]
+            if not path.startswith("/"):
+                raise ConfigError("storage_path", "a file:// URI needs an absolute path (file:///abs/dir)",
+                                  storage_path)
+            return cls.parse(path, name, must_exist)
+        try:
+            fs, root = pafs.FileSystem.from_uri(storage_path)
+        except (pafs.ArrowInvalid, OSError, ValueError) as exc:  # type: ignore[attr-defined]
+            raise ConfigError("storage_path", f"not a usable URI ({_first_line(exc)})", storage_path) from None
+        if not root.strip("/"):
+            raise ConfigError("storage_path", "name a bucket (s3://bucket/prefix)", storage_path)
+        location = cls(storage=storage_path.rstrip("/"), name=name, fs=fs, root=root.rstrip("/"))
+        if must_exist:
+            location.check_reachable()
+            if location.info().type != pafs.FileType.Directory:
+                raise ConfigError(location.display, "no such experiment")
+        return location
+
+    @classmethod
+    def _local(cls, path: Path, name: str) -> Location:
+        path = path.resolve()
+        probe = next((p for p in (path, *path.parents) if p.exists()), None)
+        if path.exists() and not path.is_dir():
+            raise ConfigError("storage_path", "is a file, not a directory", str(path))
+        if probe is None or not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+            raise ConfigError("storage_path", f"cannot create experiments here ({probe} is not writable)", str(path))
+        return cls(storage=str(path), name=name, fs=pafs.LocalFileSystem(), root=str(path))
+
+    # ------------------------------------------------------------------ paths
+
+    @property
+    def is_local(self) -> bool:
+        return isinstance(self.fs, pafs.LocalFileSystem)
+
+    @property
+    def path(self) -> str:
+        return f"{self.root}/{self.name}"
+
+    @property
+    def display(self) -> str:
+        """How a person names it: the local directory, or the URI."""
+        return self.path if self.is_local else f"{self.storage}/{self.name}"
+
+    @property
+    def local_dir(self) -> Path | None:
+        return Path(self.path) if self.is_local else None
+
+    def join(self, *parts: str) -> str:
+        return "/".join((self.path, *parts))
+
+    def uri(self, *parts: str) -> str:
+        return "/".join((self.display, *parts))
+
+    def with_name(self, name: str) -> Location:
+        return Location(self.storage, name, self.fs, self.root)
+
+    # ------------------------------------------------------------------ reads
+
+    def info(self, *parts: str) -> pafs.FileInfo:
+        return self.fs.get_file_info(self.join(*parts))
+
+    def exists(self, *parts: str) -> bool:
+        return self.info(*parts).type != pafs.FileType.NotFound
+
+    def is_file(self, *parts: str) -> bool:
+        return self.info(*parts).type == pafs.FileType.File
+
+    def children(self, *parts: str) -> list[pafs.FileInfo]:
+        """Entries directly inside a directory of the experiment; none when it does not exist."""
+        try:
+            return self.fs.get_file_info(pafs.FileSelector(self.join(*parts), allow_not_found=True))
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+
+    def read_bytes(self, *parts: str) -> bytes:
+        with self.fs.open_input_stream(self.join(*parts)) as stream:
+            return bytes(stream.read())
+
+    def read_json(self, *parts: str) -> Any:
+        return json.loads(self.read_bytes(*parts))
+
+    # ------------------------------------------------------------------ writes
+
+    def makedirs(self, *parts: str) -> None:
+        self.fs.create_dir(self.join(*parts), recursive=True)
+
+    def write_bytes(self, data: bytes, *parts: str) -> None:
+        target = self.join(*parts)
+        if not self.is_local:
+            with self.fs.open_output_stream(target) as stream:
+                stream.write(data)
+            return
+        write_bytes_atomic(Path(target), data)
+
+    def write_json(self, payload: Any, *parts: str) -> None:
+        self.write_bytes((json.dumps(payload, indent=2, sort_keys=True) + "\n").encode(), *parts)
+
+    def upload(self, local: Path, *parts: str) -> None:
+        """Copy a local file or directory tree into the experiment (object-store storage)."""
+        pafs.copy_files(str(local), self.join(*parts), destination_filesystem=self.fs)
+
+    def delete(self, *parts: str) -> None:
+        info = self.info(*parts)
+        if info.type == pafs.FileType.Directory:
+            self.fs.delete_dir(info.path)
+        elif info.type == pafs.FileType.File:
+            self.fs.delete_file(info.path)
+
+    def check_reachable(self) -> None:
+        """Before Ray starts: the store answers, and the bucket exists (a timeout, not a hang)."""
+        if self.is_local:
+            return
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            future = pool.submit(self.fs.get_file_info, self.root.split("/")[0])
+            try:
+                info = future.result(timeout=REACH_TIMEOUT_S)
+            except FutureTimeout:
+                raise ConfigError("storage_path", f"{self.storage} did not answer within {REACH_TIMEOUT_S:g} s "
+                                  "(check AWS_ENDPOINT_URL and the network)") from None
+            except (OSError, ValueError) as exc:
+                raise ConfigError("storage_path", f"cannot reach {self.storage} ({_first_line(exc)}); check "
+                                  "AWS_ENDPOINT_URL and credentials") from None
+        if info.type == pafs.FileType.NotFound:
+            raise ConfigError("storage_path", f"bucket {self.root.split('/')[0]!r} does not exist; create it first",
+                              self.storage)
+
+
+def _expand(text: str) -> Path:
+    path = Path(text).expanduser()
+    if str(path).startswith("~"):  # expanduser leaves ~name alone when there is no such user
+        raise ConfigError("storage_path", "unknown user in ~ (no such home directory)", text)
+    return path
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__
+
+
+
+
+def split_experiment(path: str) -> Location:
+    """An experiment named by its own directory or URI (`runs/smoke`, `s3://bucket/sweeps/smoke`)."""
+    text = path.rstrip("/")
+    if not text or "\x00" in text:
+        raise ConfigError(repr(path), "not an experiment path")
+    head, _, name = text.rpartition("/")
+    if not name or name in (".", ".."):
+        resolved = Path(text).expanduser().resolve()
+        head, name = str(resolved.parent), resolved.name
+    if "://" in text and "://" not in head + "/":
+        raise ConfigError(path, "name the experiment inside the bucket (s3://bucket/prefix/name)")
+    return Location.parse(head or ".", name, must_exist=True)

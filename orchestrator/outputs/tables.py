@@ -1,0 +1,86 @@
+"""The sweep's tables: results.parquet (a row per trial), history.parquet (a row per trial per epoch), and
+the leaderboard text the launch and `report` print. Rows come from `TrialRecord.row` / `.history_rows`.
+
+    leaderboard(rows, "test_accuracy")     # the knobs that differ between trials as columns
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from orchestrator.location import HISTORY, RESULTS, Location
+from orchestrator.records import HISTORY_COLUMNS, TrialRecord
+from trainables import metrics as m
+from trainables.metrics import finite
+
+
+def write_tables(records: list[TrialRecord], location: Location, metric: str) -> list[dict[str, Any]]:
+    """results.parquet and history.parquet, each written whole or not at all; returns the results rows."""
+    rows = [record.row(metric) for record in records]
+    location.write_bytes(_parquet(rows), RESULTS)
+    history = [row for record in records for row in record.history_rows()]
+    location.write_bytes(_parquet(history, HISTORY_COLUMNS), HISTORY)
+    return rows
+
+
+def _parquet(rows: list[dict[str, Any]], columns: tuple[str, ...] = ()) -> bytes:
+    # from_pylist takes its columns from the first row: pad every row to the union of keys, or knobs
+    # that only later trials have (a cnn's cnn.* after an mlp) would be dropped.
+    keys = list(columns) or list(dict.fromkeys(k for row in rows for k in row))
+    table = pa.Table.from_pylist([{k: row.get(k) for k in keys} for row in rows]) if rows else \
+        pa.table({k: pa.array([], pa.null()) for k in keys})
+    sink = io.BytesIO()
+    pq.write_table(table, sink)
+    return sink.getvalue()
+
+
+def score_key(metric: str) -> str:
+    return "best_test_accuracy" if metric == m.TEST_ACCURACY else "best_val_accuracy"
+
+
+def ordered(rows: list[dict[str, Any]], metric: str) -> list[dict[str, Any]]:
+    """Best first, by the selection metric's best value (the order of every leaderboard)."""
+    key = score_key(metric)
+    return sorted(rows, key=lambda r: -(r[key] if finite(r.get(key)) else -1.0))
+
+
+def differing_knobs(rows: list[dict[str, Any]]) -> list[str]:
+    """Config columns whose values differ between trials: the ones worth a leaderboard column."""
+    keys = list(dict.fromkeys(k for r in rows for k in r if k.startswith("config.")))
+    # A model-specific knob counts only among the trials that have it (a cnn row has no mlp.hidden).
+    return [k for k in keys if len({json.dumps(_plain(r[k])) for r in rows if r.get(k) is not None}) > 1]
+
+
+def leaderboard(rows: list[dict[str, Any]], metric: str, top: int = 10) -> str:
+    knobs = differing_knobs(rows)
+    header = ["#", "trial", *[k.removeprefix("config.") for k in knobs], "epochs", "status", "val_acc", "test_acc"]
+    table = [header]
+    for i, row in enumerate(ordered(rows, metric)[:top], 1):
+        table.append([str(i), str(row["trial_name"]), *[cell(row.get(k)) for k in knobs], str(row["epochs_run"]),
+                      str(row["status"]), cell(row.get("best_val_accuracy")), cell(row.get("best_test_accuracy"))])
+    widths = [max(len(r[c]) for r in table) for c in range(len(header))]
+    return "\n".join("  ".join(text.ljust(w) for text, w in zip(r, widths, strict=True)).rstrip() for r in table)
+
+
+def _plain(value: Any) -> Any:
+    return value.tolist() if hasattr(value, "tolist") else value
+
+
+def cell(value: Any) -> str:
+    """One table cell: accuracies to 4 places, lists (numpy arrays from parquet too) as [a,b]."""
+    value = _plain(value)
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, float):
+        return f"{value:.4f}" if 0.01 <= abs(value) < 1 else f"{value:.3g}"
+    if isinstance(value, list | tuple):
+        return "[" + ",".join(str(v) for v in value) + "]"
+    return str(value)

@@ -1,0 +1,210 @@
+"""Scoring an exported model or any trial checkpoint: the test split it was trained beside, or image files.
+
+A model file (best/model.pt or a trial's checkpoint.pt, local or on an object store) carries all it
+needs: the model spec (a built-in family or a factory's import path, its arguments, the input shape and
+class count), the input scaling, the class names. It is read with `weights_only=True` and its model is
+size-checked before anything is allocated. The data is the experiment's own (its recorded `data:`
+section), found beside the model; `--data-root` points a Fashion-MNIST or torchvision source elsewhere.
+No Ray here.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow.fs as pafs
+import torch
+from torch import nn
+
+from orchestrator.errors import ConfigError
+from orchestrator.location import BEST_MANIFEST, BEST_MODEL, RECORD
+from trainables import checkpoint as ckpt
+from trainables.data import DataError, Dataset, InputScaling, input_scaling
+from trainables.data_sources import FASHION_CLASSES, DataConfig, load_dataset
+from trainables.loop import predict_logits
+from trainables.models import ModelError, build_model
+from trainables.schema import strict_validate
+
+MAX_MODEL_BYTES = 2 << 30
+MAX_IMAGE_BYTES = 64 << 20
+MAX_IMAGE_PIXELS = 50_000_000  # PIL refuses more (a decompression bomb is a small file of huge pixel count)
+
+
+@dataclass
+class LoadedModel:
+    model: nn.Module
+    scaling: InputScaling
+    input_shape: tuple[int, ...]
+    classes: tuple[str, ...]
+    pixel_max: float
+    mean: float  # training data's mean on the unit scale: what an image's brightness is compared with
+    source: str
+    manifest: dict[str, Any] | None  # best/manifest.json when evaluating best/
+    experiment: tuple[pafs.FileSystem, str] | None  # the experiment directory, when the model sits in one
+
+
+def _fs(path: str) -> tuple[pafs.FileSystem, str]:
+    if "://" in path:
+        try:
+            return pafs.FileSystem.from_uri(path)
+        except (pafs.ArrowInvalid, OSError, ValueError) as exc:  # type: ignore[attr-defined]
+            raise ConfigError(path, f"not a readable location ({str(exc).splitlines()[0]})") from None
+    return pafs.LocalFileSystem(), str(Path(path).expanduser().resolve())
+
+
+def _model_file(fs: pafs.FileSystem, path: str, shown: str) -> str:
+    info = fs.get_file_info(path)
+    if info.type == pafs.FileType.Directory:
+        for name in (BEST_MODEL, ckpt.CHECKPOINT_FILE):
+            if fs.get_file_info(f"{path}/{name}").type == pafs.FileType.File:
+                return f"{path}/{name}"
+        raise ConfigError(shown, f"no {BEST_MODEL} or {ckpt.CHECKPOINT_FILE} in this directory")
+    if info.type == pafs.FileType.File:
+        return path
+    raise ConfigError(shown, "no such checkpoint file or directory")
+
+
+def _read(fs: pafs.FileSystem, path: str, limit: int, shown: str) -> bytes:
+    if fs.get_file_info(path).size > limit:
+        raise ConfigError(shown, f"larger than {limit >> 20} MiB")
+    with fs.open_input_stream(path) as stream:
+        return bytes(stream.read())
+
+
+def _json(fs: pafs.FileSystem, path: str) -> dict[str, Any] | None:
+    try:
+        value = json.loads(_read(fs, path, 1 << 20, path))
+    except (OSError, ValueError, ConfigError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _experiment_dir(fs: pafs.FileSystem, file: str) -> str | None:
+    """best/model.pt -> the experiment; <trial>/checkpoint_N/checkpoint.pt -> the experiment."""
+    parts = file.split("/")
+    for depth in (2, 3):
+        candidate = "/".join(parts[:-depth])
+        if candidate and fs.get_file_info(f"{candidate}/{RECORD}").type == pafs.FileType.File:
+            return candidate
+    return None
+
+
+def load_model(path: str) -> LoadedModel:
+    """best/ or a trial checkpoint (dir or file, local or URI) -> the network in eval mode, and how to feed it."""
+    fs, resolved = _fs(path)
+    file = _model_file(fs, resolved, path)
+    try:
+        state = torch.load(io.BytesIO(_read(fs, file, MAX_MODEL_BYTES, file)), map_location="cpu", weights_only=True)
+    except ConfigError:
+        raise
+    except Exception as exc:  # torch raises many types for a truncated, foreign or malicious file
+        raise ConfigError(file, f"not a readable checkpoint ({type(exc).__name__})") from None
+    weights = state.get("state_dict", state.get("model")) if isinstance(state, dict) else None
+    if not isinstance(weights, dict) or "model_spec" not in state or "input_scale" not in state:
+        raise ConfigError(file, "not a model checkpoint (needs model weights, model_spec, input_scale)")
+    try:
+        model = build_model(state["model_spec"])
+        model.load_state_dict(weights)
+        scaling_record = state.get("scaling") or {"mean": [0.0], "std": [1.0]}
+        mean, std = _floats(scaling_record.get("mean")), _floats(scaling_record.get("std"))
+        pixel_max = float(scaling_record.get("pixel_max", 255.0))
+        scale = input_scaling(str(state["input_scale"]), mean, std, pixel_max)
+    except ModelError as exc:
+        raise ConfigError(file, f"checkpoint does not rebuild its model: {exc}") from None
+    except DataError as exc:
+        raise ConfigError(file, f"checkpoint has unusable input scaling: {exc}") from None
+    except (ValueError, RuntimeError, KeyError, TypeError, AttributeError) as exc:
+        raise ConfigError(file, f"checkpoint does not rebuild its model ({_first_line(exc)})") from None
+    model.eval()
+    spec = state["model_spec"]
+    shape = tuple(spec.get("input_shape", (1, 28, 28)))
+    classes = tuple(str(c) for c in state.get("classes") or ()) or _default_classes(spec)
+    manifest = _json(fs, file.rsplit("/", 1)[0] + "/" + BEST_MANIFEST) if file.endswith(BEST_MODEL) else None
+    experiment = _experiment_dir(fs, file)
+    return LoadedModel(model, scale, shape, classes, pixel_max, float(np.mean(mean)), path, manifest,
+                       (fs, experiment) if experiment else None)
+
+
+def _floats(value: Any) -> list[float]:
+    values = value if isinstance(value, list | tuple) else [value]
+    return [float(v) for v in values]
+
+
+def _default_classes(spec: dict[str, Any]) -> tuple[str, ...]:
+    count = int(spec.get("num_classes", len(FASHION_CLASSES)))
+    return FASHION_CLASSES if count == len(FASHION_CLASSES) else tuple(str(i) for i in range(count))
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__
+
+
+def evaluation_data(loaded: LoadedModel, data_root: str | None) -> Dataset:
+    """The dataset of the experiment the model came from (its recorded seed and data section)."""
+    data: dict[str, Any] = {}
+    seed = 0
+    if loaded.experiment is not None:
+        fs, directory = loaded.experiment
+        record = _json(fs, f"{directory}/{RECORD}") or {}
+        config = record.get("config", {}) if isinstance(record.get("config"), dict) else {}
+        data, seed = dict(config.get("data", {})), int(config.get("seed", 0))
+    if data_root is not None:
+        data["root"] = data_root
+    try:
+        cfg = strict_validate(DataConfig, data)
+    except ValueError as exc:
+        raise ConfigError("data", f"the experiment's data section is unusable ({_first_line(exc)})") from None
+    return load_dataset(cfg, seed)
+
+
+def predict(loaded: LoadedModel, images: torch.Tensor) -> torch.Tensor:
+    """Class probabilities for a batch in the stored format (uint8 or float)."""
+    return torch.softmax(predict_logits(loaded.model, images, loaded.scaling), dim=1)
+
+
+def confusion(labels: torch.Tensor, predicted: torch.Tensor, classes: int) -> torch.Tensor:
+    """matrix[true, predicted] = count."""
+    return torch.bincount(labels * classes + predicted, minlength=classes * classes).reshape(classes, classes)
+
+
+def read_image(path: Path, loaded: LoadedModel, invert: bool) -> tuple[torch.Tensor, bool]:
+    """(image in the model's stored format, looks inverted?) for a PNG/JPEG file."""
+    from PIL import Image, UnidentifiedImageError
+
+    if len(loaded.input_shape) != 3:
+        raise ConfigError("--predict", f"this model takes feature vectors of shape {list(loaded.input_shape)}, not "
+                          "images")
+    channels, height, width = loaded.input_shape
+    if channels not in (1, 3):
+        raise ConfigError("--predict", f"this model takes {channels}-channel inputs; only 1 (gray) or 3 (RGB) "
+                          "channel images can be read")
+    try:
+        if path.stat().st_size > MAX_IMAGE_BYTES:
+            raise ConfigError(str(path), f"larger than {MAX_IMAGE_BYTES >> 20} MiB")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
+            with Image.open(path) as image:
+                converted = image.convert("L" if channels == 1 else "RGB")
+                if converted.size != (width, height):
+                    converted = converted.resize((width, height), Image.Resampling.LANCZOS)
+                pixels = np.asarray(converted, dtype=np.uint8)
+    except ConfigError:
+        raise
+    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError,
+            Image.DecompressionBombWarning) as exc:
+        raise ConfigError(str(path), f"cannot read the image ({_first_line(exc)})") from None
+    if invert:
+        pixels = 255 - pixels
+    pixels = pixels[None] if channels == 1 else pixels.transpose(2, 0, 1)
+    brightness = float(pixels.mean()) / 255
+    inverted = (brightness - 0.5) * (loaded.mean - 0.5) < 0 and abs(brightness - loaded.mean) > 0.3
+    tensor = torch.from_numpy(np.ascontiguousarray(pixels))
+    return (tensor if loaded.pixel_max == 255.0 else tensor.float() / 255), inverted

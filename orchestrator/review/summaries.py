@@ -1,0 +1,89 @@
+"""The sweep's story as Markdown: the leaderboard, the best checkpoint, what early stopping cut.
+
+Shared by the TensorBoard summary card (`review.tensorboard`) and the report (`review.report`), so both
+say the same thing. Rows are results rows (`TrialRecord.row`). No Ray here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from orchestrator.config.rungs import rungs
+from orchestrator.config.schema import ExperimentConfig
+from orchestrator.outputs.tables import cell, differing_knobs, ordered
+
+
+def markdown_table(header: list[str], body: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(text.replace("|", "/") for text in row) + " |" for row in body]
+    return "\n".join(lines)
+
+
+def leaderboard_markdown(rows: list[dict[str, Any]], metric: str, top: int = 20) -> str:
+    knobs = differing_knobs(rows)
+    header = ["#", "trial", *[k.removeprefix("config.") for k in knobs], "epochs", "status",
+              "best val acc", "best test acc", "best epoch"]
+    body = [[str(i), str(r["trial_name"]), *[cell(r.get(k)) for k in knobs], str(r["epochs_run"]),
+             str(r["status"]), cell(r.get("best_val_accuracy")), cell(r.get("best_test_accuracy")),
+             cell(r.get("best_epoch"))]
+            for i, r in enumerate(ordered(rows, metric)[:top], 1)]
+    more = f"\n\n({len(rows) - top} more trials in results.parquet)" if len(rows) > top else ""
+    return markdown_table(header, body) + more
+
+
+def best_markdown(best: dict[str, Any] | None) -> str:
+    if best is None:
+        return "No best checkpoint exported (the driver exports it when the whole sweep has finished)."
+    rows = [["trial", f"`{best['trial_name']}`"], ["epoch", str(best["epoch"])],
+            ["chosen by", str(best.get("selection_metric", "test_accuracy"))],
+            ["test accuracy", cell(best.get("test_accuracy"))], ["validation accuracy", cell(best.get("val_accuracy"))],
+            ["checkpoint", f"`{best.get('source_checkpoint')}`"]]
+    rows += [[f"`{k}`", cell(v)] for k, v in best.get("config", {}).items()]
+    return markdown_table(["", "best checkpoint"], rows)
+
+
+def rung_epochs(asha: dict[str, Any], epochs: int | None) -> list[int]:
+    """Early stopping's rungs plus max_t (the trials that ran to the end), from the experiment config."""
+    if not epochs:
+        return []
+    found = rungs(asha.get("grace_period", 1), asha.get("reduction_factor", 2.0), epochs)
+    return sorted({e for e in found if e <= epochs} | {epochs})
+
+
+def reached(rows: list[dict[str, Any]], epochs: list[int]) -> dict[int, int]:
+    """How many trials trained at least `e` epochs, for each e."""
+    return {e: sum(int(r.get("epochs_run") or 0) >= e for r in rows) for e in epochs}
+
+
+def asha_markdown(rows: list[dict[str, Any]], config: dict[str, Any]) -> str:
+    asha = config.get("asha", {})
+    epochs = rung_epochs(asha, config.get("trial", {}).get("epochs"))
+    if not epochs:
+        return "Early stopping: unknown (no experiment record)."
+    max_t = epochs[-1]
+    counts = reached(rows, epochs)
+    mode = asha.get("mode", "async")
+    rung_table = markdown_table(
+        ["epoch", "trials that reached it", "role"],
+        [[str(e), f"{counts[e]} of {len(rows)}", "max_t (trial.epochs)" if e == max_t else "rung"] for e in epochs])
+    stopped = sorted((r for r in rows if r.get("status") == "stopped"), key=lambda r: int(r["epochs_run"]))
+    head = f"Early stopping: {mode} successive halving on validation accuracy."
+    if not stopped:
+        return f"{head}\n\n{rung_table}\n\nNo trial was stopped early."
+    cut_table = markdown_table(
+        ["trial", "stopped after epoch", "val acc then", "best val acc"],
+        [[str(r["trial_name"]), str(r["epochs_run"]), cell(r.get("final_val_accuracy")),
+          cell(r.get("best_val_accuracy"))] for r in stopped])
+    return f"{head}\n\n{rung_table}\n\nTrials stopped early ({len(stopped)}):\n\n{cut_table}"
+
+
+def summary_markdown(cfg: ExperimentConfig, rows: list[dict[str, Any]], best: dict[str, Any] | None,
+                     plan: str) -> str:
+    config = cfg.model_dump(mode="json")
+    plan_block = "\n".join("    " + line for line in plan.splitlines())
+    return "\n\n".join([
+        f"## Leaderboard (by {cfg.selection.metric})", leaderboard_markdown(rows, cfg.selection.metric),
+        "## Best checkpoint", best_markdown(best),
+        "## Early stopping", asha_markdown(rows, config),
+        "## Plan", plan_block,
+    ])

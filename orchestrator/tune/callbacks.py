@@ -1,0 +1,168 @@
+"""Tune's trial events, relayed to the driver's observers as plain `TrialRecord`s.
+
+Ray pickles the callbacks into the experiment and unpickles them on a resume, so the callback itself
+(`Relay`) holds nothing: it finds the sweep's `LiveTrials` through `attach`, set by the tuner right
+before `fit`. `LiveTrials` keeps one record per trial, built once and updated from what Tune holds in
+memory (each result as it arrives), so what the observers see is right at the moment they see it. A
+trial restored from an earlier run starts from what it recorded on storage.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, Protocol
+
+import numpy as np
+from ray import tune
+
+from orchestrator.records import Observer, TrialRecord, read_jsonl
+from orchestrator.tune.schedulers import RESULT_FILE
+from trainables.recipe import TrialConfig
+
+_CURRENT: LiveTrials | None = None
+
+
+class Interrupt(Protocol):
+    def __call__(self) -> bool: ...
+
+    def forward(self) -> None: ...
+
+WARNINGS = "warnings"  # a report's list of warnings the trial wants the driver to show
+
+
+def plain(value: Any) -> Any:
+    """Ray's values as plain Python (numpy scalars and arrays from sampled configs and results)."""
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return value
+
+
+class LiveTrials:
+    """The sweep's trial records, keyed by Tune's trial id, and the observers told of every change."""
+
+    def __init__(self, fixed: dict[str, Any], observer: Observer, interrupt: Interrupt) -> None:
+        self.fixed, self.observer, self.interrupted = fixed, observer, interrupt
+        self.records: dict[str, TrialRecord] = {}
+
+    def record(self, trial: Any) -> TrialRecord:
+        record = self.records.get(trial.trial_id)
+        directory = getattr(trial.storage, "trial_dir_name", None)  # set once Tune names the trial
+        if record is not None and directory and record.name != directory:
+            record.name = directory
+        if record is None:
+            config = TrialConfig.resolve(self.fixed, plain(trial.config or {}))
+            record = TrialRecord(str(trial.trial_id), str(directory or trial), config)
+            for row in _stored_results(trial) if directory else []:  # a trial restored from an earlier run
+                record.report(row)
+            status = str(trial.status)
+            record.state = {"TERMINATED": "ended", "ERROR": "ended", "PAUSED": "paused", "RUNNING": "running"}.get(
+                status, "pending" if not record.history else "paused")
+            if status == "ERROR":
+                record.error = error_text(trial)
+            self.records[trial.trial_id] = record
+        return record
+
+    def record_from_result(self, name: str, result: Any) -> TrialRecord:
+        """A trial the loop never showed (it can happen to one restored as finished): from its result."""
+        config = TrialConfig.resolve(self.fixed, plain(result.config or {}))
+        record = TrialRecord(str(result.metrics.get("trial_id", name.rsplit("-", 1)[-1])), name, config,
+                             state="ended")
+        frame = result.metrics_dataframe
+        for row in (frame.to_dict("records") if frame is not None else []):
+            record.report(plain(row))
+        return record
+
+    def started(self, trial: Any) -> None:
+        record = self.record(trial)
+        record.state = "running"
+        self.observer.trial_started(record)
+
+    def reported(self, trial: Any, result: dict[str, Any]) -> None:
+        record = self.record(trial)
+        row = plain(result)
+        for text in row.pop(WARNINGS, None) or []:
+            print(f"warning: {record.name}: {text}", file=sys.stderr, flush=True)
+        record.report(row)
+        self.observer.trial_reported(record)
+
+    def ended(self, trial: Any, error: str | None) -> None:
+        if self.interrupted():  # Tune stopping its trials on an interrupt is not an ending
+            return
+        record = self.record(trial)
+        record.state, record.error = "ended", error
+        self.observer.trial_ended(record)
+
+    def paused(self, trial: Any) -> None:
+        record = self.record(trial)
+        if record.state != "ended":
+            record.state = "paused"
+
+    def heartbeat(self, trials: list[Any]) -> None:
+        self.interrupted.forward()  # an interrupt that came before Tune's loop could take it
+        for trial in trials:
+            record = self.record(trial)
+            if str(trial.status) == "PAUSED" and record.state == "running":
+                record.state = "paused"
+        self.observer.heartbeat(self.ordered(trials))
+
+    def ordered(self, trials: list[Any]) -> list[TrialRecord]:
+        return [self.record(trial) for trial in trials]
+
+
+def _stored_results(trial: Any) -> list[dict[str, Any]]:
+    storage = trial.storage
+    try:
+        with storage.storage_filesystem.open_input_stream(f"{storage.trial_fs_path}/{RESULT_FILE}") as f:
+            return read_jsonl(f.read().decode(errors="replace"))
+    except (OSError, ValueError, AttributeError):
+        return []
+
+
+def attach(live: LiveTrials | None) -> None:
+    global _CURRENT
+    _CURRENT = live
+
+
+def error_text(trial: Any) -> str:
+    """The trial's error in one line: its exception type and message."""
+    path = getattr(trial, "error_file", None) or ""
+    last = getattr(trial.run_metadata, "last_error", None) if hasattr(trial, "run_metadata") else None
+    text = str(last or f"failed (see {path})").strip().splitlines()
+    return (text[-1] if text else "failed")[:500]
+
+
+class Relay(tune.Callback):
+    """Stateless: every event goes to the LiveTrials attached for this run of the driver."""
+
+    def _live(self) -> LiveTrials | None:
+        return _CURRENT
+
+    def on_step_begin(self, iteration: int, trials: list[Any], **info: Any) -> None:
+        if (live := self._live()) is not None:
+            live.interrupted.forward()
+
+    def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        if (live := self._live()) is not None:
+            live.started(trial)
+
+    def on_trial_result(self, iteration: int, trials: list[Any], trial: Any, result: dict, **info: Any) -> None:
+        if (live := self._live()) is not None:
+            live.reported(trial, result)
+
+    def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        if (live := self._live()) is not None:
+            live.ended(trial, None)
+
+    def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        if (live := self._live()) is not None:
+            live.ended(trial, error_text(trial))
+
+    def on_step_end(self, iteration: int, trials: list[Any], **info: Any) -> None:
+        if (live := self._live()) is not None:
+            live.heartbeat(trials)

@@ -1,0 +1,193 @@
+"""Builds the Tuner (early stopping, resources, storage, checkpoint and failure policy), runs or resumes it.
+
+What leaves this module is plain data: a `SweepRun` of `TrialRecord`s whose kept checkpoints are paths
+relative to the experiment, so selection, export and review need no Ray.
+
+Interrupts: the first SIGINT or SIGTERM asks Tune to stop the way its own Ctrl-C does (it saves the
+experiment state one last time and leaves every unfinished trial resumable); later signals only say
+that it is stopping. The caller reports the interrupt and exits 130 or 143.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import signal
+import sys
+from dataclasses import dataclass
+from types import FrameType
+from typing import Any
+
+from ray import tune
+
+from orchestrator.config.schema import ExperimentConfig
+from orchestrator.location import Location
+from orchestrator.records import CheckpointRef, Observer, TrialRecord
+from orchestrator.review.names import run_name
+from orchestrator.tune import callbacks, cluster
+from orchestrator.tune.schedulers import ResumableASHA, SynchronousHalving
+from orchestrator.tune.searchers import build_search_alg, param_space
+from trainables import metrics as m
+from trainables.data import Dataset
+from trainables.recipe import TrialConfig
+from trainables.trial import train_trial
+
+EXPERIMENT_SYNC_S = 2  # how often the driver snapshots the experiment state a rerun resumes from
+
+
+@dataclass
+class SweepRun:
+    records: list[TrialRecord]
+    resumed: bool
+    interrupted: int | None  # the signal that stopped it, if one did
+
+
+class Interrupt:
+    """SIGINT/SIGTERM -> Tune's own graceful stop (its SIGUSR1 handler), once, from the main thread."""
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+        self.forwarded = False
+        self.count = 0
+        self.previous: dict[int, Any] = {}
+
+    def __enter__(self) -> Interrupt:
+        os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"  # ours forwards to Tune; Tune's would replace ours
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            self.previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        self.count += 1
+        if self.signal is None:
+            self.signal = signum
+            print(f"\n{signal.Signals(signum).name}: stopping the trials and saving the experiment state; it "
+                  "stays resumable (rerun the same command)", file=sys.stderr, flush=True)
+        elif self.count >= 3:
+            print("stopping now without a last save; a rerun resumes from the state saved at most "
+                  f"{EXPERIMENT_SYNC_S} s ago", file=sys.stderr, flush=True)
+            os._exit(128 + self.signal)
+        else:
+            print("already stopping; the experiment stays resumable (a third signal stops at once)",
+                  file=sys.stderr, flush=True)
+        self.forward()
+
+    def forward(self) -> None:
+        """Once Tune's loop runs, hand the stop to its SIGUSR1 handler (which Tune installs for this)."""
+        if self.signal is None or self.forwarded:
+            return
+        handler = signal.getsignal(signal.SIGUSR1)
+        if callable(handler):
+            self.forwarded = True
+            handler(signal.SIGUSR1, None)
+
+    def __call__(self) -> bool:
+        return self.signal is not None
+
+
+def trial_name(fixed: dict[str, Any], searched: list[str], trial: Any) -> str:
+    """Trial directories and TensorBoard runs: the model, the searched knobs' values, Tune's id."""
+    return run_name(TrialConfig.resolve(fixed, callbacks.plain(trial.config or {})), searched, trial.trial_id)
+
+
+def _trainable(cfg: ExperimentConfig, dataset: Dataset, location: Location) -> Any:
+    trainable = tune.with_parameters(
+        train_trial, fixed=cfg.trial.model_dump(mode="json"), data=dataset,
+        board_root=str(location.local_dir) if location.local_dir is not None else None,
+        histogram_every=cfg.tensorboard.histogram_every, runtime=cfg.runtime.model_dump(mode="json"),
+        selection_metric=cfg.selection.metric,
+    )  # fmt: skip
+    gpu = cfg.resources.gpus_per_trial(cluster.cluster_gpus())
+    return tune.with_resources(trainable, {"cpu": cfg.resources.cpu, "gpu": gpu})
+
+
+def _scheduler(cfg: ExperimentConfig) -> Any:
+    if cfg.asha.mode == "async":
+        return ResumableASHA(time_attr=m.EPOCH, max_t=cfg.max_t, grace_period=cfg.asha.grace_period,
+                             reduction_factor=cfg.asha.reduction_factor, brackets=cfg.asha.brackets)
+    return SynchronousHalving(metric=m.ASHA_METRIC, time_attr=m.EPOCH, max_t=cfg.max_t,
+                              grace_period=cfg.asha.grace_period, reduction_factor=cfg.asha.reduction_factor,
+                              brackets=cfg.asha.brackets, total_trials=cfg.trial_count,
+                              max_concurrent=cfg.search.max_concurrent_trials)
+
+
+def _run_config(cfg: ExperimentConfig, location: Location) -> tune.RunConfig:
+    return tune.RunConfig(
+        name=location.name,
+        storage_path=location.storage,
+        checkpoint_config=tune.CheckpointConfig(
+            num_to_keep=cfg.selection.keep_checkpoints,
+            # Ray keeps the latest too; ranking by the very score the selection ranks by (ties: the later
+            # epoch, in both) means the checkpoint the final selection wants is never deleted.
+            checkpoint_score_attribute=m.SELECTION_SCORE,
+            checkpoint_score_order="max",
+        ),
+        failure_config=tune.FailureConfig(max_failures=cfg.failure.max_retries),
+        # TensorBoard is written by the trials and the driver (richer, and live); Ray's CSV/JSON loggers
+        # stay: result.json is what a resume rebuilds the rungs and the records from.
+        callbacks=[tune.logger.CSVLoggerCallback(), tune.logger.JsonLoggerCallback(), callbacks.Relay()],
+        sync_config=tune.SyncConfig(sync_artifacts=not location.is_local, sync_period=EXPERIMENT_SYNC_S),
+        verbose=0,  # progress is ours: compact, searched knobs only
+        log_to_file=True,  # each trial's stdout/stderr in its directory
+    )
+
+
+def _build(cfg: ExperimentConfig, dataset: Dataset, location: Location) -> tune.Tuner:
+    namer = functools.partial(trial_name, cfg.trial.model_dump(mode="json"), list(cfg.search.space))
+    tune_config = tune.TuneConfig(
+        metric=m.ASHA_METRIC, mode="max", scheduler=_scheduler(cfg), search_alg=build_search_alg(cfg),
+        num_samples=cfg.search.num_samples, trial_name_creator=namer, trial_dirname_creator=namer,
+        reuse_actors=cfg.runtime.reuse_actors,  # measured: see README, Throughput
+    )  # fmt: skip
+    return tune.Tuner(_trainable(cfg, dataset, location), param_space=param_space(cfg), tune_config=tune_config,
+                      run_config=_run_config(cfg, location))
+
+
+def run(cfg: ExperimentConfig, dataset: Dataset, location: Location, observer: Observer,
+        retry_errored: bool = False) -> SweepRun:
+    """Fit a new experiment, or resume the one at `location`; errored trials rerun only when asked."""
+    os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", str(EXPERIMENT_SYNC_S))
+    # That 2 s snapshot period is ours, on purpose: Ray's "snapshotting triggered often" warning says nothing.
+    os.environ["TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S"] = "0"
+    os.environ["RAY_AIR_NEW_OUTPUT"] = "0"  # its experiment box and tables: the progress lines are ours
+    experiment = f"{location.storage}/{location.name}"
+    with Interrupt() as interrupt:
+        resumed = tune.Tuner.can_restore(experiment)
+        if resumed:
+            tuner = tune.Tuner.restore(experiment, trainable=_trainable(cfg, dataset, location),
+                                       resume_unfinished=True, resume_errored=retry_errored)
+        else:
+            tuner = _build(cfg, dataset, location)
+        live = callbacks.LiveTrials(cfg.trial.model_dump(mode="json"), observer, interrupt)
+        callbacks.attach(live)
+        observer.sweep_started([], resumed)
+        try:
+            grid = tuner.fit()
+        finally:
+            callbacks.attach(None)
+        records = _final_records(live, grid, location, interrupted=interrupt())
+        observer.sweep_ended(records, interrupt())
+        return SweepRun(records, resumed, interrupt.signal)
+
+
+def _final_records(live: callbacks.LiveTrials, grid: Any, location: Location, interrupted: bool) -> list[TrialRecord]:
+    """The live records, with the checkpoints Ray kept and the errors it recorded (from the result grid)."""
+    by_name = {record.name: record for record in live.records.values()}
+    records = []
+    prefix = location.path.rstrip("/") + "/"
+    for result in grid:
+        name = result.path.rstrip("/").rsplit("/", 1)[-1]
+        record = by_name.get(name) or live.record_from_result(name, result)
+        record.checkpoints = [
+            CheckpointRef(checkpoint.path.removeprefix(prefix), callbacks.plain(metrics))
+            for checkpoint, metrics in (result.best_checkpoints or [])
+        ]
+        if result.error is not None and not interrupted:
+            record.error, record.state = f"{type(result.error).__name__}: {result.error}".splitlines()[0][:500], "ended"
+        records.append(record)
+    return records

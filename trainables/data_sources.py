@@ -1,0 +1,313 @@
+"""Where a dataset comes from (`data:`), read once by the driver and checked before Ray starts.
+
+    data: {source: fashion_mnist}                                    # the default: the IDX files
+    data: {source: npz, path: data/digits.npz, val_size: 0.2}        # x_train, y_train[, x_test, y_test, classes]
+    data: {source: torchvision, dataset: CIFAR10, root: ./data, download: true}
+    data: {source: entry_point, entry_point: mypkg.data:load, args: {n: 1000}}
+
+Every source yields the same arrays, checked the same way: images `(N, C, H, W)` or `(N, H, W)` (one
+channel) or flat features `(N, D)`, uint8 or floating point (finite); integer labels from 0; the
+number of classes inferred from the labels or given by the class names. Where a source has no test
+split, one is carved with the experiment seed, like the validation split. A dataset above
+`MAX_DATASET_BYTES` is refused: every trial keeps all of it resident on its device.
+"""
+
+from __future__ import annotations
+
+import gzip
+import importlib
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import Field, model_validator
+
+from trainables.data import DataError, Dataset, Split, carve, channel_stats
+from trainables.schema import MAX_WIDTH, Section
+
+MAX_DATASET_BYTES = 4 << 30  # resident in every trial: must fit in Ray's object store and each trial's device
+MAX_CLASSES = MAX_WIDTH
+FASHION_CLASSES = (
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+)  # fmt: skip
+DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
+IDX_NAMES = {
+    "x_train": "train-images-idx3-ubyte",
+    "y_train": "train-labels-idx1-ubyte",
+    "x_test": "t10k-images-idx3-ubyte",
+    "y_test": "t10k-labels-idx1-ubyte",
+}
+# torchvision classification datasets read from their own layout: name -> (split argument kind).
+TORCHVISION = {"MNIST": "train", "FashionMNIST": "train", "KMNIST": "train", "QMNIST": "train",
+               "CIFAR10": "train", "CIFAR100": "train", "SVHN": "split", "USPS": "train"}
+SOURCE_FIELDS = {"fashion_mnist": {"root", "download"}, "npz": {"path"}, "torchvision": {"dataset", "root", "download"},
+                 "entry_point": {"entry_point", "args"}}
+Size = int | float
+
+
+class DataConfig(Section):
+    source: Literal["fashion_mnist", "npz", "torchvision", "entry_point"] = Field(
+        default="fashion_mnist", description="where the arrays come from")
+    root: str = Field(default="./data", min_length=1, description="fashion_mnist/torchvision: the dataset directory")
+    download: bool = Field(default=False, description="fashion_mnist/torchvision: download when not found")
+    path: str | None = Field(default=None, min_length=1, description="npz: a .npz file or a directory of them")
+    dataset: str | None = Field(default=None, description=f"torchvision: one of {', '.join(TORCHVISION)}")
+    entry_point: str | None = Field(default=None, description="entry_point: package.module:function returning "
+                                    "a mapping of arrays (as in a .npz)")
+    args: dict[str, Any] = Field(default_factory=dict, description="entry_point: keyword arguments")
+    val_size: Size = Field(default=10_000, gt=0, description="validation samples carved from the training split "
+                           "(a count, or a fraction below 1)")
+    test_size: Size = Field(default=0.2, gt=0, description="test samples carved from the training data when the "
+                            "source has no test split (a count, or a fraction below 1)")
+    train_limit: int | None = Field(default=None, ge=1, le=2**40, description="train on the first N samples of "
+                                    "the training split only (quick looks and tests); none = all")
+
+    @model_validator(mode="after")
+    def _fields_fit_the_source(self) -> DataConfig:
+        needed = {"npz": "path", "torchvision": "dataset", "entry_point": "entry_point"}.get(self.source)
+        if needed and getattr(self, needed) is None:
+            raise ValueError(f"source {self.source} needs data.{needed}")
+        for name in ("path", "dataset", "entry_point", "args"):
+            if name in self.model_fields_set and name not in SOURCE_FIELDS[self.source]:
+                raise ValueError(f"data.{name} does not apply to source {self.source}")
+        if self.source == "torchvision" and self.dataset not in TORCHVISION:
+            raise ValueError(f"unknown torchvision dataset {self.dataset!r} (valid: {', '.join(TORCHVISION)})")
+        for name in ("val_size", "test_size"):
+            value = getattr(self, name)
+            if isinstance(value, float) and not value < 1:
+                raise ValueError(f"data.{name}: a fraction must be below 1, or give a whole count")
+        return self
+
+
+def load_dataset(cfg: DataConfig, seed: int) -> Dataset:
+    """Read, check and split; raises DataError with one line naming the problem."""
+    arrays, source = _read(cfg)
+    x_train, y_train, classes = _checked(arrays, source)
+    if "x_test" in arrays:
+        x_test, y_test, _ = _checked({**arrays, "x_train": arrays["x_test"], "y_train": arrays["y_test"]}, source,
+                                     what="test", classes=classes)
+        if x_test.shape[1:] != x_train.shape[1:] or x_test.dtype != x_train.dtype:
+            raise DataError(f"{source}: x_test samples are {x_test.dtype} {list(x_test.shape[1:])}, x_train's are "
+                            f"{x_train.dtype} {list(x_train.shape[1:])}")
+        rest = Split(x_train, y_train)
+        test = Split(x_test, y_test)
+    else:
+        rest, test = carve(x_train, y_train, _count(cfg.test_size, len(y_train), "data.test_size"), seed)
+    train, val = carve(rest.images, rest.labels, _count(cfg.val_size, len(rest), "data.val_size"), seed)
+    if cfg.train_limit is not None:
+        train = Split(train.images[: cfg.train_limit], train.labels[: cfg.train_limit])
+    mean, std = channel_stats(train.images)
+    dataset = Dataset(train, val, test, source=source, classes=classes, mean=mean, std=std)
+    if dataset.nbytes > MAX_DATASET_BYTES:
+        raise DataError(f"data: {dataset.nbytes / 2**30:.1f} GiB is above the {MAX_DATASET_BYTES >> 30} GiB a trial "
+                        "keeps resident on its device; use data.train_limit or a smaller dataset")
+    return dataset
+
+
+def _count(size: Size, available: int, field: str) -> int:
+    count = int(size) if isinstance(size, int) else round(size * available)
+    if not 1 <= count < available:
+        raise DataError(f"{field}: {size} gives {count} of {available} samples; it must leave at least one on "
+                        f"either side (e.g. {field}: 0.2)")
+    return count
+
+
+def _read(cfg: DataConfig) -> tuple[dict[str, Any], str]:
+    if cfg.source == "npz":
+        return _read_npz(Path(str(cfg.path)).expanduser())
+    if cfg.source == "torchvision":
+        return _read_torchvision(str(cfg.dataset), Path(cfg.root).expanduser(), cfg.download)
+    if cfg.source == "entry_point":
+        return _call_entry_point(str(cfg.entry_point), cfg.args)
+    return _read_fashion(Path(cfg.root).expanduser(), cfg.download)
+
+
+# ------------------------------------------------------------------ the checks every source goes through
+
+
+def _checked(arrays: dict[str, Any], source: str, what: str = "train",
+             classes: tuple[str, ...] | None = None) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
+    for key in ("x_train", "y_train"):
+        if key not in arrays:
+            raise DataError(f"{source}: missing array {key if what == 'train' else key.replace('train', 'test')} "
+                            "(expected x_train, y_train, and optionally x_test, y_test, classes)")
+    x, y = arrays["x_train"], arrays["y_train"]
+    name = f"x_{what}"
+    if not isinstance(x, np.ndarray) or not isinstance(y, np.ndarray):
+        raise DataError(f"{source}: x_{what} and y_{what} must be numpy arrays (got {type(x).__name__}, "
+                        f"{type(y).__name__})")
+    if x.ndim not in (2, 3, 4) or x.shape[0] == 0 or 0 in x.shape:
+        raise DataError(f"{source}: {name} must be (N, D), (N, H, W) or (N, C, H, W) with N > 0 (got shape "
+                        f"{list(x.shape)})")
+    if x.ndim == 4 and x.shape[1] > 16:
+        raise DataError(f"{source}: {name} has {x.shape[1]} channels on axis 1; images go as (N, C, H, W), channels "
+                        "first (transpose channels-last arrays)")
+    if y.ndim != 1 or len(y) != len(x):
+        raise DataError(f"{source}: y_{what} must be one label per sample ({len(x)}); got shape {list(y.shape)}")
+    x = _pixels(x, source, name)
+    y = _labels(y, source, f"y_{what}")
+    classes = classes or _class_names(arrays.get("classes"), int(y.max()) + 1, source)
+    if int(y.max()) >= len(classes):
+        raise DataError(f"{source}: y_{what} has label {int(y.max())} but there are {len(classes)} classes")
+    if what == "train" and len(np.unique(y)) < 2:
+        raise DataError(f"{source}: y_train has a single class; classification needs at least two")
+    return (x[:, None] if x.ndim == 3 else x), y, classes
+
+
+def _pixels(x: np.ndarray, source: str, name: str) -> np.ndarray:
+    if x.dtype == np.uint8:
+        return x
+    if not np.issubdtype(x.dtype, np.floating):
+        raise DataError(f"{source}: {name} must be uint8 pixels or floating point (got {x.dtype})")
+    x = x.astype(np.float32, copy=False)
+    if not np.isfinite(x).all():
+        raise DataError(f"{source}: {name} contains NaN or infinite values")
+    return x
+
+
+def _labels(y: np.ndarray, source: str, name: str) -> np.ndarray:
+    if not np.issubdtype(y.dtype, np.integer):
+        raise DataError(f"{source}: {name} must hold integer class indices (got {y.dtype})")
+    if int(y.min()) < 0 or int(y.max()) >= MAX_CLASSES:
+        raise DataError(f"{source}: {name} labels must be in 0..{MAX_CLASSES - 1} (got {int(y.min())}..{int(y.max())})")
+    return y.astype(np.int64, copy=False)
+
+
+def _class_names(names: Any, inferred: int, source: str) -> tuple[str, ...]:
+    if names is None:
+        return tuple(str(i) for i in range(max(inferred, 2)))
+    names = names.tolist() if isinstance(names, np.ndarray) else names
+    if not isinstance(names, list | tuple) or not all(isinstance(n, str) and n for n in names):
+        raise DataError(f"{source}: classes must be a list of non-empty names")
+    if not 2 <= len(names) <= MAX_CLASSES or len(set(names)) != len(names):
+        raise DataError(f"{source}: classes must be 2 to {MAX_CLASSES} distinct names (got {len(names)})")
+    return tuple(names)
+
+
+# ------------------------------------------------------------------ the sources
+
+
+def _read_npz(path: Path) -> tuple[dict[str, Any], str]:
+    files = sorted(path.glob("*.npz")) if path.is_dir() else [path]
+    if not files or not all(f.is_file() for f in files):
+        raise DataError(f"data.path: {path} is not a .npz file or a directory holding .npz files")
+    merged: dict[str, list[np.ndarray]] = {}
+    classes = None
+    for file in files:
+        try:
+            with np.load(file, allow_pickle=False) as archive:  # never unpickle: a .npz may come from anywhere
+                for key in archive.files:
+                    if key == "classes":
+                        classes = archive[key]
+                    elif key in IDX_NAMES:
+                        merged.setdefault(key, []).append(archive[key])
+        except (OSError, ValueError, EOFError) as exc:
+            raise DataError(f"data.path: {file} is not a readable .npz ({_first_line(exc)})") from None
+    arrays: dict[str, Any] = {}
+    for key, parts in merged.items():
+        try:
+            arrays[key] = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        except ValueError as exc:
+            raise DataError(f"data.path: the files' {key} arrays do not fit together ({_first_line(exc)})") from None
+    if classes is not None:
+        arrays["classes"] = classes
+    return arrays, f"data.path {path}"
+
+
+def _call_entry_point(target: str, args: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    module_name, sep, attribute = target.partition(":")
+    if not sep or not module_name or not attribute:
+        raise DataError(f"data.entry_point: expected package.module:function (got {target!r})")
+    try:
+        function = getattr(importlib.import_module(module_name), attribute)
+    except Exception as exc:  # the user's module may raise anything while importing
+        raise DataError(f"data.entry_point: cannot load {target} ({type(exc).__name__}: {_first_line(exc)})") from None
+    try:
+        result = function(**args)
+    except Exception as exc:  # the user's function may raise anything
+        raise DataError(f"data.entry_point: {target} raised {type(exc).__name__}: {_first_line(exc)}") from None
+    if not isinstance(result, dict):
+        raise DataError(f"data.entry_point: {target} returned {type(result).__name__}; it must return a mapping "
+                        "with x_train, y_train and optionally x_test, y_test, classes")
+    return result, f"data.entry_point {target}"
+
+
+def _read_torchvision(name: str, root: Path, download: bool) -> tuple[dict[str, Any], str]:
+    import torchvision.datasets as datasets  # only this source needs torchvision on the driver
+
+    kind = TORCHVISION[name]
+    arrays: dict[str, Any] = {}
+    for split, train in (("train", True), ("test", False)):
+        options = {"split": "train" if train else "test"} if kind == "split" else {"train": train}
+        try:
+            data = getattr(datasets, name)(str(root), download=download, **options)
+        except RuntimeError as exc:  # torchvision says "Dataset not found" this way
+            hint = "" if download else "; set data.download: true to fetch it"
+            raise DataError(f"data.root: {name} not found under {root} ({_first_line(exc)}){hint}") from None
+        images = np.asarray(data.data)
+        if images.ndim == 4 and images.shape[-1] in (1, 3) and images.shape[1] not in (1, 3):
+            images = images.transpose(0, 3, 1, 2)  # CIFAR keeps channels last
+        labels = np.asarray(getattr(data, "targets", getattr(data, "labels", None)))
+        arrays[f"x_{split}"], arrays[f"y_{split}"] = np.ascontiguousarray(images), labels.astype(np.int64)
+        arrays.setdefault("classes", list(getattr(data, "classes", [])) or None)
+    return {k: v for k, v in arrays.items() if v is not None}, f"torchvision {name} under {root}"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__
+
+
+def find_idx_dir(root: Path, download: bool = False) -> Path:
+    """The first directory holding all four Fashion-MNIST IDX files; downloads only if asked."""
+    candidates = [root, DEBIAN_DIR, root / "FashionMNIST" / "raw"]
+    for directory in candidates:
+        if all(_idx_file(directory, stem) for stem in IDX_NAMES.values()):
+            return directory
+    if download:
+        from torchvision.datasets import FashionMNIST
+
+        for train in (True, False):
+            FashionMNIST(str(root), train=train, download=True)
+        return candidates[-1]
+    looked = ", ".join(str(d) for d in candidates)
+    raise DataError(f"data.root: Fashion-MNIST IDX files not found (looked in {looked}); install them with "
+                    "`apt-get install dataset-fashion-mnist` or set data.download: true")
+
+
+def _idx_file(directory: Path, stem: str) -> Path | None:
+    for name in (stem + ".gz", stem):
+        if (directory / name).is_file():
+            return directory / name
+    return None
+
+
+MAX_IDX_BYTES = 1 << 30
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """One IDX file of unsigned bytes (optionally gzipped), header checked, size capped."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            raw = f.read(MAX_IDX_BYTES + 1)
+    except (OSError, EOFError) as exc:
+        raise DataError(f"data.root: {path} is unreadable ({_first_line(exc)})") from None
+    if len(raw) > MAX_IDX_BYTES:
+        raise DataError(f"data.root: {path} is larger than {MAX_IDX_BYTES >> 20} MiB; not a Fashion-MNIST file")
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08 or not 1 <= raw[3] <= 4:
+        raise DataError(f"data.root: {path} is not an IDX file of unsigned bytes")
+    ndim = raw[3]
+    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    data = np.frombuffer(raw, dtype=np.uint8, offset=min(4 + 4 * ndim, len(raw)))
+    if len(raw) < 4 + 4 * ndim or data.size != int(np.prod(shape)):
+        raise DataError(f"data.root: {path} is a truncated IDX file (expected {list(shape)})")
+    return data.reshape(shape)
+
+
+def _read_fashion(root: Path, download: bool) -> tuple[dict[str, Any], str]:
+    directory = find_idx_dir(root, download)
+    arrays: dict[str, Any] = {key: read_idx(_idx_file(directory, stem)) for key, stem in IDX_NAMES.items()}  # type: ignore[arg-type]
+    arrays["classes"] = list(FASHION_CLASSES)
+    return arrays, str(directory)
