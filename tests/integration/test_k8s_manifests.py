@@ -21,7 +21,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "k8s"
 CRD_DIR = ROOT.parent / "shared" / "kuberay-crds"
 KUSTOMIZATIONS = {
