@@ -49,8 +49,9 @@ def _render(name: str) -> tuple[Doc, ...]:
     kubectl = shutil.which("kubectl")
     if kubectl is None:
         pytest.fail("kubectl is not installed; it renders the kustomizations (apt-get install kubectl)")
-    done = subprocess.run([kubectl, "kustomize", str(KUSTOMIZATIONS[name])],
-                          capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        [kubectl, "kustomize", str(KUSTOMIZATIONS[name])], capture_output=True, text=True, check=False
+    )
     assert done.returncode == 0, f"kubectl kustomize {name} failed:\n{done.stderr}"
     return tuple(doc for doc in yaml.safe_load_all(done.stdout) if doc)
 
@@ -82,8 +83,11 @@ def _strict(schema: Any) -> Any:
         out.pop("type", None)
         out["anyOf"] = [{"type": "integer"}, {"type": "string"}]
     # Unknown fields are pruned (silently lost) by the API server: treat them as errors here.
-    if "properties" in out and "additionalProperties" not in out \
-            and not out.get("x-kubernetes-preserve-unknown-fields"):
+    if (
+        "properties" in out
+        and "additionalProperties" not in out
+        and not out.get("x-kubernetes-preserve-unknown-fields")
+    ):
         out["additionalProperties"] = False
     return out
 
@@ -100,8 +104,10 @@ def crd_validator(kind: str) -> jsonschema.Draft7Validator:
 def schema_errors(doc: Doc) -> list[str]:
     if doc["kind"] in CRD_FILES:
         assert doc["apiVersion"] == "ray.io/v1", doc["apiVersion"]
-        return [f"{doc['kind']} {'.'.join(map(str, e.absolute_path))}: {e.message}"
-                for e in crd_validator(doc["kind"]).iter_errors(doc)]
+        return [
+            f"{doc['kind']} {'.'.join(map(str, e.absolute_path))}: {e.message}"
+            for e in crd_validator(doc["kind"]).iter_errors(doc)
+        ]
     try:
         kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
     except kubernetes_validate.ValidationError as exc:
@@ -143,8 +149,10 @@ def containers(doc: Doc) -> Iterator[tuple[str, Doc]]:
         # KubeRay injects the autoscaler sidecar with exactly these settings.
         if spec.get("enableInTreeAutoscaling"):
             options = spec.get("autoscalerOptions", {})
-            yield f"{doc['kind']}/{doc['metadata']['name']} autoscaler", {
-                "resources": options.get("resources", {}), "securityContext": options.get("securityContext")}
+            yield (
+                f"{doc['kind']}/{doc['metadata']['name']} autoscaler",
+                {"resources": options.get("resources", {}), "securityContext": options.get("securityContext")},
+            )
 
 
 def quantity(value: str | int | float) -> float:
@@ -170,9 +178,10 @@ def experiment_config(docs: list[Doc]) -> tuple[str, Doc]:
     head = one(docs, "RayCluster")["spec"]["headGroupSpec"]["template"]["spec"]
     mount = next(m for m in head["containers"][0]["volumeMounts"] if path.startswith(m["mountPath"] + "/"))
     volume = next(v for v in head["volumes"] if v["name"] == mount["name"])
-    config_map = next(d for d in docs if d["kind"] == "ConfigMap"
-                      and d["metadata"]["name"] == volume["configMap"]["name"])
-    return path, yaml.safe_load(config_map["data"][path[len(mount["mountPath"]) + 1:]])
+    config_map = next(
+        d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == volume["configMap"]["name"]
+    )
+    return path, yaml.safe_load(config_map["data"][path[len(mount["mountPath"]) + 1 :]])
 
 
 # ---------------------------------------------------------------- invariants (each returns problems)
@@ -187,8 +196,9 @@ def restricted_problems(docs: list[Doc]) -> list[str]:
             problems.append(f"{where}: runAsNonRoot must be true")
         if sc.get("allowPrivilegeEscalation") is not False or sc.get("privileged"):
             problems.append(f"{where}: allowPrivilegeEscalation must be false")
-        if "ALL" not in (sc.get("capabilities") or {}).get("drop", []) \
-                or set((sc.get("capabilities") or {}).get("add", [])) - {"NET_BIND_SERVICE"}:
+        if "ALL" not in (sc.get("capabilities") or {}).get("drop", []) or set(
+            (sc.get("capabilities") or {}).get("add", [])
+        ) - {"NET_BIND_SERVICE"}:
             problems.append(f"{where}: capabilities must drop ALL")
         if (sc.get("seccompProfile") or {}).get("type") not in ("RuntimeDefault", "Localhost"):
             problems.append(f"{where}: seccompProfile must be RuntimeDefault")
@@ -239,8 +249,11 @@ def storage_problems(docs: list[Doc], claim: str) -> list[str]:
     problems = []
     for doc in docs:
         for where, role, pod in pod_specs(doc):
-            volumes = [v["name"] for v in pod.get("volumes", [])
-                       if (v.get("persistentVolumeClaim") or {}).get("claimName") == claim]
+            volumes = [
+                v["name"]
+                for v in pod.get("volumes", [])
+                if (v.get("persistentVolumeClaim") or {}).get("claimName") == claim
+            ]
             if role == "submitter":
                 continue  # it only calls the job API
             if role == "ray" and not volumes:
@@ -262,8 +275,10 @@ def storage_problems(docs: list[Doc], claim: str) -> list[str]:
 
 def fit_problems(resources: Doc, spec: Doc) -> list[str]:
     """Whether one trial fits a worker of the cluster: the GPU group if it asks for a GPU."""
-    groups = {g["groupName"]: g["template"]["spec"]["containers"][0]["resources"]["limits"]
-              for g in spec.get("workerGroupSpecs", [])}
+    groups = {
+        g["groupName"]: g["template"]["spec"]["containers"][0]["resources"]["limits"]
+        for g in spec.get("workerGroupSpecs", [])
+    }
     cpu, gpu = float(resources.get("cpu", 1)), resources.get("gpu", 0)
     if gpu == "auto":  # the launcher's rule: 1/trials_per_gpu of a GPU when the cluster has GPUs
         has_gpus = any("nvidia.com/gpu" in limits for limits in groups.values())
@@ -272,8 +287,11 @@ def fit_problems(resources: Doc, spec: Doc) -> list[str]:
     candidates = {n: lim for n, lim in groups.items() if gpu == 0 or "nvidia.com/gpu" in lim}
     if not candidates:
         return [f"trial needs {gpu} GPU but no worker group has nvidia.com/gpu"]
-    fits = [n for n, lim in candidates.items()
-            if cpu <= quantity(lim["cpu"]) and gpu <= quantity(lim.get("nvidia.com/gpu", 0))]
+    fits = [
+        n
+        for n, lim in candidates.items()
+        if cpu <= quantity(lim["cpu"]) and gpu <= quantity(lim.get("nvidia.com/gpu", 0))
+    ]
     return [] if fits else [f"trial (cpu={cpu}, gpu={gpu}) fits no worker group: {candidates}"]
 
 
@@ -314,8 +332,9 @@ def test_storage_path_is_the_pvc_mount_everywhere(name: str) -> None:
     claim = one(render("storage"), "PersistentVolumeClaim")["metadata"]["name"]
     assert storage_problems(docs, claim) == []
     tensorboard = one(docs, "Deployment")["spec"]["template"]["spec"]
-    assert tensorboard["containers"][0]["command"][tensorboard["containers"][0]["command"].index("--logdir") + 1] \
-        == MOUNT
+    assert (
+        tensorboard["containers"][0]["command"][tensorboard["containers"][0]["command"].index("--logdir") + 1] == MOUNT
+    )
     assert all(m.get("readOnly") for m in tensorboard["containers"][0]["volumeMounts"])
     assert all(v["persistentVolumeClaim"].get("readOnly") for v in tensorboard["volumes"])
 
@@ -336,8 +355,12 @@ def test_ray_cluster_shape(name: str) -> None:
         if role != "ray":
             continue
         ray = pod["containers"][0]
-        shm = [v for v in pod["volumes"] if v.get("emptyDir", {}).get("medium") == "Memory"
-               and any(m["name"] == v["name"] and m["mountPath"] == "/dev/shm" for m in ray["volumeMounts"])]
+        shm = [
+            v
+            for v in pod["volumes"]
+            if v.get("emptyDir", {}).get("medium") == "Memory"
+            and any(m["name"] == v["name"] and m["mountPath"] == "/dev/shm" for m in ray["volumeMounts"])
+        ]
         assert shm, f"{where}: /dev/shm is not a memory volume"
         need = OBJECT_STORE_SHARE * quantity(ray["resources"]["limits"]["memory"])
         assert quantity(shm[0]["emptyDir"]["sizeLimit"]) >= need, f"{where}: /dev/shm smaller than the object store"
@@ -356,8 +379,9 @@ def test_rayjob_retries_resume_and_clean_up(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", WORKLOADS)
-def test_configmap_config_passes_the_launcher_dry_run(name: str, tmp_path: Path,
-                                                      capsys: pytest.CaptureFixture[str]) -> None:
+def test_configmap_config_passes_the_launcher_dry_run(
+    name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from orchestrator.launch import main  # imported here: the other checks need no torch
 
     docs = render(name)
@@ -366,7 +390,7 @@ def test_configmap_config_passes_the_launcher_dry_run(name: str, tmp_path: Path,
     file.write_text(yaml.safe_dump(config))
     argv = shlex.split(one(docs, "RayJob")["spec"]["entrypoint"])
     argv[argv.index(path)] = str(file)
-    assert main([*argv[argv.index("orchestrator.launch") + 1:], "--dry-run"]) == 0, capsys.readouterr()
+    assert main([*argv[argv.index("orchestrator.launch") + 1 :], "--dry-run"]) == 0, capsys.readouterr()
     assert f"-> {MOUNT}/{config['name']}" in capsys.readouterr().out
 
 
@@ -374,8 +398,11 @@ def test_configmap_config_passes_the_launcher_dry_run(name: str, tmp_path: Path,
 def test_gpu_workers_fit_the_shipped_trial_resources(name: str) -> None:
     docs = render(name)
     spec = one(docs, "RayCluster")["spec"]
-    gpu_groups = [g for g in spec["workerGroupSpecs"]
-                  if "nvidia.com/gpu" in g["template"]["spec"]["containers"][0]["resources"]["limits"]]
+    gpu_groups = [
+        g
+        for g in spec["workerGroupSpecs"]
+        if "nvidia.com/gpu" in g["template"]["spec"]["containers"][0]["resources"]["limits"]
+    ]
     assert len(gpu_groups) == 1
     tolerations = gpu_groups[0]["template"]["spec"].get("tolerations", [])
     assert any(t["key"] == "nvidia.com/gpu" for t in tolerations)
@@ -421,8 +448,10 @@ def test_dockerfile_pins_ray_and_runs_as_non_root() -> None:
 
 def test_network_policy_denies_by_default_and_admits_only_pods() -> None:
     policies = [d for d in render("base") if d["kind"] == "NetworkPolicy"]
-    assert any(p["spec"]["podSelector"] == {} and "Ingress" in p["spec"]["policyTypes"]
-               and not p["spec"].get("ingress") for p in policies), "no default-deny ingress policy"
+    assert any(
+        p["spec"]["podSelector"] == {} and "Ingress" in p["spec"]["policyTypes"] and not p["spec"].get("ingress")
+        for p in policies
+    ), "no default-deny ingress policy"
     for policy in policies:
         for rule in policy["spec"].get("ingress", []):
             assert rule.get("from"), f"{policy['metadata']['name']}: a rule without `from` admits everyone"
@@ -438,7 +467,10 @@ def test_results_reader_pod_is_valid_restricted_and_read_only() -> None:
     claim = one(render("storage"), "PersistentVolumeClaim")["metadata"]["name"]
     assert pod["spec"]["volumes"][0]["persistentVolumeClaim"] == {"claimName": claim, "readOnly": True}
     assert pod["spec"]["containers"][0]["volumeMounts"][0] == {
-        "name": pod["spec"]["volumes"][0]["name"], "mountPath": MOUNT, "readOnly": True}
+        "name": pod["spec"]["volumes"][0]["name"],
+        "mountPath": MOUNT,
+        "readOnly": True,
+    }
 
 
 # ---------------------------------------------------------------- the checks are not vacuous
