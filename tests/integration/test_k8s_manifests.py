@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import ipaddress
 import os
 import re
 import shlex
@@ -19,7 +20,7 @@ import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import jsonschema
 import kubernetes_validate
@@ -44,6 +45,8 @@ IMAGE = "parallel-orchestrator"
 CRD_FILES = {"RayCluster": "ray.io_rayclusters.yaml", "RayJob": "ray.io_rayjobs.yaml"}
 # Ray's default object store share of a node's memory; /dev/shm must hold it.
 OBJECT_STORE_SHARE = 0.3
+# The cloud metadata service (node credentials): IPv4 on every major cloud, IPv6 on AWS.
+METADATA_ADDRESSES = (ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254"))
 Doc = dict[str, Any]
 
 
@@ -158,19 +161,42 @@ def ray_cluster_specs(doc: Doc) -> list[Doc]:
     return []
 
 
-def pod_specs(doc: Doc) -> Iterator[tuple[str, str, Doc]]:
-    """(where, role, pod spec) for every pod the document creates; role is ray, submitter or other."""
+class Pod(NamedTuple):
+    where: str
+    role: str  # head, worker, submitter or other
+    labels: dict[str, str]  # as the pod will carry them, with the ones KubeRay adds
+    spec: Doc  # the pod spec as written in the manifest
+
+
+def pod_templates(doc: Doc) -> Iterator[Pod]:
+    """Every pod the document creates."""
     name = f"{doc['kind']}/{doc['metadata']['name']}"
     for spec in ray_cluster_specs(doc):
-        yield f"{name} head", "ray", spec["headGroupSpec"]["template"]["spec"]
-        for group in spec.get("workerGroupSpecs", []):
-            yield f"{name} {group['groupName']}", "ray", group["template"]["spec"]
+        # KubeRay's labelPod: these keys always win; a RayJob's cluster is named <job>-<random>.
+        cluster = doc["metadata"]["name"] + ("-xxxxx" if doc["kind"] == "RayJob" else "")
+        groups = [("head", "headgroup", spec["headGroupSpec"])]
+        groups += [("worker", g["groupName"], g) for g in spec.get("workerGroupSpecs", [])]
+        for role, group, group_spec in groups:
+            template = group_spec["template"]
+            labels = {"ray.io/is-ray-node": "yes", "app.kubernetes.io/name": "kuberay"}
+            labels |= (template.get("metadata") or {}).get("labels") or {}
+            labels |= {"ray.io/cluster": cluster, "ray.io/node-type": role, "ray.io/group": group}
+            yield Pod(f"{name} {'head' if role == 'head' else group}", role, labels, template["spec"])
     if doc["kind"] == "RayJob" and "submitterPodTemplate" in doc["spec"]:
-        yield f"{name} submitter", "submitter", doc["spec"]["submitterPodTemplate"]["spec"]
+        template = doc["spec"]["submitterPodTemplate"]
+        labels = {**((template.get("metadata") or {}).get("labels") or {}), "job-name": doc["metadata"]["name"]}
+        yield Pod(f"{name} submitter", "submitter", labels, template["spec"])
     if doc["kind"] in ("Deployment", "StatefulSet", "DaemonSet", "Job"):
-        yield name, "other", doc["spec"]["template"]["spec"]
+        template = doc["spec"]["template"]
+        yield Pod(name, "other", dict((template.get("metadata") or {}).get("labels") or {}), template["spec"])
     if doc["kind"] == "Pod":
-        yield name, "other", doc["spec"]
+        yield Pod(name, "other", dict(doc["metadata"].get("labels") or {}), doc["spec"])
+
+
+def pod_specs(doc: Doc) -> Iterator[tuple[str, str, Doc]]:
+    """(where, role, pod spec) for every pod the document creates; role is ray, submitter or other."""
+    for pod in pod_templates(doc):
+        yield pod.where, "ray" if pod.role in ("head", "worker") else pod.role, pod.spec
 
 
 def containers(doc: Doc) -> Iterator[tuple[str, Doc]]:
@@ -201,6 +227,26 @@ def pyproject_ray_version() -> str:
     pins = re.findall(r"""^\s*["']ray(?:\[[^\]]*\])?==([\w.]+)["']""", text, re.M)
     assert len(pins) == 1, f"pyproject.toml must pin ray exactly once (ray[tune]==X.Y.Z), found {pins}"
     return pins[0]
+
+
+def results_reader() -> list[Doc]:
+    return list(yaml.safe_load_all((K8S / "tools" / "results-reader.yaml").read_text()))
+
+
+def selects(selector: Doc, labels: dict[str, str]) -> bool:
+    """Kubernetes label-selector semantics (matchLabels and matchExpressions)."""
+    if any(labels.get(key) != value for key, value in (selector.get("matchLabels") or {}).items()):
+        return False
+    for expression in selector.get("matchExpressions") or []:
+        key, operator, values = expression["key"], expression["operator"], expression.get("values") or []
+        if not {
+            "In": key in labels and labels[key] in values,
+            "NotIn": key not in labels or labels[key] not in values,
+            "Exists": key in labels,
+            "DoesNotExist": key not in labels,
+        }[operator]:
+            return False
+    return True
 
 
 def experiment_config(docs: list[Doc]) -> tuple[str, Doc]:
@@ -303,6 +349,52 @@ def storage_problems(docs: list[Doc], claim: str) -> list[str]:
     if not str((config.get("data") or {}).get("root", "")).startswith(MOUNT + "/"):
         problems.append("config data.root must be on the PVC so the dataset is downloaded once")
     return problems
+
+
+def metadata_egress_problems(docs: list[Doc]) -> list[str]:
+    """Which pods may open a connection to the cloud metadata address under the NetworkPolicies.
+
+    Policies add up: a pod reaches an address if no egress policy selects it (egress is then unrestricted)
+    or if any egress rule of any policy selecting it admits the address: a rule without `to` admits
+    everything, an ipBlock admits its CIDR minus its `except` list. Pod and namespace selectors admit pods
+    only, never the metadata address. Ports are ignored: a rule open on any port counts.
+    """
+    policies = [doc for doc in docs if doc["kind"] == "NetworkPolicy"]
+    problems = []
+    for doc in docs:
+        for pod in pod_templates(doc):
+            egress = [
+                policy
+                for policy in policies
+                if policy["metadata"].get("namespace") == doc["metadata"].get("namespace")
+                and "Egress" in policy_types(policy)
+                and selects(policy["spec"]["podSelector"], pod.labels)
+            ]
+            if not egress:
+                problems.append(f"{pod.where}: no egress NetworkPolicy selects it, so it may reach anything")
+            for policy in egress:
+                for index, rule in enumerate(policy["spec"].get("egress") or []):
+                    for address in METADATA_ADDRESSES:
+                        if rule_admits(rule, address):
+                            where = f"NetworkPolicy/{policy['metadata']['name']} egress[{index}]"
+                            problems.append(f"{pod.where}: {where} admits the metadata address {address}")
+    return problems
+
+
+def policy_types(policy: Doc) -> list[str]:
+    spec = policy["spec"]
+    return spec.get("policyTypes") or ["Ingress", *(["Egress"] if "egress" in spec else [])]
+
+
+def rule_admits(rule: Doc, address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    if not rule.get("to"):
+        return True
+    blocks = [peer["ipBlock"] for peer in rule["to"] if "ipBlock" in peer]
+    return any(
+        address in ipaddress.ip_network(block["cidr"])
+        and not any(address in ipaddress.ip_network(cidr) for cidr in block.get("except") or [])
+        for block in blocks
+    )
 
 
 def fit_problems(resources: Doc, spec: Doc) -> list[str]:
@@ -503,8 +595,23 @@ def test_network_policy_denies_by_default_and_admits_only_pods() -> None:
             assert all("ipBlock" not in peer for peer in rule["from"])
 
 
+@pytest.mark.parametrize("name", WORKLOADS)
+def test_no_pod_can_reach_the_cloud_metadata_address(name: str) -> None:
+    docs = render(name) + results_reader()
+    assert metadata_egress_problems(docs) == []
+    # ...while DNS, Ray traffic and the internet stay reachable from every pod.
+    policy = next(d for d in docs if d["metadata"]["name"] == "egress-except-cloud-metadata")
+    assert policy["spec"]["podSelector"] == {}
+    [rule] = policy["spec"]["egress"]
+    assert "ports" not in rule and {"namespaceSelector": {}} in rule["to"]
+    assert {str(ipaddress.ip_network(p["ipBlock"]["cidr"])) for p in rule["to"] if "ipBlock" in p} == {
+        "0.0.0.0/0",
+        "::/0",
+    }
+
+
 def test_results_reader_pod_is_valid_restricted_and_read_only() -> None:
-    docs = list(yaml.safe_load_all((K8S / "tools" / "results-reader.yaml").read_text()))
+    docs = results_reader()
     assert [e for doc in docs for e in schema_errors(doc)] == []
     assert restricted_problems(docs) == []
     pod = one(docs, "Pod")
@@ -569,3 +676,28 @@ def test_invariants_reject_exposed_or_unrestricted_manifests() -> None:
     one(docs, "RayJob")["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]["template"]["spec"]["volumes"] = []
     assert storage_problems(docs, "experiments")
     assert fit_problems({"cpu": 1, "gpu": 2}, one(docs, "RayCluster")["spec"])
+
+
+def test_metadata_invariant_catches_a_policy_without_the_block() -> None:
+    docs = render("base") + results_reader()
+    pods = sum(1 for doc in docs for _ in pod_templates(doc))
+    assert pods == 9  # head and two worker groups, twice; the submitter; TensorBoard; results-reader
+    block = next(d for d in docs if d["metadata"]["name"] == "egress-except-cloud-metadata")
+    # The same policy without the exceptions: every pod reaches both addresses.
+    for peer in block["spec"]["egress"][0]["to"]:
+        peer.get("ipBlock", {}).pop("except", None)
+    assert len(metadata_egress_problems(docs)) == 2 * pods
+    # No egress policy at all: egress is unrestricted.
+    docs.remove(block)
+    problems = metadata_egress_problems(docs)
+    assert len(problems) == pods and all("no egress NetworkPolicy" in p for p in problems)
+    # The block in place, but another policy opens all egress for the Ray heads: policies add up.
+    docs = render("base") + results_reader()
+    opener = {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": "head-egress", "namespace": NAMESPACE},
+        "spec": {"podSelector": {"matchLabels": {"ray.io/node-type": "head"}}, "egress": [{}]},
+    }
+    problems = metadata_egress_problems([*docs, opener])
+    assert len(problems) == 2 * 2 and all("head" in p and "head-egress" in p for p in problems)
