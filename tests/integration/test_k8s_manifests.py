@@ -166,6 +166,8 @@ class Pod(NamedTuple):
     role: str  # head, worker, submitter or other
     labels: dict[str, str]  # as the pod will carry them, with the ones KubeRay adds
     spec: Doc  # the pod spec as written in the manifest
+    cluster: Doc | None = None  # the RayCluster spec of a head or worker
+    cluster_name: str = ""
 
 
 def pod_templates(doc: Doc) -> Iterator[Pod]:
@@ -181,7 +183,8 @@ def pod_templates(doc: Doc) -> Iterator[Pod]:
             labels = {"ray.io/is-ray-node": "yes", "app.kubernetes.io/name": "kuberay"}
             labels |= (template.get("metadata") or {}).get("labels") or {}
             labels |= {"ray.io/cluster": cluster, "ray.io/node-type": role, "ray.io/group": group}
-            yield Pod(f"{name} {'head' if role == 'head' else group}", role, labels, template["spec"])
+            where = f"{name} {'head' if role == 'head' else group}"
+            yield Pod(where, role, labels, template["spec"], spec, cluster)
     if doc["kind"] == "RayJob" and "submitterPodTemplate" in doc["spec"]:
         template = doc["spec"]["submitterPodTemplate"]
         labels = {**((template.get("metadata") or {}).get("labels") or {}), "job-name": doc["metadata"]["name"]}
@@ -199,18 +202,59 @@ def pod_specs(doc: Doc) -> Iterator[tuple[str, str, Doc]]:
         yield pod.where, "ray" if pod.role in ("head", "worker") else pod.role, pod.spec
 
 
-def containers(doc: Doc) -> Iterator[tuple[str, Doc]]:
-    for where, _, pod in pod_specs(doc):
-        for container in pod.get("initContainers", []) + pod.get("containers", []):
-            yield f"{where} {container['name']}", container
-    for spec in ray_cluster_specs(doc):
-        # KubeRay injects the autoscaler sidecar with exactly these settings.
-        if spec.get("enableInTreeAutoscaling"):
-            options = spec.get("autoscalerOptions", {})
-            yield (
-                f"{doc['kind']}/{doc['metadata']['name']} autoscaler",
-                {"resources": options.get("resources", {}), "securityContext": options.get("securityContext")},
-            )
+def as_created(pod: Pod) -> Doc:
+    """The pod spec as KubeRay creates it from the template, so the checks also see what KubeRay adds.
+
+    Follows KubeRay 1.5 (ray-operator/controllers/ray/common/pod.go). The head of an autoscaling cluster
+    gets the autoscaler sidecar: the head's image unless autoscalerOptions.image, pull policy IfNotPresent
+    unless autoscalerOptions.imagePullPolicy, autoscalerOptions' resources (else 500m/512Mi),
+    securityContext and volumeMounts; both containers get an emptyDir `ray-logs` at /tmp/ray unless
+    something is mounted there already; the pod runs as the head template's ServiceAccount, else one
+    named after the cluster. Every worker gets the init container `wait-gcs-ready`, a copy of the worker
+    container's image, pull policy, security context, env and volume mounts with 200m/256Mi.
+    """
+    spec = copy.deepcopy(pod.spec)
+    ray = spec["containers"][0] if pod.cluster else None
+    if ray and pod.role == "head" and pod.cluster.get("enableInTreeAutoscaling"):
+        options = pod.cluster.get("autoscalerOptions") or {}
+        default = {"cpu": "500m", "memory": "512Mi"}
+        sidecar = {
+            "name": "autoscaler",
+            "image": options.get("image", ray.get("image")),
+            "imagePullPolicy": options.get("imagePullPolicy", "IfNotPresent"),
+            "resources": copy.deepcopy(options.get("resources", {"requests": default, "limits": default})),
+            "securityContext": copy.deepcopy(options.get("securityContext")),
+            "volumeMounts": copy.deepcopy(options.get("volumeMounts", [])),
+        }
+        spec["containers"].append(sidecar)
+        spec["serviceAccountName"] = spec.get("serviceAccountName") or pod.cluster_name
+        for container in (ray, sidecar):
+            mounts = container.setdefault("volumeMounts", [])
+            if all(m["mountPath"] != "/tmp/ray" for m in mounts):
+                mounts.append({"name": "ray-logs", "mountPath": "/tmp/ray"})
+                if all(v["name"] != "ray-logs" for v in spec.setdefault("volumes", [])):
+                    spec["volumes"].append({"name": "ray-logs", "emptyDir": {}})
+    if ray and pod.role == "worker":
+        fixed = {"cpu": "200m", "memory": "256Mi"}
+        init = {
+            "name": "wait-gcs-ready",
+            "image": ray.get("image"),
+            "imagePullPolicy": ray.get("imagePullPolicy"),
+            "resources": {"requests": fixed, "limits": fixed},
+            "securityContext": copy.deepcopy(ray.get("securityContext")),
+            "env": copy.deepcopy(ray.get("env", [])),
+            "volumeMounts": copy.deepcopy(ray.get("volumeMounts", [])),
+        }
+        spec["initContainers"] = [*spec.get("initContainers", []), init]
+    return spec
+
+
+def containers(doc: Doc) -> Iterator[tuple[str, Doc, Doc]]:
+    """(where, container, pod spec as created) for every container, KubeRay's additions included."""
+    for pod in pod_templates(doc):
+        spec = as_created(pod)
+        for container in spec.get("initContainers", []) + spec["containers"]:
+            yield f"{pod.where} {container['name']}", container, spec
 
 
 def quantity(value: str | int | float) -> float:
@@ -267,7 +311,7 @@ def experiment_config(docs: list[Doc]) -> tuple[str, Doc]:
 
 def restricted_problems(docs: list[Doc]) -> list[str]:
     problems = []
-    for where, container in _all_containers(docs):
+    for where, container, _ in _all_containers(docs):
         sc = container.get("securityContext") or {}
         res = container.get("resources") or {}
         if sc.get("runAsNonRoot") is not True or sc.get("runAsUser") == 0:
@@ -297,7 +341,7 @@ def restricted_problems(docs: list[Doc]) -> list[str]:
     return problems
 
 
-def _all_containers(docs: list[Doc]) -> Iterator[tuple[str, Doc]]:
+def _all_containers(docs: list[Doc]) -> Iterator[tuple[str, Doc, Doc]]:
     for doc in docs:
         yield from containers(doc)
 
@@ -568,7 +612,7 @@ def test_image_and_ray_version_agree_with_pyproject(name: str) -> None:
     docs = render(name)
     for spec in (s for doc in docs for s in ray_cluster_specs(doc)):
         assert spec["rayVersion"] == version
-    images = {c["image"] for _, c in _all_containers(docs) if "image" in c}
+    images = {c["image"] for _, c, _ in _all_containers(docs)}
     assert images, "no images found"
     for image in images:
         repo, _, tag = image.rpartition(":")
