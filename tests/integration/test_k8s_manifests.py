@@ -42,6 +42,9 @@ KUBERNETES_VERSION = "1.32"
 NAMESPACE = "parallel-training"
 MOUNT = "/mnt/experiments"
 IMAGE = "parallel-orchestrator"
+# The project image's tag: Ray version, Python, flavor, and the git revision it was built from.
+PROJECT_TAG = re.compile(r"(?P<ray>\d+\.\d+\.\d+)-py311-(?P<flavor>gpu|cpu)-(?P<revision>[0-9a-f]{7,40})")
+FLAVORS = {"base": "gpu", "gpu": "gpu", "cpu-only": "cpu"}
 CRD_FILES = {"RayCluster": "ray.io_rayclusters.yaml", "RayJob": "ray.io_rayjobs.yaml"}
 # Ray's default object store share of a node's memory; /dev/shm must hold it.
 OBJECT_STORE_SHARE = 0.3
@@ -441,6 +444,40 @@ def rule_admits(rule: Doc, address: ipaddress.IPv4Address | ipaddress.IPv6Addres
     )
 
 
+def split_image(image: str) -> tuple[str, str, str]:
+    """registry/repository, tag, digest; a registry port (host:5000/x) is not a tag."""
+    name, _, digest = image.partition("@")
+    repository, colon, tag = name.rpartition(":")
+    if not colon or "/" in tag:
+        repository, tag = name, ""
+    return repository, tag, digest
+
+
+def image_problems(docs: list[Doc], flavor: str) -> list[str]:
+    """Every image is pinned (a tag that is not `latest`, or a digest) and pulled IfNotPresent; the project
+    image is tagged <ray version>-py311-<flavor>-<git revision>, one revision for the whole deployment."""
+    problems, revisions = [], set()
+    for where, container, _ in _all_containers(docs):
+        image = container.get("image") or ""
+        repository, tag, digest = split_image(image)
+        if not (tag or digest) or tag == "latest":
+            problems.append(f"{where}: {image!r} is not pinned (no tag, or :latest)")
+        if container.get("imagePullPolicy") != "IfNotPresent":
+            problems.append(f"{where}: imagePullPolicy {container.get('imagePullPolicy')!r}, not IfNotPresent")
+        if repository.rsplit("/", 1)[-1] != IMAGE:
+            continue
+        match = PROJECT_TAG.fullmatch(tag)
+        if not match:
+            problems.append(f"{where}: {image!r} is not tagged <ray>-py311-<gpu|cpu>-<git short sha>")
+            continue
+        if match["ray"] != pyproject_ray_version() or match["flavor"] != flavor:
+            problems.append(f"{where}: {image!r} is not Ray {pyproject_ray_version()}, flavor {flavor}")
+        revisions.add(match["revision"])
+    if len(revisions) > 1:
+        problems.append(f"pods run different revisions of the project image: {sorted(revisions)}")
+    return problems
+
+
 def fit_problems(resources: Doc, spec: Doc) -> list[str]:
     """Whether one trial fits a worker of the cluster: the GPU group if it asks for a GPU."""
     groups = {
@@ -619,12 +656,29 @@ def test_image_and_ray_version_agree_with_pyproject(name: str) -> None:
         assert repo.rsplit("/", 1)[-1] == IMAGE and tag.startswith(f"{version}-py311-"), image
 
 
+@pytest.mark.parametrize("name", WORKLOADS)
+def test_images_are_pinned_to_a_revision_and_pulled_if_not_present(name: str) -> None:
+    docs = render(name)
+    assert image_problems(docs, FLAVORS[name]) == []
+    assert image_problems(results_reader(), FLAVORS[name]) == []
+    # The overlay's `images: newTag` is what a user edits; it must reach every pod, KubeRay's sidecars too.
+    if name != "base":
+        kustomization = yaml.safe_load((KUSTOMIZATIONS[name] / "kustomization.yaml").read_text())
+        [entry] = [i for i in kustomization["images"] if i["name"] == IMAGE]
+        assert {split_image(c["image"])[1] for _, c, _ in _all_containers(docs)} == {entry["newTag"]}
+
+
 def test_dockerfile_pins_ray_and_runs_as_non_root() -> None:
     text = (K8S / "Dockerfile").read_text()
     assert re.search(r"^ARG RAY_VERSION=(\S+)$", text, re.M)[1] == pyproject_ray_version()
     assert re.search(r"^FROM rayproject/ray:\$\{RAY_VERSION\}-py311-", text, re.M)
     users = re.findall(r"^USER\s+(\S+)", text, re.M)
     assert users and users[-1].split(":")[0] not in ("root", "0")
+    # The revision is a build argument recorded as the OCI label, declared after the last RUN so a new
+    # revision reuses the dependency layers.
+    assert re.search(r"^ARG GIT_REVISION(=\S*)?$", text, re.M)
+    assert re.search(r'org\.opencontainers\.image\.revision="\$\{GIT_REVISION\}"', text)
+    assert text.index("ARG GIT_REVISION") > text.rindex("\nRUN ")
 
 
 def test_network_policy_denies_by_default_and_admits_only_pods() -> None:
@@ -745,3 +799,30 @@ def test_metadata_invariant_catches_a_policy_without_the_block() -> None:
     }
     problems = metadata_egress_problems([*docs, opener])
     assert len(problems) == 2 * 2 and all("head" in p and "head-egress" in p for p in problems)
+
+
+def test_image_invariant_rejects_floating_tags_and_mixed_revisions() -> None:
+    assert split_image("registry:5000/team/parallel-orchestrator") == (
+        "registry:5000/team/parallel-orchestrator",
+        "",
+        "",
+    )
+    assert split_image("busybox@sha256:abc") == ("busybox", "", "sha256:abc")
+    docs = render("gpu")
+    spec = one(docs, "RayCluster")["spec"]
+    head = spec["headGroupSpec"]["template"]["spec"]["containers"][0]
+    head["image"] = "registry.example.com/parallel-orchestrator:latest"
+    spec["workerGroupSpecs"][0]["template"]["spec"]["containers"][0]["image"] = f"{IMAGE}:2.60.0-py311-gpu"
+    spec["workerGroupSpecs"][1]["template"]["spec"]["containers"][0]["imagePullPolicy"] = "Always"
+    tensorboard = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    tensorboard["image"] = tensorboard["image"].replace("0000000", "abcdef1")
+    problems = image_problems(docs, "gpu")
+    # :latest on the head and its autoscaler sidecar; no revision on a worker and its init container.
+    assert sum("not pinned" in p for p in problems) == 2
+    assert sum("not tagged" in p for p in problems) == 4
+    assert sum("not IfNotPresent" in p for p in problems) == 2  # worker and its wait-gcs-ready copy
+    assert any("different revisions" in p for p in problems)
+    assert image_problems(render("gpu"), "cpu")  # a GPU image where the CPU flavor belongs
+    reader = results_reader()
+    one(reader, "Pod")["spec"]["containers"][0]["image"] = "busybox"
+    assert len(image_problems(reader, "gpu")) == 1
