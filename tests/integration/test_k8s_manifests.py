@@ -45,6 +45,8 @@ IMAGE = "parallel-orchestrator"
 # The project image's tag: Ray version, Python, flavor, and the git revision it was built from.
 PROJECT_TAG = re.compile(r"(?P<ray>\d+\.\d+\.\d+)-py311-(?P<flavor>gpu|cpu)-(?P<revision>[0-9a-f]{7,40})")
 FLAVORS = {"base": "gpu", "gpu": "gpu", "cpu-only": "cpu"}
+# Caches that default to read-only places under $HOME; the Ray containers send them to a writable volume.
+CACHE_ENV = ("XDG_CACHE_HOME", "MPLCONFIGDIR", "TORCH_HOME", "TRITON_CACHE_DIR", "CUDA_CACHE_PATH")
 CRD_FILES = {"RayCluster": "ray.io_rayclusters.yaml", "RayJob": "ray.io_rayjobs.yaml"}
 # Ray's default object store share of a node's memory; /dev/shm must hold it.
 OBJECT_STORE_SHARE = 0.3
@@ -444,6 +446,46 @@ def rule_admits(rule: Doc, address: ipaddress.IPv4Address | ipaddress.IPv6Addres
     )
 
 
+def writable_paths(container: Doc, pod: Doc) -> list[str]:
+    """Mount paths the container can write: emptyDirs and PVCs that are not mounted or claimed read-only."""
+    volumes = {volume["name"]: volume for volume in pod.get("volumes", [])}
+    paths = []
+    for mount in container.get("volumeMounts", []):
+        volume = volumes.get(mount["name"], {})
+        claim = volume.get("persistentVolumeClaim")
+        if not mount.get("readOnly") and ("emptyDir" in volume or (claim and not claim.get("readOnly"))):
+            paths.append(mount["mountPath"])
+    return paths
+
+
+def read_only_root_problems(docs: list[Doc]) -> list[str]:
+    """Every container (KubeRay's too) has a read-only root filesystem and a writable /tmp (an emptyDir); in the
+    Ray containers, each cache variable of CACHE_ENV is set and points into a writable mount."""
+    problems = []
+    for doc in docs:
+        for pod in pod_templates(doc):
+            spec = as_created(pod)
+            for container in spec.get("initContainers", []) + spec["containers"]:
+                where = f"{pod.where} {container['name']}"
+                if (container.get("securityContext") or {}).get("readOnlyRootFilesystem") is not True:
+                    problems.append(f"{where}: readOnlyRootFilesystem must be true")
+                writable = writable_paths(container, spec)
+                tmp = [m for m in container.get("volumeMounts", []) if m["mountPath"] == "/tmp"]
+                if "/tmp" not in writable or not all(
+                    "emptyDir" in next(v for v in spec["volumes"] if v["name"] == m["name"]) for m in tmp
+                ):
+                    problems.append(f"{where}: /tmp must be a writable emptyDir mount")
+                env = {e["name"]: e.get("value") for e in container.get("env", [])}
+                is_ray = pod.role in ("head", "worker") and container is spec["containers"][0]
+                for name in CACHE_ENV:
+                    if is_ray and name not in env:
+                        problems.append(f"{where}: {name} is not set, so its cache is on the read-only root")
+                    path = env.get(name)
+                    if name in env and not any(path == w or str(path).startswith(w + "/") for w in writable):
+                        problems.append(f"{where}: {name}={path} is not on a writable mount")
+    return problems
+
+
 def split_image(image: str) -> tuple[str, str, str]:
     """registry/repository, tag, digest; a registry port (host:5000/x) is not a tag."""
     name, _, digest = image.partition("@")
@@ -553,8 +595,10 @@ def test_storage_path_is_the_pvc_mount_everywhere(name: str) -> None:
     assert (
         tensorboard["containers"][0]["command"][tensorboard["containers"][0]["command"].index("--logdir") + 1] == MOUNT
     )
-    assert all(m.get("readOnly") for m in tensorboard["containers"][0]["volumeMounts"])
-    assert all(v["persistentVolumeClaim"].get("readOnly") for v in tensorboard["volumes"])
+    # TensorBoard can never change results: the PVC is read-only in the volume and in the mount.
+    claims = {v["name"]: v["persistentVolumeClaim"] for v in tensorboard["volumes"] if "persistentVolumeClaim" in v}
+    assert claims and all(claim.get("readOnly") for claim in claims.values())
+    assert all(m.get("readOnly") for m in tensorboard["containers"][0]["volumeMounts"] if m["name"] in claims)
 
 
 @pytest.mark.parametrize("name", WORKLOADS)
@@ -708,6 +752,24 @@ def test_no_pod_can_reach_the_cloud_metadata_address(name: str) -> None:
     }
 
 
+@pytest.mark.parametrize("name", WORKLOADS)
+def test_root_filesystems_are_read_only_with_writable_tmp_and_caches(name: str) -> None:
+    docs = render(name) + results_reader()
+    assert read_only_root_problems(docs) == []
+    for pod in (p for doc in docs for p in pod_templates(doc) if p.role in ("head", "worker")):
+        spec = as_created(pod)
+        ray = spec["containers"][0]
+        # The Ray container writes its session, shared memory, caches and results; the experiments volume
+        # stays where it was.
+        assert {"/tmp", "/dev/shm", "/home/ray/.cache", MOUNT} <= set(writable_paths(ray, spec)), pod.where
+        if pod.role == "head":
+            # The session directory /tmp/ray is KubeRay's ray-logs emptyDir, shared with the autoscaler.
+            autoscaler = spec["containers"][1]
+            for container in (ray, autoscaler):
+                assert {"/tmp", "/tmp/ray"} <= set(writable_paths(container, spec))
+                assert {"name": "ray-logs", "mountPath": "/tmp/ray"} in container["volumeMounts"]
+
+
 def test_results_reader_pod_is_valid_restricted_and_read_only() -> None:
     docs = results_reader()
     assert [e for doc in docs for e in schema_errors(doc)] == []
@@ -826,3 +888,26 @@ def test_image_invariant_rejects_floating_tags_and_mixed_revisions() -> None:
     reader = results_reader()
     one(reader, "Pod")["spec"]["containers"][0]["image"] = "busybox"
     assert len(image_problems(reader, "gpu")) == 1
+
+
+def test_read_only_invariant_catches_writable_roots_and_missing_tmp() -> None:
+    docs = render("cpu-only")
+    spec = one(docs, "RayCluster")["spec"]
+    del spec["autoscalerOptions"]["securityContext"]["readOnlyRootFilesystem"]
+    worker = spec["workerGroupSpecs"][0]["template"]["spec"]
+    worker["containers"][0]["volumeMounts"] = [m for m in worker["containers"][0]["volumeMounts"] if m["name"] != "tmp"]
+    worker["containers"][0]["env"] = [e for e in worker["containers"][0]["env"] if e["name"] != "MPLCONFIGDIR"]
+    head = spec["headGroupSpec"]["template"]["spec"]
+    next(m for m in head["containers"][0]["volumeMounts"] if m["name"] == "cache")["readOnly"] = True
+    problems = read_only_root_problems(docs)
+    assert [p for p in problems if "readOnlyRootFilesystem" in p] == [
+        "RayCluster/interactive head autoscaler: readOnlyRootFilesystem must be true"
+    ]
+    # The worker and its wait-gcs-ready copy lose /tmp; only the Ray container itself needs the cache variables.
+    assert sum("/tmp must be" in p for p in problems) == 2
+    assert sum("MPLCONFIGDIR is not set" in p for p in problems) == 1
+    assert sum("is not on a writable mount" in p for p in problems) == len(CACHE_ENV)
+    # A /tmp from a ConfigMap is mounted but not writable.
+    reader = results_reader()
+    one(reader, "Pod")["spec"]["volumes"][1] = {"name": "tmp", "configMap": {"name": "x"}}
+    assert read_only_root_problems(reader) == ["Pod/results-reader reader: /tmp must be a writable emptyDir mount"]
