@@ -45,6 +45,14 @@ IMAGE = "parallel-orchestrator"
 # The project image's tag: Ray version, Python, flavor, and the git revision it was built from.
 PROJECT_TAG = re.compile(r"(?P<ray>\d+\.\d+\.\d+)-py311-(?P<flavor>gpu|cpu)-(?P<revision>[0-9a-f]{7,40})")
 FLAVORS = {"base": "gpu", "gpu": "gpu", "cpu-only": "cpu"}
+# The Role KubeRay's operator creates for the autoscaler of every cluster and binds to the head's
+# ServiceAccount (BuildRole in ray-operator/controllers/ray/common/rbac.go, KubeRay 1.5.1 to 1.7):
+# the most the head may hold. (API group, resource) -> verbs.
+KUBERAY_AUTOSCALER_RULES = {
+    ("", "pods"): {"get", "list", "watch", "patch"},
+    ("", "pods/resize"): {"patch"},
+    ("ray.io", "rayclusters"): {"get", "patch"},
+}
 # Caches that default to read-only places under $HOME; the Ray containers send them to a writable volume.
 CACHE_ENV = ("XDG_CACHE_HOME", "MPLCONFIGDIR", "TORCH_HOME", "TRITON_CACHE_DIR", "CUDA_CACHE_PATH")
 CRD_FILES = {"RayCluster": "ray.io_rayclusters.yaml", "RayJob": "ray.io_rayjobs.yaml"}
@@ -486,6 +494,61 @@ def read_only_root_problems(docs: list[Doc]) -> list[str]:
     return problems
 
 
+def rbac_problems(docs: list[Doc]) -> list[str]:
+    """Namespaced RBAC only, nothing beyond KubeRay's autoscaler rules, granted to the Ray head's
+    ServiceAccount alone, and only the head pods mount an API token."""
+    problems = []
+    accounts = {d["metadata"]["name"]: d for d in docs if d["kind"] == "ServiceAccount"}
+    pods = [(pod, as_created(pod)) for doc in docs for pod in pod_templates(doc)]
+    head_accounts = {spec.get("serviceAccountName") for pod, spec in pods if pod.role == "head"}
+    for doc in docs:
+        name = f"{doc['kind']}/{doc['metadata']['name']}"
+        if doc["kind"] in ("ClusterRole", "ClusterRoleBinding"):
+            problems.append(f"{name}: cluster-wide RBAC is not allowed")
+        if doc["kind"] == "Role":
+            for rule in doc.get("rules", []):
+                fields = [rule.get(key) or [] for key in ("apiGroups", "resources", "verbs", "resourceNames")]
+                if any("*" in field for field in fields) or rule.get("nonResourceURLs"):
+                    problems.append(f"{name}: wildcards and non-resource URLs are not allowed: {rule}")
+                for group in rule.get("apiGroups", []):
+                    for resource in rule.get("resources", []):
+                        extra = set(rule.get("verbs", [])) - KUBERAY_AUTOSCALER_RULES.get((group, resource), set())
+                        if extra:
+                            problems.append(
+                                f"{name}: {sorted(extra)} on {group or 'core'}/{resource} is more "
+                                "than KubeRay's autoscaler Role grants"
+                            )
+        if doc["kind"] == "RoleBinding":
+            if doc["roleRef"]["kind"] != "Role":
+                problems.append(f"{name}: binds a {doc['roleRef']['kind']}; only namespaced Roles are allowed")
+            for subject in doc.get("subjects", []):
+                if subject["kind"] != "ServiceAccount" or subject["name"] not in head_accounts - {None}:
+                    problems.append(f"{name}: binds {subject['kind']}/{subject['name']}, not the Ray head's account")
+                elif subject.get("namespace", doc["metadata"].get("namespace")) != doc["metadata"].get("namespace"):
+                    problems.append(f"{name}: binds a ServiceAccount of another namespace")
+    for pod, spec in pods:
+        account = spec.get("serviceAccountName") or "default"
+        automount = spec.get("automountServiceAccountToken")
+        if automount is None:  # the pod inherits its ServiceAccount's setting, true unless that says false
+            automount = accounts.get(account, {}).get("automountServiceAccountToken", True)
+        projected = any(
+            "serviceAccountToken" in source
+            for volume in spec.get("volumes", [])
+            for source in (volume.get("projected") or {}).get("sources", [])
+        )
+        if pod.role == "head":
+            if account not in accounts:
+                problems.append(f"{pod.where}: runs as {account}, which the manifests do not define")
+            continue
+        if automount or projected:
+            problems.append(f"{pod.where}: mounts an API token; only the Ray head may")
+        if account not in accounts or accounts[account].get("automountServiceAccountToken") is not False:
+            problems.append(f"{pod.where}: runs as {account}, not a ServiceAccount with automount false")
+        if account in head_accounts:
+            problems.append(f"{pod.where}: shares the Ray head's ServiceAccount {account}")
+    return problems
+
+
 def split_image(image: str) -> tuple[str, str, str]:
     """registry/repository, tag, digest; a registry port (host:5000/x) is not a tag."""
     name, _, digest = image.partition("@")
@@ -770,6 +833,27 @@ def test_root_filesystems_are_read_only_with_writable_tmp_and_caches(name: str) 
                 assert {"name": "ray-logs", "mountPath": "/tmp/ray"} in container["volumeMounts"]
 
 
+@pytest.mark.parametrize("name", WORKLOADS)
+def test_only_the_head_holds_api_rights_and_they_are_kuberays_autoscaler_role(name: str) -> None:
+    docs = render(name) + render("storage") + results_reader()
+    assert rbac_problems(docs) == []
+    # The head's rights are exactly KubeRay's autoscaler Role (which the operator binds to it anyway).
+    [role] = [d for d in docs if d["kind"] == "Role"]
+    granted: dict[tuple[str, str], set[str]] = {}
+    for rule in role["rules"]:
+        for group in rule["apiGroups"]:
+            for resource in rule["resources"]:
+                granted.setdefault((group, resource), set()).update(rule["verbs"])
+    assert granted == KUBERAY_AUTOSCALER_RULES
+    [binding] = [d for d in docs if d["kind"] == "RoleBinding"]
+    heads = [as_created(p) for d in docs for p in pod_templates(d) if p.role == "head"]
+    assert len(heads) == 2 and {h["serviceAccountName"] for h in heads} == {"ray-head"}
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "ray-head", "namespace": NAMESPACE}]
+    # The head mounts its token: without it the autoscaler cannot scale.
+    assert all(h.get("automountServiceAccountToken", True) for h in heads)
+
+
 def test_results_reader_pod_is_valid_restricted_and_read_only() -> None:
     docs = results_reader()
     assert [e for doc in docs for e in schema_errors(doc)] == []
@@ -911,3 +995,30 @@ def test_read_only_invariant_catches_writable_roots_and_missing_tmp() -> None:
     reader = results_reader()
     one(reader, "Pod")["spec"]["volumes"][1] = {"name": "tmp", "configMap": {"name": "x"}}
     assert read_only_root_problems(reader) == ["Pod/results-reader reader: /tmp must be a writable emptyDir mount"]
+
+
+def test_rbac_invariant_rejects_cluster_roles_wildcards_and_stray_tokens() -> None:
+    docs = render("base") + render("storage") + results_reader()
+    role = one(docs, "Role")
+    role["rules"][0]["verbs"].append("delete")
+    role["rules"].append({"apiGroups": [""], "resources": ["secrets"], "verbs": ["*"]})
+    docs.append({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": "x"}})
+    binding = one(docs, "RoleBinding")
+    binding["subjects"].append({"kind": "ServiceAccount", "name": "no-api-access", "namespace": NAMESPACE})
+    one(docs, "Deployment")["spec"]["template"]["spec"]["automountServiceAccountToken"] = True
+    # A worker without serviceAccountName runs as `default`, whose token is mounted unless the pod says no.
+    worker = one(docs, "RayJob")["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]["template"]["spec"]
+    del worker["serviceAccountName"], worker["automountServiceAccountToken"]
+    problems = rbac_problems(docs)
+    assert any("ClusterRole/x" in p for p in problems)
+    assert any("'delete'" in p and "pods" in p for p in problems)
+    assert any("wildcards" in p for p in problems) and any("core/secrets" in p for p in problems)
+    assert any("binds ServiceAccount/no-api-access" in p for p in problems)
+    assert any(p.startswith("Deployment/tensorboard: mounts an API token") for p in problems)
+    assert any(p.startswith("RayJob/sweep gpu: mounts an API token") for p in problems)
+    assert any(p.startswith("RayJob/sweep gpu: runs as default") for p in problems)
+    assert len(problems) == 8, problems
+    # Binding a ClusterRole, even from a RoleBinding, is refused too.
+    docs = render("base") + render("storage") + results_reader()
+    one(docs, "RoleBinding")["roleRef"]["kind"] = "ClusterRole"
+    assert rbac_problems(docs) == ["RoleBinding/ray-autoscaler: binds a ClusterRole; only namespaced Roles are allowed"]
