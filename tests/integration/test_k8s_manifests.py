@@ -531,8 +531,9 @@ def rbac_problems(docs: list[Doc]) -> list[str]:
         automount = spec.get("automountServiceAccountToken")
         if automount is None:  # the pod inherits its ServiceAccount's setting, true unless that says false
             automount = accounts.get(account, {}).get("automountServiceAccountToken", True)
+        # A projected token for another audience (a cloud's STS) is no key to the Kubernetes API.
         projected = any(
-            "serviceAccountToken" in source
+            "serviceAccountToken" in source and not source["serviceAccountToken"].get("audience")
             for volume in spec.get("volumes", [])
             for source in (volume.get("projected") or {}).get("sources", [])
         )
@@ -1018,6 +1019,14 @@ def test_rbac_invariant_rejects_cluster_roles_wildcards_and_stray_tokens() -> No
     assert any(p.startswith("RayJob/sweep gpu: mounts an API token") for p in problems)
     assert any(p.startswith("RayJob/sweep gpu: runs as default") for p in problems)
     assert len(problems) == 8, problems
+    # A projected API token is a token too; one for a cloud's audience is not.
+    docs = render("base") + render("storage") + results_reader()
+    reader = one(docs, "Pod")["spec"]
+    token = {"serviceAccountToken": {"path": "token"}}
+    reader["volumes"].append({"name": "token", "projected": {"sources": [token]}})
+    assert rbac_problems(docs) == ["Pod/results-reader: mounts an API token; only the Ray head may"]
+    token["serviceAccountToken"]["audience"] = "sts.amazonaws.com"
+    assert rbac_problems(docs) == []
     # Binding a ClusterRole, even from a RoleBinding, is refused too.
     docs = render("base") + render("storage") + results_reader()
     one(docs, "RoleBinding")["roleRef"]["kind"] = "ClusterRole"
