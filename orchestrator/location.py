@@ -39,6 +39,7 @@ BEST_MODEL = "model.pt"
 BEST_MANIFEST = "manifest.json"
 SUMMARY_RUN = "_summary"  # the driver's TensorBoard run
 REPORT = "report"
+MLFLOW = "mlflow.json"  # the MLflow parent run of the sweep, so a resumed sweep logs into the same one
 LOCK = ".launch.lock"  # local: a flock; object store: a lease object
 RESULT_JSON, PARAMS_JSON, ERROR_TXT = "result.json", "params.json", "error.txt"  # Ray's, per trial
 

@@ -11,7 +11,7 @@ sweep writes none of that: it says how far it got and exits 130 (SIGINT) or 143 
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from orchestrator import claim as claims
 from orchestrator import versions
@@ -28,22 +28,27 @@ from orchestrator.review.tensorboard import DriverBoard
 from orchestrator.tune import cluster, tuner
 from trainables.data import Dataset
 
+if TYPE_CHECKING:
+    from orchestrator.review.tracking import MlflowTracker
 
-def _observers(cfg: ExperimentConfig, location: Location, plan: str) -> tuple[list[Observer], StatusWriter, DriverBoard]:
+
+def _observers(cfg: ExperimentConfig, location: Location, plan: str,
+               ) -> tuple[list[Observer], StatusWriter, DriverBoard, MlflowTracker | None]:
     status, board = StatusWriter(location), DriverBoard(cfg, location, plan)
     observers: list[Observer] = [Progress(cfg), status, board]
+    tracker = None
     if cfg.tracking.mlflow is not None:
         from orchestrator.review.tracking import MlflowTracker  # optional dependency
 
-        observers.append(MlflowTracker(cfg, location))
-    return observers, status, board
+        tracker = MlflowTracker(cfg, location)
+        observers.append(tracker)
+    return observers, status, board, tracker
 
 
 def run_sweep(cfg: ExperimentConfig, dataset: Dataset, location: Location, claim: claims.Claim,
-              address: str | None, plan: str, retry_errored: bool = False) -> int:
+              address: str | None, plan: str, data_line: str, retry_errored: bool = False) -> int:
     print(plan, flush=True)
-    print(f"data: {dataset.source} (train {len(dataset.train)}, val {len(dataset.val)}, test {len(dataset.test)}, "
-          f"input {list(dataset.input_shape)}, {dataset.num_classes} classes)", flush=True)
+    print(data_line, flush=True)
     cluster.start(address, cfg.ray.dashboard, on_timeout=claim.abandon)
     try:
         if address:
@@ -55,7 +60,7 @@ def run_sweep(cfg: ExperimentConfig, dataset: Dataset, location: Location, claim
                 return 2
         elif (session := cluster.session_dir()) is not None:
             claim.note_session(session)
-        observers, status, board = _observers(cfg, location, plan)
+        observers, status, board, tracker = _observers(cfg, location, plan)
         run = tuner.run(cfg, dataset, location, Observers(observers), retry_errored)
     finally:
         cluster.stop()
@@ -66,11 +71,11 @@ def run_sweep(cfg: ExperimentConfig, dataset: Dataset, location: Location, claim
         print(f"interrupted: {finished} of {cfg.trial_count} trials finished; rerun the same command to resume",
               file=sys.stderr, flush=True)
         return 128 + run.interrupted
-    return _outputs(cfg, run.records, location, status, board)
+    return _outputs(cfg, run.records, location, status, board, tracker)
 
 
 def _outputs(cfg: ExperimentConfig, records: list[TrialRecord], location: Location, status: StatusWriter,
-             board: DriverBoard) -> int:
+             board: DriverBoard, tracker: MlflowTracker | None = None) -> int:
     metric = cfg.selection.metric
     rows = write_tables(records, location, metric)
     for record in records:
@@ -79,6 +84,8 @@ def _outputs(cfg: ExperimentConfig, records: list[TrialRecord], location: Locati
     ranked = rank_checkpoints(records, metric)
     if not ranked:
         board.finish(rows, None)
+        if tracker is not None:
+            tracker.finish(None)
         status.finish(FAILED)
         print(f"sweep failed: no trial left a checkpoint with a finite {metric}; see {location.display}",
               file=sys.stderr)
@@ -86,6 +93,8 @@ def _outputs(cfg: ExperimentConfig, records: list[TrialRecord], location: Locati
     best, ref = ranked[0]
     manifest = export_best(best, ref, location, _context(cfg))
     board.finish(rows, manifest)
+    if tracker is not None:  # after the export: best/ goes to the sweep's MLflow run
+        tracker.finish(manifest)
     status.finish(FINISHED)
     _print_summary(rows, manifest, location, metric)
     return 0

@@ -64,22 +64,37 @@ def configure(args: argparse.Namespace) -> ExperimentConfig:
 
 
 def prepare(args: argparse.Namespace) -> tuple[ExperimentConfig, Location, str | None, Dataset] | int:
-    """Everything that can refuse the launch, in order; nothing written. An int is the exit code."""
+    """Everything that can refuse the launch, in order; nothing written. An int is the exit code.
+    A dry run checks the config against the data too, but not against this machine or cluster: the plan
+    may be for elsewhere."""
     cfg = configure(args)
     location = Location.parse(cfg.storage_path, cfg.name)
-    if args.dry_run:
-        print(describe(cfg, location.display))
-        return 0
-    address = resolve_address(args.address, cfg)
-    if address:
-        check_address(address)
-    else:
-        check_local(cfg)
-    location.check_reachable()
+    address = None
+    if not args.dry_run:
+        address = resolve_address(args.address, cfg)
+        if address:
+            check_address(address)
+        else:
+            check_local(cfg)
+        location.check_reachable()
+        if cfg.tracking.mlflow is not None:
+            from orchestrator.review.tracking import check_reachable  # the tracking server answers before Ray
+
+            check_reachable(cfg)
     dataset = load_dataset(cfg.data, cfg.seed)
     check_fits(cfg, dataset)
     check_gpu_packing(cfg, dataset.input_shape, dataset.num_classes, dataset.nbytes)
+    if args.dry_run:
+        print(describe(cfg, location.display))
+        print(data_line(dataset))
+        return 0
     return cfg, location, address, dataset
+
+
+def data_line(dataset: Dataset) -> str:
+    return (f"data: {dataset.source} (train {len(dataset.train)}, val {len(dataset.val)}, test {len(dataset.test)}, "
+            f"input {list(dataset.input_shape)}, {dataset.num_classes} classes, {dataset.nbytes / 2**20:.0f} MiB "
+            "resident per trial)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -103,4 +118,4 @@ def run(args: argparse.Namespace) -> int:
 
     with claim:
         return run_sweep(cfg, dataset, location, claim, address, describe(cfg, location.display),
-                         retry_errored=args.retry_errored)
+                         data_line(dataset), retry_errored=args.retry_errored)

@@ -1,4 +1,5 @@
-"""`report`: the leaderboard, and a report with plots, of a finished, running or interrupted experiment.
+"""`report`: the leaderboard, and a report with plots (report.md and a self-contained report.html), of a
+finished, running or interrupted experiment.
 
     python -m orchestrator report runs/smoke [--out DIR] [--top 5]
     python -m orchestrator report s3://bucket/sweeps/smoke --out smoke-report
@@ -19,6 +20,7 @@ from orchestrator.review.report import status_line, write_report
 EXAMPLES = """\
 examples:
   python -m orchestrator report runs/smoke                 # prints the leaderboard, writes runs/smoke/report/
+                                                           # (report.md, report.html, the PNGs)
   python -m orchestrator report runs/smoke --top 8 --out /tmp/smoke-report
   python -m orchestrator report s3://bucket/sweeps/smoke   # reads the store; writes ./smoke-report/
 
@@ -46,5 +48,5 @@ def run(args: argparse.Namespace) -> int:
     local = exp.location.local_dir
     out = Path(args.out) if args.out else (local / REPORT if local is not None else Path(f"{exp.location.name}-report"))
     report = write_report(exp, out, args.top)
-    print(f"report: {report}")
+    print(f"report: {report} (and {report.with_suffix('.html').name} beside it)")
     return 0

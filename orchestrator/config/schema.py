@@ -129,6 +129,13 @@ class MlflowConfig(Section):
     tracking_uri: str = Field(min_length=1, description="MLflow tracking server, e.g. http://127.0.0.1:5000")
     experiment: str | None = Field(default=None, min_length=1, description="MLflow experiment; none = the sweep's name")
 
+    @field_validator("tracking_uri")
+    @classmethod
+    def _known_scheme(cls, uri: str) -> str:
+        if ":" not in uri or uri.partition(":")[0].lower() not in ("http", "https", "file", "sqlite"):
+            raise ValueError("must be an http://, https://, file: or sqlite: URI (e.g. http://127.0.0.1:5000)")
+        return uri
+
 
 class TrackingConfig(Section):
     mlflow: MlflowConfig | None = Field(default=None, description="send every trial to MLflow (child runs of one run)")

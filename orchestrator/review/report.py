@@ -1,134 +1,44 @@
-"""The sweep report: Markdown (and HTML) with plots, for a finished, running or interrupted experiment.
+"""The sweep report: Markdown and one self-contained HTML file with plots, for a finished, running or
+interrupted experiment.
 
     python -m orchestrator report runs/smoke [--out DIR] [--top 5]
 
-Prints the leaderboard (the one the sweep prints) and writes DIR (default `<experiment>/report/`):
-  report.md             leaderboard, the best checkpoint's origin, the ASHA picture, the plots below
-  learning_curves.png   validation accuracy and training loss per epoch of the top trials
-  knobs.png             best validation accuracy against each searched knob, one panel per knob
-  asha.png              how many trials trained to each epoch; ASHA's rungs marked
-Before the sweep has finished, the tables are rebuilt from the trials' files (`outputs.reader`).
+Writes DIR (default `<experiment>/report/`): report.md and report.html (the same sections; the HTML
+carries its images inside), and the figures of `review.plots`:
+  learning_curves.png   validation accuracy and losses per epoch of the top trials
+  parallel.png          every trial across the searched knobs and the selection metric
+  knobs.png             the selection metric against each searched knob
+  importance.png        how much each knob mattered (Optuna's PED-ANOVA; when there are enough trials)
+  confusion.png         the best model's confusion matrix and per-class accuracy (once best/ exists)
+  test_vs_val.png       best test against best validation accuracy of every trial
+  wall_time.png         wall time per trial
+  asha.png              how many trials trained to each epoch; early stopping's rungs marked
+Paths in the report are relative (images to the report, checkpoints to the experiment), so a report
+or an experiment that is moved or copied still reads the same. Before the sweep has finished, the
+tables are rebuilt from the trials' files (`outputs.reader`).
 """
 
 from __future__ import annotations
 
-import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
+from orchestrator.errors import ConfigError
+from orchestrator.location import BEST
 from orchestrator.outputs.reader import Experiment, records
-from orchestrator.outputs.tables import differing_knobs, ordered
-from orchestrator.review.summaries import asha_markdown, best_markdown, leaderboard_markdown, reached, rung_epochs
-from trainables import metrics as m
+from orchestrator.outputs.tables import cell, ordered
+from orchestrator.review import plots
+from orchestrator.review.importance import EVALUATOR, Importance, knob_importance, searched_knobs
+from orchestrator.review.report_html import render_html
+from orchestrator.review.summaries import (asha_markdown, best_markdown, leaderboard_markdown, markdown_table,
+                                           rung_epochs)
 
-STATUS_COLORS = {"completed": "tab:green", "stopped": "tab:orange", "running": "tab:blue",
-                 "pending": "tab:gray", "diverged": "tab:red", "error": "tab:red"}
-
-
-def _pyplot() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only: no display needed, none opened
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def knob_columns(exp: Experiment, rows: list[dict[str, Any]]) -> list[str]:
-    """The searched knobs (results columns `config.<key>`); else whatever differs between trials."""
-    searched = [f"config.{k}" for k in exp.searched if any(f"config.{k}" in r for r in rows)]
-    return searched or differing_knobs(rows)
-
-
-def plot_learning_curves(exp: Experiment, rows: list[dict[str, Any]], best_trial: str | None, top: int,
-                         path: Path) -> None:
-    plt = _pyplot()
-    fig, (acc_ax, loss_ax) = plt.subplots(1, 2, figsize=(12, 4.8))
-    shown = [r["trial_name"] for r in ordered(rows, exp.metric)[:top]]
-    for i, name in enumerate(shown):
-        curve = exp.history[exp.history["trial_name"] == name].sort_values(m.EPOCH)
-        if curve.empty:
-            continue
-        row = next(r for r in rows if r["trial_name"] == name)
-        width = 2.8 if name == best_trial else 1.4
-        label = f"{i + 1}. {name}" + (" (best)" if name == best_trial else "") + (
-            " - stopped by ASHA" if row["status"] == "stopped" else "")
-        line, = acc_ax.plot(curve[m.EPOCH], curve[m.VAL_ACCURACY], marker="o", lw=width, label=label)
-        loss_ax.plot(curve[m.EPOCH], curve[m.TRAIN_LOSS], marker="o", lw=width, color=line.get_color())
-        loss_ax.plot(curve[m.EPOCH], curve[m.VAL_LOSS], ls="--", lw=1, color=line.get_color())
-        if row["status"] == "stopped":
-            last = curve.iloc[-1]
-            acc_ax.plot(last[m.EPOCH], last[m.VAL_ACCURACY], marker="X", ms=11, color=line.get_color())
-    for epoch in rung_epochs(exp.config.get("asha", {}), exp.epochs)[:-1]:
-        acc_ax.axvline(epoch, color="gray", ls=":", lw=1)
-    acc_ax.set(title=f"validation accuracy, top {len(shown)} trials (X = stopped by ASHA, dotted = rung)",
-               xlabel="epoch", ylabel="val accuracy")
-    loss_ax.set(title="loss (solid train, dashed val)", xlabel="epoch", ylabel="cross-entropy")
-    for ax in (acc_ax, loss_ax):
-        ax.grid(alpha=0.3)
-        ax.xaxis.get_major_locator().set_params(integer=True)
-    fig.legend(loc="lower center", ncol=min(2, max(len(shown), 1)), fontsize=8, frameon=False)
-    fig.tight_layout(rect=(0, 0.06 + 0.035 * ((len(shown) + 1) // 2), 1, 1))
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def plot_knobs(exp: Experiment, rows: list[dict[str, Any]], knobs: list[str], path: Path) -> None:
-    plt = _pyplot()
-    panels = knobs or ["(none searched)"]
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4), squeeze=False)
-    for ax, knob in zip(axes[0], panels, strict=True):
-        points = [(r.get(knob), r.get("best_val_accuracy"), r["status"]) for r in rows
-                  if r.get(knob) is not None and r.get("best_val_accuracy") is not None]
-        numeric = points and all(isinstance(v, int | float) and not isinstance(v, bool) for v, _, _ in points)
-        if numeric:
-            xs = [float(v) for v, _, _ in points]
-            if min(xs) > 0 and max(xs) / min(xs) >= 20:
-                ax.set_xscale("log")
-        else:
-            labels = sorted({_label(v) for v, _, _ in points}, key=lambda text: (len(text), text))
-            position = {label: i for i, label in enumerate(labels)}
-            # A small fixed spread keeps trials with the same category from hiding one another.
-            xs = [position[_label(v)] + 0.06 * ((i % 5) - 2) for i, (v, _, _) in enumerate(points)]
-            ax.set_xticks(range(len(labels)), labels, rotation=20 if len(labels) > 3 else 0)
-            ax.set_xlim(-0.5, len(labels) - 0.5)
-        for status in dict.fromkeys(s for _, _, s in points):
-            chosen = [(x, acc) for x, (_, acc, s) in zip(xs, points, strict=True) if s == status]
-            ax.scatter(*zip(*chosen, strict=True), s=60, alpha=0.8, color=STATUS_COLORS.get(status, "black"),
-                       label=status, edgecolors="black", linewidths=0.5)
-        ax.set(title=knob.removeprefix("config."), xlabel=knob.removeprefix("config."), ylabel="best val accuracy")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.suptitle("best validation accuracy of each trial against each searched knob")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def _label(value: Any) -> str:
-    return json.dumps(value) if isinstance(value, list) else str(value)
-
-
-def plot_asha(exp: Experiment, rows: list[dict[str, Any]], path: Path) -> None:
-    plt = _pyplot()
-    epochs = rung_epochs(exp.config.get("asha", {}), exp.epochs)
-    max_t = epochs[-1] if epochs else max((int(r["epochs_run"] or 0) for r in rows), default=1)
-    counts = reached(rows, list(range(1, max_t + 1)))
-    fig, ax = plt.subplots(figsize=(7, 4))
-    colors = ["tab:orange" if e in epochs[:-1] else "tab:green" if e == max_t else "tab:gray" for e in counts]
-    bars = ax.bar(list(counts), list(counts.values()), color=colors, edgecolor="black")
-    ax.bar_label(bars, labels=[str(c) for c in counts.values()])
-    ax.set(title=f"trials that trained to each epoch ({len(rows)} trials)\n"
-                 "orange = ASHA rung, green = max_t, gray = between rungs",
-           xlabel="epoch", ylabel="trials", ylim=(0, max(len(rows), 1) * 1.15))
-    ax.set_xticks(list(counts))
-    ax.title.set_fontsize(10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
+# Figures drawn only when their section has something to show; a stale copy from an earlier run is removed.
+OPTIONAL = ("importance.png", "confusion.png")
 
 STATES = {"finished": "finished", "running": "still running (tables rebuilt from the trials' files)",
           "interrupted": "UNFINISHED: interrupted (rerun the launch command to resume); tables rebuilt from the "
@@ -136,27 +46,160 @@ STATES = {"finished": "finished", "running": "still running (tables rebuilt from
           "unknown": "UNFINISHED (no driver has recorded an ending); tables rebuilt from the trials' files"}
 
 
-def status_line(exp: Experiment, rows: list[dict[str, Any]]) -> str:
+def status_line(exp: Experiment, rows: list[dict[str, Any]], where: str | None = None) -> str:
+    """`where` names the experiment (default: its directory or URI; the report passes a name, not a path)."""
     counts = pd.Series([r["status"] for r in rows]).value_counts().to_dict() if rows else {}
-    return f"Experiment `{exp.location.display}`: {STATES.get(exp.state, exp.state)}; {len(rows)} trials: " + \
-        ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+    return f"Experiment `{where or exp.location.display}`: {STATES.get(exp.state, exp.state)}; {len(rows)} " \
+        "trials: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+
+
+def _name(exp: Experiment) -> str:
+    # A local experiment is named, not located: the report must not break when the directory moves.
+    return exp.location.name if exp.location.is_local else exp.location.display
+
+
+def _relative(text: str, exp: Experiment) -> str:
+    """Any path inside the experiment (say, in an error message) rewritten relative to it."""
+    local = exp.location.local_dir
+    if local is None:
+        return text
+    for root in dict.fromkeys((str(local.resolve()), str(local))):
+        text = text.replace(root + "/", "").replace(root, ".")
+    return text
+
+
+@dataclass(frozen=True)
+class Scored:
+    matrix: np.ndarray  # [true, predicted] counts on the test split
+    classes: list[str]
+
+
+def score_best(exp: Experiment) -> Scored | str:
+    """best/ on its experiment's test split (what `evaluate <experiment>/best` prints), or why not."""
+    if exp.manifest is None:
+        return "No best checkpoint yet: best/ is exported when the whole sweep has finished."
+    import torch
+
+    from orchestrator.review.evaluation import confusion, evaluation_data, load_model, predict
+    from trainables.data import DataError
+
+    local = exp.location.local_dir
+    try:
+        loaded = load_model(str(local / BEST) if local is not None else exp.location.uri(BEST))
+        dataset = evaluation_data(loaded, None)
+    except (ConfigError, DataError) as exc:
+        return f"The best model could not be scored: {exc}"
+    if dataset.input_shape != loaded.input_shape or dataset.num_classes != len(loaded.classes):
+        return f"The best model takes {list(loaded.input_shape)} with {len(loaded.classes)} classes; its data has " \
+            f"{list(dataset.input_shape)} with {dataset.num_classes}."
+    # The split may be a read-only view of the data file; a copy is small and keeps torch from warning.
+    images, labels = torch.from_numpy(np.array(dataset.test.images)), torch.from_numpy(np.array(dataset.test.labels))
+    with torch.no_grad():  # scoring only: no graph to keep
+        predicted = predict(loaded, images).argmax(dim=1)
+    matrix = confusion(labels, predicted, len(loaded.classes))
+    return Scored(matrix.numpy(), list(loaded.classes))
+
+
+def per_class_markdown(scored: Scored) -> str:
+    body = []
+    for i, name in enumerate(scored.classes):
+        support = int(scored.matrix[i].sum())
+        wrong = scored.matrix[i].astype(float)
+        wrong[i] = -1  # the most frequent mistake, not the right answer
+        j = int(wrong.argmax())
+        mistaken = f"{scored.classes[j]} ({int(scored.matrix[i, j])})" if scored.matrix[i, j] else "-"
+        body.append([name, f"{scored.matrix[i, i] / max(support, 1):.4f}", str(support), mistaken])
+    total = int(scored.matrix.sum())
+    return f"Test accuracy {np.trace(scored.matrix) / max(total, 1):.4f} on {total} test images.\n\n" + \
+        markdown_table(["class", "accuracy", "images", "most often mistaken for"], body)
+
+
+def importance_markdown(importance: Importance) -> str:
+    if not importance.scores:
+        return f"Hyperparameter importance skipped: {importance.reason}."
+    table = markdown_table(["knob", "importance"], [[f"`{k}`", f"{v:.3f}"] for k, v in importance.scores.items()])
+    return (f"Optuna's {EVALUATOR} importance on the {importance.trials} ended trials: how differently each knob is "
+            f"distributed among the best {importance.top} trials (top {importance.quantile:.0%}) than among all of "
+            "them. Importances sum to 1; with few trials, read them as a hint.\n\n" + table)
+
+
+def test_vs_val_markdown(rows: list[dict[str, Any]], metric: str, best: str | None) -> str:
+    ranked = ordered(rows, metric)
+    body = []
+    gaps = []
+    for i, r in enumerate(ranked, 1):
+        val, test = r.get("best_val_accuracy"), r.get("best_test_accuracy")
+        gap = test - val if val is not None and test is not None else None
+        if gap is not None:
+            gaps.append(gap)
+        body.append([str(i), str(r["trial_name"]), str(r["status"]), cell(val), cell(test),
+                     f"{gap:+.4f}" if gap is not None else "-"])
+    if metric == "test_accuracy":
+        why = ("The winner was chosen by its test accuracy, so its test figure is an optimistic estimate: among "
+               "many trials, the highest test score is partly luck of the test split. The spread of test - "
+               "validation across trials shows how large that luck can be; `selection.metric: val_accuracy` "
+               "keeps the test figure clean.")
+    else:
+        why = ("The winner was chosen by validation accuracy, so its test figure is a clean held-out estimate; its "
+               "validation figure is the optimistic one.")
+    spread = f" Test - validation ranges from {min(gaps):+.4f} to {max(gaps):+.4f}." if gaps else ""
+    return why + spread + "\n\n" + markdown_table(
+        ["#", "trial", "status", "best val acc", "best test acc", "test - val"], body)
+
+
+def wall_markdown(rows: list[dict[str, Any]], history: pd.DataFrame) -> str:
+    times = [(plots.wall_seconds(r, history)[0], r["trial_name"]) for r in rows]
+    known = [(t, name) for t, name in times if t is not None]
+    if not known:
+        return "No trial has reported a time yet."
+    longest = max(known)
+    return f"{len(known)} trials took {sum(t for t, _ in known):.1f} s of trial time in all; the longest, " \
+        f"`{longest[1]}`, {longest[0]:.1f} s. Times are Ray's `time_total_s` at each trial's last epoch."
 
 
 def write_report(exp: Experiment, out: Path, top: int) -> Path:
     rows = records(exp.results)
     manifest = exp.manifest
-    knobs = knob_columns(exp, rows)
+    best = manifest["trial_name"] if manifest else None
+    knobs = searched_knobs(exp.config, rows)
+    rungs = rung_epochs(exp.config.get("asha", {}), exp.epochs)
     out.mkdir(parents=True, exist_ok=True)
-    plot_learning_curves(exp, rows, manifest and manifest["trial_name"], top, out / "learning_curves.png")
-    plot_knobs(exp, rows, knobs, out / "knobs.png")
-    plot_asha(exp, rows, out / "asha.png")
+    for name in OPTIONAL:
+        (out / name).unlink(missing_ok=True)
+    plots.plot_learning_curves(rows, exp.history, exp.metric, best, rungs, top, out / "learning_curves.png")
+    plots.plot_parallel(knobs, rows, exp.metric, best, out / "parallel.png")
+    plots.plot_knobs(knobs, rows, exp.metric, out / "knobs.png")
+    importance = knob_importance(knobs, rows, exp.metric)
+    if importance.scores:
+        plots.plot_importance(importance, out / "importance.png")
+    scored = score_best(exp)
+    if isinstance(scored, Scored):
+        plots.plot_confusion(scored.matrix, scored.classes, out / "confusion.png")
+    plots.plot_test_vs_val(rows, exp.metric, best, out / "test_vs_val.png")
+    plots.plot_wall_time(rows, exp.history, exp.metric, out / "wall_time.png")
+    plots.plot_asha(rows, exp.config.get("asha", {}), exp.epochs, out / "asha.png")
+    title = f"Sweep report: {exp.config.get('name', exp.location.name)}"
     text = "\n\n".join([
-        f"# Sweep report: {exp.config.get('name', exp.location.name)}", status_line(exp, rows),
+        f"# {title}", status_line(exp, rows, _name(exp)),
         f"## Leaderboard (by {exp.metric})", leaderboard_markdown(rows, exp.metric),
-        "## Best checkpoint", best_markdown(manifest),
+        "## Best checkpoint", best_markdown(manifest) + ("\n\nThe checkpoint path is relative to the experiment "
+                                                         "directory." if manifest else ""),
         "## How the top trials learned", "![learning curves](learning_curves.png)",
-        "## Which knobs won", "![validation accuracy per knob](knobs.png)",
+        "## Searched knobs and the selection metric",
+        "Each line is a trial, coloured by how it ended; the thick line is the best. Knobs searched on a log scale "
+        "(or spanning 20x or more) have log axes.", "![parallel coordinates](parallel.png)",
+        f"![best {exp.metric} per knob](knobs.png)",
+        "## Which knobs mattered", importance_markdown(importance),
+        *(["![hyperparameter importance](importance.png)"] if importance.scores else []),
+        "## The best model on the test split",
+        *([per_class_markdown(scored), "![confusion matrix and per-class accuracy](confusion.png)"]
+          if isinstance(scored, Scored) else [scored]),
+        "## Test vs validation accuracy of every trial", test_vs_val_markdown(rows, exp.metric, best),
+        "![test vs validation accuracy](test_vs_val.png)",
+        "## Wall time per trial", wall_markdown(rows, exp.history), "![wall time per trial](wall_time.png)",
         "## What early stopping cut, and when", asha_markdown(rows, exp.config), "![trials per epoch](asha.png)",
     ])
+    text = _relative(text, exp)
     (out / "report.md").write_text(text + "\n")
+    (out / "report.html").write_text(render_html(text, out, title))
     return out / "report.md"

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 
-from trainables.data import batch_indices, load_fashion_mnist, to_device
+from trainables.data import batch_indices, to_device
+from trainables.data_sources import DataConfig, load_dataset
 from trainables.loop import train_one_epoch
 from trainables.models import build_model
 
@@ -46,7 +45,7 @@ def test_order_depends_on_the_seed_and_changes_every_epoch() -> None:
 
 @pytest.fixture(scope="module")
 def data():  # noqa: ANN201
-    return load_fashion_mnist(Path("./data"), False, 10_000, 0, train_limit=300)
+    return load_dataset(DataConfig(train_limit=300), seed=0)
 
 
 def test_cpu_split_is_a_zero_copy_view_of_the_arrays(data) -> None:  # noqa: ANN001

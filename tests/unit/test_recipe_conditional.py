@@ -20,10 +20,10 @@ def _experiment(space: dict, trial: dict | None = None, **search: object) -> dic
 
 def test_model_fields_never_reach_another_model() -> None:
     cnn = TrialConfig.resolve(FIXED, {"model": "cnn", "mlp": {"hidden": [7]}, "lstm": {"hidden_size": 5}})
-    assert "hidden" in cnn.model_spec() and cnn.model_spec()["hidden"] == 128  # the cnn's own `hidden`
+    assert "hidden" in cnn.model_spec((1, 28, 28), 10)["args"] and cnn.model_spec((1, 28, 28), 10)["args"]["hidden"] == 128  # the cnn's own `hidden`
     assert not any(k.startswith(("mlp.", "lstm.", "gru.")) for k in cnn.knobs())
     mlp = TrialConfig.resolve(FIXED, {"model": "mlp", "mlp": {"hidden": [7]}})
-    assert mlp.model_spec()["hidden"] == [7]
+    assert mlp.model_spec((1, 28, 28), 10)["args"]["hidden"] == [7]
 
 
 def test_optimizer_parameters_reach_only_their_family() -> None:

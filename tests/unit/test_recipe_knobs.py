@@ -195,10 +195,10 @@ def test_assemble_wires_every_section() -> None:
         "mlp": {"hidden": [8]}, "init": {"scheme": "uniform", "bound": 0.02}, "loss": {"l1": 1e-4},
         "clip": {"by": "norm"}, "schedule": {"name": "cosine"}, "augment": {"flip": True}, "epochs": 2})
     torch.manual_seed(0)
-    training = assemble(cfg, torch.device("cpu"), steps_per_epoch=10)
+    training = assemble(cfg, cfg.model_spec((1, 28, 28), 10), torch.device("cpu"), steps_per_epoch=10)
     assert _max_abs(training.model[1].weight) <= 0.02
     hooks = training.hooks
     assert hooks.augment is not None and hooks.clip is not None and hooks.after_step is not None
     assert hooks.loss_fn is not F.cross_entropy
-    plain = assemble(TrialConfig(), torch.device("cpu"), steps_per_epoch=10).hooks
+    plain = assemble(TrialConfig(), TrialConfig().model_spec((1, 28, 28), 10), torch.device("cpu"), steps_per_epoch=10).hooks
     assert (plain.augment, plain.clip, plain.after_step, plain.loss_fn) == (None, None, None, F.cross_entropy)

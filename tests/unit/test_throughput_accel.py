@@ -10,7 +10,8 @@ import torch
 from orchestrator.config import load_config
 from orchestrator.errors import ConfigError
 from trainables.accel import Accelerated, Plan, RuntimeConfig, accelerate, resolve
-from trainables.data import input_scaling, load_fashion_mnist, to_device
+from trainables.data import input_scaling, to_device
+from trainables.data_sources import DataConfig, load_dataset
 from trainables.loop import evaluate, predict_logits, train_one_epoch
 from trainables.models import build_model
 
@@ -20,7 +21,7 @@ CNN = {"name": "cnn", "channels": [8], "hidden": 32}
 
 @pytest.fixture(scope="module")
 def data():  # noqa: ANN201
-    return load_fashion_mnist(Path("./data"), False, 10_000, 0, train_limit=2000)
+    return load_dataset(DataConfig(train_limit=2000), seed=0)
 
 
 def trained_cnn(data, plan: Plan):  # noqa: ANN001, ANN201

@@ -11,11 +11,11 @@ import pytest
 from pydantic import BaseModel
 
 from orchestrator.config import load_config
-from orchestrator.launch import main
-from orchestrator.search import asha_rungs
+from orchestrator.commands.main import launch_main as main
+from orchestrator.config.rungs import rungs as asha_rungs
 from trainables.recipe import TrialConfig
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = sorted((ROOT / "configs").rglob("*.yaml"))
 STUDIES = sorted((ROOT / "configs" / "studies").glob("*.yaml"))
 

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import torch
 
-from orchestrator.bench_loops import torchvision_root, tutorial_trial, vision_splits
-from trainables.data import input_scaling, load_fashion_mnist, to_device
+from bench.loops import torchvision_root, tutorial_trial, vision_splits
+from trainables.data import input_scaling, to_device
+from trainables.data_sources import DataConfig, load_dataset
 from trainables.loop import evaluate, train_one_epoch
 from trainables.models import build_model
 from trainables.optimizers import build_optimizer
@@ -19,7 +20,7 @@ CPU = torch.device("cpu")
 def fast_path_accuracy(trial: TrialConfig, data) -> float:  # noqa: ANN001
     """What a trial does on its device, minus Ray: seeded init, resident batches, per-batch scaling."""
     torch.manual_seed(trial.seed)
-    model = build_model(trial.model_spec())
+    model = build_model(trial.model_spec((1, 28, 28), 10))
     optimizer = build_optimizer(trial.optimizer, model, trial.lr, trial.weight_decay)
     generator = torch.Generator().manual_seed(trial.seed)
     train, test = to_device(data.train, CPU), to_device(data.test, CPU)
@@ -31,7 +32,7 @@ def fast_path_accuracy(trial: TrialConfig, data) -> float:  # noqa: ANN001
 
 def test_fast_path_matches_the_dataloader_reference(tmp_path: Path) -> None:
     torch.set_num_threads(1)
-    data = load_fashion_mnist(Path("./data"), False, 10_000, 0, train_limit=6000)
+    data = load_dataset(DataConfig(train_limit=6000), seed=0)
     trial = TrialConfig(model="mlp", mlp={"hidden": [64]}, batch_size=64, epochs=2, seed=0, input_scale="unit")
     fast = fast_path_accuracy(trial, data)
     reference = tutorial_trial(trial, vision_splits(data, torchvision_root(data, tmp_path)), CPU, workers=0)

@@ -18,14 +18,15 @@ from trainables.augment import (
     random_erasing,
     random_flip,
 )
-from trainables.data import input_scaling, load_fashion_mnist, to_device
+from trainables.data import input_scaling, to_device
+from trainables.data_sources import DataConfig, load_dataset
 from trainables.loop import StepHooks, train_one_epoch
 from trainables.models import build_model
 
 
 @pytest.fixture(scope="module")
 def batch() -> torch.Tensor:
-    data = load_fashion_mnist(Path("./data"), False, val_size=1000, seed=0, train_limit=256)
+    data = load_dataset(DataConfig(val_size=1000, train_limit=256), seed=0)
     return to_device(data.train, torch.device("cpu")).images  # (256, 1, 28, 28) uint8
 
 
@@ -82,7 +83,7 @@ def test_zero_affine_is_identity_and_off_means_no_augment(batch: torch.Tensor) -
 def test_augmented_images_keep_their_labels() -> None:
     """Train on augmented batches, then classify augmented validation images: if augmentation ever
     separated an image from its label, neither would beat chance (10%)."""
-    data = load_fashion_mnist(Path("./data"), False, val_size=1000, seed=0, train_limit=5000)
+    data = load_dataset(DataConfig(val_size=1000, train_limit=5000), seed=0)
     train, val = to_device(data.train, torch.device("cpu")), to_device(data.val, torch.device("cpu"))
     augment = Augment(AugmentSpec(crop_padding=2, flip=True, rotate=10, erase_prob=0.25))
     scaling = input_scaling("unit", data.mean, data.std)
@@ -101,7 +102,7 @@ def test_augmented_images_keep_their_labels() -> None:
 
 
 def test_training_batches_are_augmented_evaluation_is_not(batch: torch.Tensor) -> None:
-    data = load_fashion_mnist(Path("./data"), False, val_size=1000, seed=0, train_limit=256)
+    data = load_dataset(DataConfig(val_size=1000, train_limit=256), seed=0)
     split = to_device(data.train, torch.device("cpu"))
     seen: list[torch.Tensor] = []
 

@@ -1,0 +1,381 @@
+"""The report's figures, drawn with matplotlib's Agg backend into PNG files (no display needed).
+
+    python -m orchestrator report runs/smoke      # draws every figure below into runs/smoke/report/
+
+Each function takes plain rows (`outputs.reader.records`) and writes one PNG. Figures are saved with a tight
+bounding box, so legends placed outside the axes are kept whole instead of being drawn over the data.
+No Ray here.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from orchestrator.config.space import LIST_KINDS
+from orchestrator.outputs.tables import ordered, score_key
+from orchestrator.review.importance import Importance, Knob, label
+from orchestrator.review.summaries import reached, rung_epochs
+from trainables import metrics as m
+from trainables.metrics import finite
+
+STATUS_COLORS = {"completed": "tab:green", "stopped": "tab:orange", "running": "tab:blue", "paused": "tab:cyan",
+                 "pending": "tab:gray", "unfinished": "tab:purple", "diverged": "tab:red", "error": "black"}
+DPI = 110
+MISSING = -0.12  # where a trial that does not use a knob meets that knob's axis (below the axis' range)
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no display needed, none opened
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig: Any, path: Path) -> None:
+    # bbox "tight" grows the canvas to hold whatever sits outside the axes (legends below, long labels).
+    fig.savefig(path, dpi=DPI, bbox_inches="tight", pad_inches=0.15)
+    _pyplot().close(fig)
+
+
+def _color(status: str) -> str:
+    return STATUS_COLORS.get(status, "tab:gray")
+
+
+def _status_handles(statuses: list[str]) -> list[Any]:
+    from matplotlib.lines import Line2D
+
+    return [Line2D([], [], color=_color(s), lw=3, label=s) for s in dict.fromkeys(statuses)]
+
+
+def short_name(name: str, width: int = 32) -> str:
+    return name if len(name) <= width else name[: width - 3] + "..."
+
+
+# ---------------------------------------------------------------- learning curves
+
+
+def plot_learning_curves(rows: list[dict[str, Any]], history: pd.DataFrame, metric: str, best_trial: str | None,
+                         rungs: list[int], top: int, path: Path) -> None:
+    plt = _pyplot()
+    fig, (acc_ax, loss_ax) = plt.subplots(1, 2, figsize=(13, 4.8))
+    shown = ordered(rows, metric)[:top]
+    drawn = 0
+    for rank, row in enumerate(shown, 1):
+        name = row["trial_name"]
+        curve = history[history["trial_name"] == name].sort_values(m.EPOCH)
+        if curve.empty:
+            continue
+        drawn += 1
+        # Trials cut at the same epoch with the same loss would sit on one point: a small sideways step per
+        # trial keeps each visible (0.03 epoch, well inside the gap between two epochs).
+        epochs = curve[m.EPOCH] + 0.03 * (rank - (len(shown) + 1) / 2)
+        best = name == best_trial
+        width = 3.0 if best else 1.5
+        text = f"{rank}. {name}" + (" (best)" if best else "") + (" - stopped early" if row["status"] == "stopped"
+                                                                  else "")
+        # Markers on every series: a trial stopped after one epoch is a single point, which a line alone hides.
+        (line,) = acc_ax.plot(epochs, curve[m.VAL_ACCURACY], marker="o", ms=7 if best else 5, lw=width,
+                              label=text, zorder=3 if best else 2)
+        color = line.get_color()
+        loss_ax.plot(epochs, curve[m.TRAIN_LOSS], marker="o", ms=5, lw=width, color=color)
+        loss_ax.plot(epochs, curve[m.VAL_LOSS], marker="s", ms=5, mfc="white", ls="--", lw=1.2, color=color)
+        if row["status"] == "stopped":
+            acc_ax.plot(epochs.iloc[-1], curve[m.VAL_ACCURACY].iloc[-1], marker="X", ms=12, color=color, mec="black", mew=0.6,
+                        zorder=4)
+    for epoch in rungs[:-1]:
+        acc_ax.axvline(epoch, color="gray", ls=":", lw=1)
+    acc_ax.set_title(f"validation accuracy, top {len(shown)} by {metric}", fontsize=11)
+    acc_ax.set(xlabel="epoch", ylabel="validation accuracy")
+    loss_ax.set_title("loss: solid = train (o), dashed = validation (□)", fontsize=11)
+    loss_ax.set(xlabel="epoch", ylabel="cross-entropy")
+    last_epoch = int(history[m.EPOCH].max()) if len(history) and finite(history[m.EPOCH].max()) else 1
+    for ax in (acc_ax, loss_ax):
+        ax.grid(alpha=0.3)
+        ax.set_xticks(range(1, max(last_epoch, *(rungs or [1])) + 1))
+        ax.set_xlim(0.7, max(last_epoch, *(rungs or [1])) + 0.3)  # a one-epoch sweep still gets a visible range
+    if drawn:
+        notes = "X = stopped early" + (", dotted = early-stopping rung" if rungs[:-1] else "")
+        fig.legend(loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=2 if drawn > 1 else 1, fontsize=9,
+                   frameon=False, title=notes, title_fontsize=9)
+    else:
+        acc_ax.text(0.5, 0.5, "no trial has reported an epoch yet", ha="center", transform=acc_ax.transAxes)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+# ---------------------------------------------------------------- knobs
+
+
+def _axis(knob: Knob) -> tuple[list[float | None], list[tuple[float, str]]]:
+    """Each trial's height on the knob's axis (0..1; None when unused) and the axis' ticks."""
+    if knob.numeric:
+        low, high = knob.bounds
+        scale = (lambda v: math.log10(v)) if knob.log else float
+        lo, hi = scale(low), scale(high)
+        span = hi - lo or 1.0
+
+        def place(v: float) -> float:
+            return (scale(v) - lo) / span if hi > lo else 0.5
+
+        distinct = sorted({float(v) for v in knob.used})
+        if knob.kind in LIST_KINDS and len(distinct) <= 8:
+            ticks = distinct  # a listed grid: its values are the only ones worth naming
+        elif knob.log:
+            decades = range(math.floor(lo), math.ceil(hi) + 1)
+            ticks = [10.0**d for d in decades if lo - 1e-9 <= d <= hi + 1e-9]
+            ticks = sorted({*ticks, low, high}) if len(ticks) < 3 else ticks
+        else:
+            ticks = list(np.linspace(low, high, 5)) if hi > lo else [low]
+        # Accuracies read to 3 places; a knob's values to 3 significant digits (1e-05, 0.003, 128).
+        form = "{:.3f}" if knob.kind == "metric" else "{:.3g}"
+        return ([place(float(v)) if v is not None else None for v in knob.values],
+                [(place(t), form.format(t)) for t in ticks])
+    categories = knob.categories
+    count = len(categories)
+    position = {text: (i / (count - 1) if count > 1 else 0.5) for i, text in enumerate(categories)}
+    return ([position[label(v)] if v is not None else None for v in knob.values],
+            [(y, short_name(text, 18)) for text, y in position.items()])
+
+
+def plot_parallel(knobs: list[Knob], rows: list[dict[str, Any]], metric: str, best_trial: str | None,
+                  path: Path) -> None:
+    """One axis per searched knob and a last one for the selection metric; one line per trial."""
+    plt = _pyplot()
+    key = score_key(metric)
+    scores = [r.get(key) if finite(r.get(key)) else None for r in rows]
+    metric_knob = Knob(f"best {metric}", "metric", [], scores)
+    axes = [*knobs, metric_knob]
+    placed = [_axis(k) if k.used else ([None] * len(rows), []) for k in axes]
+    fig, ax = plt.subplots(figsize=(max(7.0, 2.6 * len(axes)), 5.2))
+    for i, (knob, (_, ticks)) in enumerate(zip(axes, placed, strict=True)):
+        ax.plot([i, i], [0, 1], color="black", lw=1.2, zorder=1)
+        for y, text in ticks:
+            ax.plot([i - 0.02, i], [y, y], color="black", lw=1, zorder=1)
+            ax.text(i - 0.045, y, text, ha="right", va="center", fontsize=8.5,
+                    bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.9, "pad": 0.6}, zorder=5)
+        if any(v is None for v in knob.values) and knob is not metric_knob:
+            ax.text(i - 0.04, MISSING, "not used", ha="right", va="center", fontsize=8, color="dimgray", zorder=5)
+        title = knob.name + (" (log)" if knob.log else "")
+        ax.text(i, 1.07, title, ha="center", va="bottom", fontsize=10, fontweight="bold")
+    for t, row in enumerate(rows):
+        heights = [h[t] for h, _ in placed]
+        ys = [MISSING if y is None else y for y in heights]
+        best = row["trial_name"] == best_trial
+        # Categories put many trials on one point: a small spread per trial keeps their lines apart.
+        spread = [0.0 if k.numeric or k is metric_knob else 0.012 * ((t % 5) - 2) for k in axes]
+        ax.plot(range(len(axes)), [y + s for y, s in zip(ys, spread, strict=True)], color=_color(row["status"]),
+                lw=4.5 if best else 1.6, alpha=0.95 if best else 0.7, zorder=4 if best else 2,
+                marker="o", ms=6 if best else 3.5)
+    handles = _status_handles([r["status"] for r in rows])
+    if best_trial:
+        from matplotlib.lines import Line2D
+
+        handles.append(Line2D([], [], color="dimgray", lw=4.5, label=f"best: {short_name(best_trial, 40)}"))
+    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.06), ncol=max(1, min(len(handles), 5)),
+              fontsize=9, frameon=False)
+    ax.set_xlim(-0.75, len(axes) - 0.6)
+    ax.set_ylim(MISSING - 0.06, 1.13)
+    ax.axis("off")
+    ax.set_title(f"searched knobs and the best {metric} of each trial ({len(rows)} trials)", fontsize=11, pad=14)
+    _save(fig, path)
+
+
+def plot_knobs(knobs: list[Knob], rows: list[dict[str, Any]], metric: str, path: Path) -> None:
+    """The selection metric against each searched knob, one panel per knob."""
+    plt = _pyplot()
+    key = score_key(metric)
+    panels = knobs or [Knob("(none searched)", "observed", [], [None] * len(rows))]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.4 * len(panels), 4), squeeze=False)
+    for ax, knob in zip(axes[0], panels, strict=True):
+        points = [(v, r[key], r["status"]) for v, r in zip(knob.values, rows, strict=True)
+                  if v is not None and finite(r.get(key))]
+        if knob.numeric:
+            xs = [float(v) for v, _, _ in points]
+            if knob.log:
+                ax.set_xscale("log")
+        else:
+            categories = knob.categories
+            position = {text: i for i, text in enumerate(categories)}
+            # A small fixed spread keeps trials with the same category from hiding one another.
+            xs = [position[label(v)] + 0.06 * ((i % 5) - 2) for i, (v, _, _) in enumerate(points)]
+            ax.set_xticks(range(len(categories)), [short_name(c, 18) for c in categories],
+                          rotation=20 if len(categories) > 3 else 0)
+            ax.set_xlim(-0.5, len(categories) - 0.5)
+        for status in dict.fromkeys(s for _, _, s in points):
+            chosen = [(x, score) for x, (_, score, s) in zip(xs, points, strict=True) if s == status]
+            ax.scatter(*zip(*chosen, strict=True), s=60, alpha=0.85, color=_color(status), label=status,
+                       edgecolors="black", linewidths=0.5)
+        ax.set(xlabel=knob.name + (" (log)" if knob.log else ""), ylabel=f"best {metric}")
+        ax.grid(alpha=0.3)
+        if points:
+            ax.legend(fontsize=8)
+    fig.suptitle(f"best {metric} of each trial against each searched knob", fontsize=11)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def plot_importance(importance: Importance, path: Path) -> None:
+    plt = _pyplot()
+    names = list(importance.scores)[::-1]  # barh draws bottom-up: the most important on top
+    values = [importance.scores[n] for n in names]
+    fig, ax = plt.subplots(figsize=(7.5, 1.2 + 0.45 * len(names)))
+    bars = ax.barh(names, values, color="tab:blue", edgecolor="black")
+    ax.bar_label(bars, labels=[f"{v:.2f}" for v in values], padding=3, fontsize=9)
+    ax.set_xlim(0, max(1.0, max(values, default=0) * 1.15))
+    ax.set_xlabel("importance (PED-ANOVA, sums to 1)")
+    ax.set_title(f"which knobs set the best {round(importance.quantile * 100):g}% apart ({importance.trials} trials)",
+                 fontsize=11)
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+# ---------------------------------------------------------------- the best model
+
+
+def plot_confusion(matrix: np.ndarray, classes: list[str], path: Path) -> None:
+    """Heatmap of the test split's confusion (colour: share of the true class) beside per-class accuracy."""
+    plt = _pyplot()
+    support = matrix.sum(axis=1, keepdims=True)
+    share = matrix / np.maximum(support, 1)
+    count = len(classes)
+    size = max(5.5, 0.55 * count + 2)
+    # Constrained layout sizes the gaps to the labels: the colour bar and the bars' class names never meet.
+    fig, (heat, bars) = plt.subplots(1, 2, figsize=(size * 1.9, size), width_ratios=(1.6, 1), layout="constrained")
+    image = heat.imshow(share, cmap="Blues", vmin=0, vmax=1)
+    if count <= 30:  # counts in the cells stay legible up to about this many classes
+        for i in range(count):
+            for j in range(count):
+                if matrix[i, j]:
+                    heat.text(j, i, str(int(matrix[i, j])), ha="center", va="center", fontsize=8,
+                              color="white" if share[i, j] > 0.6 else "black")
+    heat.set_xticks(range(count), classes, rotation=45, ha="right", fontsize=9)
+    heat.set_yticks(range(count), classes, fontsize=9)
+    heat.set(xlabel="predicted class", ylabel="true class")
+    heat.set_title("confusion matrix (counts; colour = share of the true class)", fontsize=11)
+    fig.colorbar(image, ax=heat, fraction=0.046, pad=0.02)
+    accuracy = np.diag(share)
+    ys = np.arange(count)
+    drawn = bars.barh(ys, accuracy, color=[plt.cm.RdYlGn(a) for a in accuracy], edgecolor="black")
+    bars.bar_label(drawn, labels=[f"{a:.3f}" for a in accuracy], padding=3, fontsize=9)
+    bars.set_yticks(ys, classes, fontsize=9)
+    bars.set_ylim(count - 0.5, -0.5)  # the same top-down order as the heatmap's rows
+    bars.set_xlim(0, 1.15)
+    bars.set_xlabel("accuracy on the class")
+    overall = float(np.trace(matrix)) / max(float(matrix.sum()), 1.0)
+    bars.axvline(overall, color="black", ls="--", lw=1)
+    bars.set_title(f"per-class accuracy (dashed: overall {overall:.4f})", fontsize=11)
+    bars.grid(axis="x", alpha=0.3)
+    _save(fig, path)
+
+
+# ---------------------------------------------------------------- every trial
+
+
+def plot_test_vs_val(rows: list[dict[str, Any]], metric: str, best_trial: str | None, path: Path) -> None:
+    """Best test against best validation accuracy per trial, and their difference: the distance from the
+    diagonal on the left is the height above or below zero on the right, drawn at a scale where it shows."""
+    plt = _pyplot()
+    from matplotlib.lines import Line2D
+
+    ranked = ordered(rows, metric)
+    points = [(rank, r) for rank, r in enumerate(ranked, 1)
+              if finite(r.get("best_val_accuracy")) and finite(r.get("best_test_accuracy"))]
+    fig, (both, gap) = plt.subplots(1, 2, figsize=(13, 5.6), width_ratios=(1, 1.15))
+    values = [v for _, r in points for v in (r["best_val_accuracy"], r["best_test_accuracy"])]
+    low, high = (min(values), max(values)) if values else (0.0, 1.0)
+    pad = max(0.02, (high - low) * 0.08)
+    low, high = max(0.0, low - pad), min(1.0, high + pad)
+    both.plot([low, high], [low, high], color="gray", ls="--", lw=1)
+    gap.axhline(0, color="gray", ls="--", lw=1)
+    # Alternating label offsets: trials with nearly equal scores would otherwise print their ranks on one spot.
+    offsets = [(7, 5), (-14, -13), (7, -13), (-14, 5)]
+    for rank, r in points:
+        val, test = r["best_val_accuracy"], r["best_test_accuracy"]
+        best = r["trial_name"] == best_trial
+        style = {"s": 280 if best else 70, "marker": "*" if best else "o", "color": _color(r["status"]),
+                 "edgecolors": "black", "linewidths": 0.6, "zorder": 3}
+        both.scatter(val, test, **style)
+        gap.scatter(val, test - val, **style)
+        if rank <= 15:  # rank numbers link points to the table; more would crowd the figure
+            for ax, y in ((both, test), (gap, test - val)):
+                ax.annotate(str(rank), (val, y), xytext=offsets[rank % 4], textcoords="offset points", fontsize=9)
+    both.set(xlim=(low, high), ylim=(low, high), xlabel="best validation accuracy", ylabel="best test accuracy")
+    both.set_aspect("equal")
+    both.set_title("test vs validation (dashed: equal)", fontsize=11)
+    gaps = [r["best_test_accuracy"] - r["best_val_accuracy"] for _, r in points]
+    reach = max([abs(g) for g in gaps] + [0.005]) * 1.35
+    gap.set(xlim=(low, high), ylim=(-reach, reach), xlabel="best validation accuracy", ylabel="test - validation")
+    gap.set_title("how far each trial sits from the diagonal", fontsize=11)
+    for ax in (both, gap):
+        ax.grid(alpha=0.3)
+    handles = [Line2D([], [], ls="", marker="o", ms=8, mfc=_color(s), mec="black", label=s)
+               for s in dict.fromkeys(r["status"] for _, r in points)]
+    if best_trial:
+        handles.append(Line2D([], [], ls="", marker="*", ms=14, mfc="white", mec="black", label="best"))
+    fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=len(handles) or 1, fontsize=9,
+               frameon=False, title="numbers: leaderboard rank", title_fontsize=9)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def wall_seconds(row: dict[str, Any], history: pd.DataFrame) -> tuple[float | None, bool]:
+    """(seconds, measured by Ray): Ray's time_total_s of the last epoch, else the sum of the epochs' own times."""
+    if finite(row.get("wall_seconds")):
+        return float(row["wall_seconds"]), True
+    if m.EPOCH_SECONDS not in history:
+        return None, False
+    epochs = history.loc[history["trial_name"] == row["trial_name"], m.EPOCH_SECONDS].dropna()
+    return (float(epochs.sum()), False) if len(epochs) else (None, False)
+
+
+def plot_wall_time(rows: list[dict[str, Any]], history: pd.DataFrame, metric: str, path: Path,
+                   limit: int = 40) -> None:
+    plt = _pyplot()
+    ranked = ordered(rows, metric)[:limit]
+    times = [wall_seconds(r, history) for r in ranked]
+    fig, ax = plt.subplots(figsize=(9.5, 1.4 + 0.38 * max(len(ranked), 1)))
+    ys = np.arange(len(ranked))
+    seconds = [t or 0.0 for t, _ in times]
+    bars = ax.barh(ys, seconds, color=[_color(r["status"]) for r in ranked], edgecolor="black")
+    for bar, (_, measured) in zip(bars, times, strict=True):
+        if not measured:
+            bar.set_hatch("//")
+    ax.bar_label(bars, labels=[f"{t:.1f} s, {r['epochs_run']} ep" if t is not None else "no time yet"
+                               for (t, _), r in zip(times, ranked, strict=True)], padding=3, fontsize=8.5)
+    ax.set_yticks(ys, [f"{i}. {short_name(str(r['trial_name']), 40)}" for i, r in enumerate(ranked, 1)], fontsize=9)
+    ax.set_ylim(len(ranked) - 0.5, -0.5)
+    ax.set_xlim(0, max(seconds, default=1.0) * 1.3 or 1.0)
+    ax.set_xlabel("wall time (s)")
+    more = f"; first {limit} of {len(rows)} shown" if len(rows) > limit else ""
+    hatched = "; hatched = sum of epoch times (no Ray total)" if any(not ok for t, ok in times if t) else ""
+    ax.set_title(f"wall time per trial, in leaderboard order{more}{hatched}", fontsize=10)
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    fig.legend(handles=_status_handles([r["status"] for r in ranked]), loc="upper center", bbox_to_anchor=(0.5, 0.0),
+               ncol=5, fontsize=9, frameon=False)
+    _save(fig, path)
+
+
+def plot_asha(rows: list[dict[str, Any]], asha: dict[str, Any], epochs: int | None, path: Path) -> None:
+    plt = _pyplot()
+    rungs = rung_epochs(asha, epochs)
+    max_t = rungs[-1] if rungs else max((int(r["epochs_run"] or 0) for r in rows), default=1) or 1
+    counts = reached(rows, list(range(1, max_t + 1)))
+    fig, ax = plt.subplots(figsize=(7, 4))
+    colors = ["tab:orange" if e in rungs[:-1] else "tab:green" if e == max_t else "tab:gray" for e in counts]
+    bars = ax.bar(list(counts), list(counts.values()), color=colors, edgecolor="black")
+    ax.bar_label(bars, labels=[str(c) for c in counts.values()])
+    ax.set(xlabel="epoch", ylabel="trials", ylim=(0, max(len(rows), 1) * 1.15))
+    ax.set_title(f"trials that trained to each epoch ({len(rows)} trials)\n"
+                 "orange = early-stopping rung, green = last epoch, gray = between rungs", fontsize=10)
+    ax.set_xticks(list(counts))
+    fig.tight_layout()
+    _save(fig, path)

@@ -1,0 +1,1098 @@
+"""Bad input is refused before Ray starts: exit 2, one line naming the field or path, no traceback,
+nothing written, within seconds.
+
+Every case runs the real CLI in-process (`orchestrator.commands.main.main`) from inside tmp_path, with
+a small base config whose storage_path and data lie under tmp_path (a tiny .npz, so no case waits for a
+dataset), and asserts the four properties with one helper, `refused`. A sample of each class runs as a
+real subprocess in tests/integration/test_bad_input_cli.py.
+"""
+
+from __future__ import annotations
+
+import gzip
+import math
+import os
+import shutil
+import socket
+import stat
+import struct
+import sys
+import time
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+
+from orchestrator.commands.main import main
+from orchestrator.config import resources
+from trainables import data_sources
+
+FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
+TIME_LIMIT_S = 5.0
+ENTRY_MODULE = "bad_input_entry_points"
+ENTRY_SOURCE = '''\
+import numpy as np
+
+
+def good(n=64):
+    x = np.zeros((n, 1, 8, 8), np.uint8)
+    return {"x_train": x, "y_train": np.arange(n) % 2}
+
+
+def raises():
+    raise RuntimeError("the data server is down")
+
+
+def returns_list():
+    return [1, 2, 3]
+
+
+def returns_none():
+    return None
+
+
+def returns_lists():
+    return {"x_train": [[0, 1], [1, 0]], "y_train": [0, 1]}
+
+
+def returns_objects():
+    x = np.empty((4, 2), dtype=object)
+    return {"x_train": x, "y_train": np.array([0, 1, 0, 1])}
+
+
+def returns_no_labels():
+    return {"x_train": np.zeros((4, 2), np.float32)}
+
+
+def takes_nothing():
+    return {"x_train": np.zeros((4, 2), np.float32), "y_train": np.array([0, 1, 0, 1])}
+'''
+
+
+# ------------------------------------------------------------------ the helper every case goes through
+
+
+def snapshot(root: Path) -> dict[str, tuple[int, int, int]]:
+    """Every entry under root: its kind, size and mtime; any write shows as a difference."""
+    entries: dict[str, tuple[int, int, int]] = {}
+    for directory, dirs, files in os.walk(root):
+        for name in dirs + files:
+            path = os.path.join(directory, name)
+            info = os.lstat(path)
+            entries[os.path.relpath(path, root)] = (stat.S_IFMT(info.st_mode), info.st_size, info.st_mtime_ns)
+    return entries
+
+
+def refused(capsys: pytest.CaptureFixture[str], root: Path, argv: list[str], fragments: list[str],
+            prefix: str = "config error: ", limit_s: float = TIME_LIMIT_S) -> str:
+    """Runs the CLI; asserts exit 2, one stderr line naming the field (`fragments`), no traceback,
+    nothing written under root, and an answer within limit_s. Returns the line."""
+    capsys.readouterr()
+    before = snapshot(root)
+    had_ray = "ray" in sys.modules
+    start = time.monotonic()
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # argparse's usage errors
+        code = exc.code  # type: ignore[assignment]
+    elapsed = time.monotonic() - start
+    out, err = capsys.readouterr()
+    assert code == 2, f"exit {code}\nstdout: {out}\nstderr: {err}"
+    assert "Traceback" not in out + err, err
+    lines = err.splitlines()
+    assert len(lines) == 1 and err.endswith("\n"), f"expected one line on stderr, got: {err!r}"
+    assert out == "", out
+    line = lines[0]
+    assert line.startswith(prefix), line
+    for fragment in fragments:
+        assert fragment in line, f"{fragment!r} not in {line!r}"
+    assert snapshot(root) == before, "something was written"
+    assert elapsed < limit_s, f"took {elapsed:.1f} s"
+    assert had_ray or "ray" not in sys.modules, "Ray was imported before the refusal"
+    return line
+
+
+# ------------------------------------------------------------------ fixtures: a base config and tiny data
+
+
+def _tiny_npz(path: Path, n: int = 600, shape: tuple[int, ...] = (28, 28), **extra: Any) -> Path:
+    rng = np.random.default_rng(0)
+    arrays = {"x_train": rng.integers(0, 256, (n, *shape), dtype=np.uint8), "y_train": np.arange(n) % 10,
+              "x_test": rng.integers(0, 256, (100, *shape), dtype=np.uint8), "y_test": np.arange(100) % 10}
+    arrays.update(extra)
+    np.savez(path, **{k: v for k, v in arrays.items() if v is not None})
+    return path
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Read-only inputs shared by the cases: tiny datasets and an entry-point module."""
+    root = tmp_path_factory.mktemp("bad-input-shared")
+    _tiny_npz(root / "tiny.npz")
+    _tiny_npz(root / "small-images.npz", shape=(8, 8))
+    _tiny_npz(root / "flat.npz", shape=(20,))
+    (root / f"{ENTRY_MODULE}.py").write_text(ENTRY_SOURCE)
+    return root
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shared: Path) -> None:
+    """Each case runs inside its tmp_path (a stray relative write lands there and is caught), with no
+    cluster address from the environment and no `ray start` cluster visible."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setattr(resources, "CURRENT_CLUSTER", tmp_path / "no-ray" / "ray_current_cluster")
+    monkeypatch.syspath_prepend(str(shared))
+
+
+def base(tmp_path: Path, shared: Path) -> dict[str, Any]:
+    return {
+        "name": "bad",
+        "storage_path": str(tmp_path / "runs"),
+        "data": {"source": "npz", "path": str(shared / "tiny.npz"), "val_size": 100},
+        "trial": {"model": "mlp", "mlp": {"hidden": [8]}, "epochs": 2, "batch_size": 32},
+    }
+
+
+def deep_merge(into: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(into)
+    for key, value in extra.items():
+        merged[key] = deep_merge(merged[key], value) if isinstance(value, dict) and isinstance(
+            merged.get(key), dict) else value
+    return merged
+
+
+def write_config(tmp_path: Path, shared: Path, extra: dict[str, Any] | None = None, drop: tuple[str, ...] = ()
+                 ) -> Path:
+    config = deep_merge(base(tmp_path, shared), extra or {})
+    for key in drop:
+        config.pop(key)
+    path = tmp_path / "experiment.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def base_text(tmp_path: Path, shared: Path) -> str:
+    return (f"name: bad\nstorage_path: {tmp_path / 'runs'}\n"
+            f"data: {{source: npz, path: {shared / 'tiny.npz'}, val_size: 100}}\n")
+
+
+# ------------------------------------------------------------------ YAML: the file and its syntax
+
+
+def _nested(depth: int, open_: str = "[", close: str = "]") -> str:
+    return open_ * depth + close * depth
+
+
+def _alias_bomb(levels: int = 9, width: int = 9) -> str:
+    lines = ["a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    for level in range(1, levels):
+        refs = ", ".join([f"*a{level - 1}"] * width)
+        lines.append(f"a{level}: &a{level} [{refs}]")
+    return "\n".join(lines) + "\n"
+
+
+def _mapping_bomb(levels: int = 8) -> str:
+    lines = ["m0: &m0 {k0: x, k1: x, k2: x, k3: x, k4: x, k5: x, k6: x, k7: x, k8: x, k9: x}"]
+    for level in range(1, levels):
+        refs = ", ".join(f"k{i}: *m{level - 1}" for i in range(10))
+        lines.append(f"m{level}: &m{level} {{{refs}}}")
+    return "\n".join(lines) + "\n"
+
+
+# (id, the file's text after the base lines, fragments). Text is appended to a base holding name,
+# storage_path and data only, so each case adds its own sections.
+YAML_CASES = [
+    ("duplicate-top-level", "name: again\n", ["duplicate key 'name'"]),
+    ("duplicate-in-section", "trial:\n  lr: 0.1\n  epochs: 2\n  lr: 0.2\n", ["duplicate key 'lr'", ":7"]),
+    ("duplicate-in-flow-mapping", "trial: {epochs: 2, epochs: 3}\n", ["duplicate key 'epochs'"]),
+    ("duplicate-section", "trial: {epochs: 2}\ntrial: {epochs: 3}\n", ["duplicate key 'trial'"]),
+    ("duplicate-deep-in-space", "search: {space: {lr: {grid: [0.1], grid: [0.2]}}}\n", ["duplicate key 'grid'"]),
+    ("duplicate-inside-list-item", "search: {space: {loss: {grid: [{l1: 0.1, l1: 0.2}]}}}\n",
+     ["duplicate key 'l1'"]),
+    ("alias-bomb-lists", _alias_bomb(), ["aliases are expanded", "alias bomb"]),
+    ("alias-bomb-mappings", _mapping_bomb(), ["aliases are expanded"]),
+    ("alias-bomb-inside-a-field", "trial:\n  model_args:\n" + "".join("    " + line + "\n"
+                                                                     for line in _alias_bomb().splitlines()),
+     ["aliases are expanded"]),
+    ("nesting-past-the-cap", f"trial: {{model_args: {{x: {_nested(40)}}}}}\n", ["nested more than 32 levels"]),
+    ("nesting-deep-lists", f"deep: {_nested(100_000)}\n", ["nested too deeply"]),
+    ("nesting-deep-mappings", "deep: " + "{a: " * 20_000 + "1" + "}" * 20_000 + "\n", ["nested too deeply"]),
+    ("nesting-deep-block-style", "".join("  " * i + f"k{i}:\n" for i in range(60)) + "  " * 60 + "v: 1\n",
+     ["nested more than 32 levels"]),
+    ("tag-python-object", "seed: !!python/object/apply:os.system ['touch pwned']\n", ["YAML tags are not allowed"]),
+    ("tag-python-name", "seed: !!python/name:os.system\n", ["YAML tags are not allowed"]),
+    ("tag-custom", "seed: !secret 3\n", ["YAML tags are not allowed"]),
+    ("tag-binary", "trial: {model: !!binary aGVsbG8=}\n", ["trial.model", "bytes values are not allowed"]),
+    ("tag-set", "trial: {mlp: {hidden: !!set {8: null}}}\n", ["trial.mlp.hidden", "set values are not allowed"]),
+    ("date-value", "seed: 2024-01-01\n", ["seed", "date values are not allowed", "quote dates"]),
+    ("integer-key", "trial: {1: 2}\n", ["keys must be text"]),
+    ("null-key", "trial: {null: 2}\n", ["keys must be text"]),
+    ("list-as-key", "trial:\n  ? [a, b]\n  : 1\n", ["a mapping key must be a plain value"]),
+    ("two-documents", "---\nseed: 1\n", ["YAML syntax error"]),
+    ("tab-indentation", "trial:\n\tlr: 0.1\n", ["YAML syntax error"]),
+    ("unclosed-bracket", "trial: {lr: [1e-3\n", ["YAML syntax error"]),
+]
+
+
+@pytest.mark.parametrize(("text", "fragments"), [c[1:] for c in YAML_CASES], ids=[c[0] for c in YAML_CASES])
+def test_yaml_refused(text: str, fragments: list[str], tmp_path: Path, shared: Path,
+                      capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "experiment.yaml"
+    path.write_text(base_text(tmp_path, shared) + text)
+    line = refused(capsys, tmp_path, ["launch", str(path)], fragments)
+    assert str(path) in line or "--set" in line or line.split(": ")[1].split(".")[0] in text
+    assert not (tmp_path / "pwned").exists()
+
+
+def _fifo(tmp_path: Path) -> str:
+    path = tmp_path / "fifo.yaml"
+    os.mkfifo(path)
+    return str(path)
+
+
+def _directory(tmp_path: Path) -> str:
+    (tmp_path / "dir.yaml").mkdir()
+    return str(tmp_path / "dir.yaml")
+
+
+def _large(tmp_path: Path) -> str:
+    path = tmp_path / "large.yaml"
+    path.write_text("name: big\n" + "# padding\n" * 200_000)
+    return str(path)
+
+
+def _sparse(tmp_path: Path) -> str:
+    path = tmp_path / "sparse.yaml"
+    with open(path, "wb") as f:
+        f.truncate(50 << 30)  # 50 GiB that takes no disk
+    return str(path)
+
+
+def _write(name: str, data: bytes) -> Callable[[Path], str]:
+    def make(tmp_path: Path) -> str:
+        (tmp_path / name).write_bytes(data)
+        return str(tmp_path / name)
+
+    return make
+
+
+# (id, makes the config path, fragments naming the path and the problem)
+FILE_CASES: list[tuple[str, Callable[[Path], str], list[str]]] = [
+    ("fifo", _fifo, ["fifo.yaml", "not a regular file"]),
+    ("dev-zero", lambda _: "/dev/zero", ["/dev/zero", "not a regular file"]),
+    ("directory", _directory, ["dir.yaml", "a directory"]),
+    ("above-size-cap", _large, ["large.yaml", "byte cap"]),
+    ("sparse-50-GiB", _sparse, ["sparse.yaml", "byte cap"]),
+    ("missing", lambda tmp_path: str(tmp_path / "missing.yaml"), ["missing.yaml", "No such file"]),
+    ("nul-in-path", lambda tmp_path: str(tmp_path / "a\x00b.yaml"), ["NUL byte"]),
+    ("not-utf8", _write("latin1.yaml", "name: café\n".encode("latin-1")), ["latin1.yaml", "not UTF-8"]),
+    ("utf16", _write("utf16.yaml", "name: x\n".encode("utf-16")), ["utf16.yaml", "not UTF-8"]),
+    ("binary", _write("model.yaml", b"\x80\x04\x95\xff\xfe binary"), ["model.yaml", "not UTF-8"]),
+    ("empty", _write("empty.yaml", b""), ["empty.yaml", "must be a YAML mapping", "NoneType"]),
+    ("comments-only", _write("comments.yaml", b"# nothing here\n\n"), ["comments.yaml", "YAML mapping"]),
+    ("a-list", _write("list.yaml", b"- name: x\n- seed: 1\n"), ["list.yaml", "YAML mapping", "list"]),
+    ("a-scalar", _write("scalar.yaml", b"just text\n"), ["scalar.yaml", "YAML mapping", "str"]),
+]
+
+
+@pytest.mark.parametrize(("make", "fragments"), [c[1:] for c in FILE_CASES], ids=[c[0] for c in FILE_CASES])
+def test_config_file_refused(make: Callable[[Path], str], fragments: list[str], tmp_path: Path,
+                             capsys: pytest.CaptureFixture[str]) -> None:
+    refused(capsys, tmp_path, ["launch", make(tmp_path)], fragments)
+
+
+# ------------------------------------------------------------------ values: numbers, sizes, spaces, names
+
+NAN, INF = float("nan"), float("inf")
+
+# (id, merged into the base config, --set overrides, fragments). Either or both may be given: a YAML
+# file's value and a --set value go through the same validation.
+VALUE_CASES: list[tuple[str, dict[str, Any], list[str], list[str]]] = [
+    # non-finite floats wherever a float is accepted
+    ("nan-lr", {"trial": {"lr": NAN}}, [], ["trial.lr", "finite"]),
+    ("inf-lr-set", {}, ["trial.lr=.inf"], ["trial.lr", "finite"]),
+    ("neg-inf-weight-decay", {"trial": {"weight_decay": -INF}}, [], ["trial.weight_decay"]),
+    ("nan-weight-decay-set", {}, ["trial.weight_decay=.nan"], ["trial.weight_decay"]),
+    ("nan-init-bound", {"trial": {"init": {"scheme": "uniform", "bound": NAN}}}, [], ["trial.init.bound"]),
+    ("inf-init-bound", {}, ["trial.init.bound=.inf"], ["trial.init.bound"]),
+    ("huge-init-bound", {}, ["trial.init.bound=1e300"], ["trial.init.bound", "1e+300"]),
+    ("nan-uniform-bound", {"search": {"space": {"mlp.dropout": {"uniform": [0.0, NAN]}}}}, [],
+     ["search.space.mlp.dropout.uniform", "finite"]),
+    ("inf-loguniform-bound", {"search": {"space": {"lr": {"loguniform": [1e-4, INF]}}}}, [],
+     ["search.space.lr.loguniform", "finite"]),
+    ("nan-grid-value", {"search": {"space": {"lr": {"grid": [0.1, NAN]}}}}, [], ["search.space.lr", "finite"]),
+    ("inf-choice-value", {}, ["search.space={lr: {choice: [.inf]}}"], ["search.space.lr", "finite"]),
+    ("nan-cpu", {"resources": {"cpu": NAN}}, [], ["resources.cpu"]),
+    ("inf-gpu", {}, ["resources.gpu=.inf"], ["resources.gpu"]),
+    ("nan-reduction-factor", {"asha": {"reduction_factor": NAN}}, [], ["asha.reduction_factor"]),
+    ("inf-reduction-factor", {}, ["asha.reduction_factor=.inf"], ["asha.reduction_factor"]),
+    ("nan-step-gamma", {"trial": {"schedule": {"name": "step", "step": {"gamma": NAN}}}}, [],
+     ["trial.schedule.step.gamma"]),
+    ("inf-plateau-threshold", {}, ["trial.schedule.plateau.threshold=.inf"], ["trial.schedule.plateau.threshold"]),
+    ("inf-onecycle-div-factor", {}, ["trial.schedule.onecycle.div_factor=.inf"],
+     ["trial.schedule.onecycle.div_factor"]),
+    ("nan-warmup-epochs", {}, ["trial.schedule.warmup_epochs=.nan"], ["trial.schedule.warmup_epochs"]),
+    ("nan-augment-rotate", {"trial": {"augment": {"rotate": NAN}}}, [], ["trial.augment.rotate"]),
+    ("inf-augment-translate", {}, ["trial.augment.translate=.inf"], ["trial.augment.translate"]),
+    ("nan-label-smoothing", {}, ["trial.loss.label_smoothing=.nan"], ["trial.loss.label_smoothing"]),
+    ("inf-clip-threshold", {}, ["trial.clip.threshold=.inf"], ["trial.clip.threshold"]),
+    ("nan-val-size", {"data": {"val_size": NAN}}, [], ["data.val_size"]),
+    ("inf-val-size", {}, ["data.val_size=.inf"], ["data.val_size"]),
+    ("inf-test-size", {}, ["data.test_size=-.inf"], ["data.test_size"]),
+    ("inf-gpu-memory", {}, ["runtime.gpu_memory_gb=.inf"], ["runtime.gpu_memory_gb"]),
+    # a bool where a number is expected
+    ("bool-batch-size", {"trial": {"batch_size": True}}, [], ["trial.batch_size", "valid integer", "True"]),
+    ("bool-epochs-set", {}, ["trial.epochs=false"], ["trial.epochs", "valid integer"]),
+    ("bool-seed", {"seed": True}, [], ["seed", "valid integer"]),
+    ("bool-lr", {}, ["trial.lr=true"], ["trial.lr", "valid number"]),
+    ("bool-hidden-width", {}, ["trial.mlp.hidden=[true]"], ["trial.mlp.hidden.0", "valid integer"]),
+    ("bool-train-limit", {"data": {"train_limit": True}}, [], ["data.train_limit"]),
+    ("bool-val-size", {}, ["data.val_size=true"], ["data.val_size"]),
+    ("bool-cpu", {}, ["resources.cpu=true"], ["resources.cpu"]),
+    ("bool-randint-bound", {"search": {"space": {"trial.seed": {"randint": [True, 5]}}}}, [], ["search.space"]),
+    ("string-number", {}, ["trial.lr='0.1'"], ["trial.lr", "valid number"]),
+    # integers beyond what a consumer takes
+    ("seed-above-32-bits", {}, ["seed=4294967296"], ["seed", "less than or equal to 4294967295"]),
+    ("trial-seed-above-32-bits", {"trial": {"seed": 2**32}}, [], ["trial.seed", "4294967295"]),
+    ("seed-negative", {}, ["seed=-1"], ["seed", "greater than or equal to 0"]),
+    ("seed-beyond-int64", {}, ["seed=9223372036854775808"], ["seed", "beyond 64 bits"]),
+    ("huge-int-in-yaml", {"trial": {"epochs": 10**30}}, [], ["trial.epochs", "beyond 64 bits"]),
+    ("huge-int-in-model-args", {}, ["trial.model_args={w: 100000000000000000000000}"],
+     ["trial.model_args.w", "beyond 64 bits"]),
+    ("randint-seed-above-32-bits", {"search": {"space": {"seed": {"randint": [0, 2**40]}}}}, [],
+     ["search.space.seed", "4294967295"]),
+    ("randint-beyond-int64", {}, ["search.space={seed: {randint: [0, 18446744073709551616]}}"],
+     ["search.space.seed.randint[1]", "beyond 64 bits"]),
+    ("batch-size-huge", {}, ["trial.batch_size=4611686018427387904"], ["trial.batch_size", "10000000"]),
+    ("train-limit-huge", {}, ["data.train_limit=4611686018427387904"], ["data.train_limit"]),
+    ("max-retries-huge", {}, ["failure.max_retries=1000000000"], ["failure.max_retries"]),
+    ("histogram-every-huge", {}, ["tensorboard.histogram_every=10000000000"], ["tensorboard.histogram_every"]),
+    ("trials-per-gpu-huge", {}, ["resources.trials_per_gpu=10000000000"], ["resources.trials_per_gpu"]),
+    ("plateau-patience-huge", {}, ["trial.schedule.plateau.patience=10000000000"],
+     ["trial.schedule.plateau.patience"]),
+    # CPU and GPU amounts Ray cannot represent
+    ("cpu-too-fine", {}, ["resources.cpu=0.00001"], ["resources.cpu", "steps of 0.0001"]),
+    ("cpu-fraction-above-one", {}, ["resources.cpu=1.5"], ["resources.cpu", "whole number"]),
+    ("cpu-third", {"resources": {"cpu": 1 / 3}}, [], ["resources.cpu", "steps of 0.0001"]),
+    ("gpu-too-fine", {}, ["resources.gpu=0.00001"], ["resources.gpu", "steps of 0.0001"]),
+    ("gpu-fraction-above-one", {}, ["resources.gpu=2.5"], ["resources.gpu", "whole number"]),
+    ("gpu-negative", {}, ["resources.gpu=-1"], ["resources.gpu"]),
+    ("cpu-above-cap", {}, ["resources.cpu=5000"], ["resources.cpu", "1024"]),
+    ("cpu-more-than-machine", {}, ["resources.cpu=1024"], ["resources.cpu", "more CPUs per trial than this machine"]),
+    ("gpu-more-than-machine", {}, ["resources.gpu=64"], ["resources.gpu", "more GPUs per trial than this machine"]),
+    # sizes
+    ("trials-above-cap", {"search": {"num_samples": 5001, "space": {"lr": {"grid": [0.1, 0.01]}}}}, [],
+     ["search.num_samples", "10002 trials", "10000"]),
+    ("grid-product-above-cap", {"search": {"num_samples": 10, "space": {
+        "lr": {"grid": [round(0.001 * (i + 1), 3) for i in range(40)]},
+        "trial.seed": {"grid": list(range(30))}}}}, [], ["search.num_samples", "12000 trials"]),
+    ("num-samples-above-cap", {}, ["search.num_samples=10001"], ["search.num_samples", "10000"]),
+    ("epochs-above-cap", {}, ["trial.epochs=10001"], ["trial.epochs", "10000"]),
+    ("epochs-zero", {}, ["trial.epochs=0"], ["trial.epochs", "greater than 0"]),
+    ("brackets-above-cap", {}, ["asha.brackets=9"], ["asha.brackets", "8"]),
+    ("brackets-above-rungs", {"asha": {"brackets": 3}}, [], ["asha.brackets", "at most"]),
+    ("grace-above-epochs", {}, ["asha.grace_period=3"], ["asha.grace_period", "trial.epochs (2)"]),
+    ("batch-size-above-cap", {}, ["trial.batch_size=10000001"], ["trial.batch_size", "10000000"]),
+    ("hidden-width-above-cap", {}, ["trial.mlp.hidden=[65537]"], ["trial.mlp.hidden.0", "65536"]),
+    ("too-many-hidden-layers", {}, ["trial.mlp.hidden=[8,8,8,8,8,8,8,8,8,8,8,8,8,8,8,8,8]"], ["trial.mlp.hidden"]),
+    ("too-many-cnn-blocks-schema", {}, ["trial.model=cnn", "trial.cnn.channels=[8,8,8,8,8]"], ["trial.cnn.channels"]),
+    ("rnn-layers-above-cap", {}, ["trial.model=lstm", "trial.lstm.layers=5"], ["trial.lstm.layers"]),
+    ("max-concurrent-zero", {}, ["search.max_concurrent_trials=0"], ["search.max_concurrent_trials"]),
+    # search spaces
+    ("inverted-bounds", {"search": {"space": {"lr": {"uniform": [0.1, 0.01]}}}}, [],
+     ["search.space.lr.uniform", "low must be below high"]),
+    ("equal-bounds", {}, ["search.space={lr: {loguniform: [0.1, 0.1]}}"], ["search.space.lr.loguniform", "below"]),
+    ("loguniform-low-zero", {}, ["search.space={lr: {loguniform: [0, 0.1]}}"], ["search.space.lr.loguniform", "> 0"]),
+    ("quniform-off-grid", {"search": {"space": {"mlp.dropout": {"quniform": [0.05, 0.5, 0.1]}}}}, [],
+     ["search.space.mlp.dropout.quniform", "multiples of q"]),
+    ("quniform-q-zero", {}, ["search.space={mlp.dropout: {quniform: [0.0, 0.5, 0.0]}}"], ["q must be > 0"]),
+    ("quniform-wrong-arity", {}, ["search.space={mlp.dropout: {quniform: [0.0, 0.5]}}"],
+     ["search.space.mlp.dropout.quniform", "[low, high, q]"]),
+    ("uniform-wrong-arity", {}, ["search.space={lr: {uniform: [0.1]}}"], ["search.space.lr.uniform", "[low, high]"]),
+    ("uniform-three-bounds", {}, ["search.space={lr: {uniform: [0.1, 0.2, 0.3]}}"], ["search.space.lr.uniform"]),
+    ("uniform-text-bounds", {}, ["search.space={lr: {uniform: [a, b]}}"], ["search.space.lr.uniform", "numbers"]),
+    ("randint-float-bounds", {}, ["search.space={trial.seed: {randint: [0.5, 3]}}"], ["integers"]),
+    ("randint-int-field-ok-float-kind", {"search": {"space": {"batch_size": {"uniform": [16, 64]}}}}, [],
+     ["search.space.batch_size.uniform", "integer", "randint"]),
+    ("quniform-int-field", {"search": {"space": {"batch_size": {"quniform": [16, 64, 16]}}}}, [],
+     ["search.space.batch_size.quniform", "integer"]),
+    ("empty-grid", {}, ["search.space={lr: {grid: []}}"], ["search.space.lr.grid", "at least one value"]),
+    ("empty-choice", {"search": {"space": {"lr": {"choice": []}}}}, [], ["search.space.lr.choice"]),
+    ("unknown-kind", {}, ["search.space={lr: {normal: [0, 1]}}"], ["search.space.lr", "unknown search kind"]),
+    ("two-kinds", {}, ["search.space={lr: {grid: [0.1], choice: [0.2]}}"], ["search.space.lr", "exactly one"]),
+    ("kind-not-a-list", {}, ["search.space={lr: {grid: 0.1}}"], ["search.space.lr.grid", "must be a list"]),
+    ("spec-not-a-mapping", {}, ["search.space={lr: [0.1, 0.2]}"], ["search.space.lr"]),
+    ("space-not-a-mapping", {}, ["search.space=[lr]"], ["search.space"]),
+    ("section-and-field", {"search": {"space": {"loss": {"grid": [{}, {"l1": 0.001}]},
+                                                "loss.l2": {"grid": [0.1]}}}}, [],
+     ["search.space.loss", "loss.l2 inside it"]),
+    ("epochs-searched", {}, ["search.space={epochs: {grid: [1, 2]}}"], ["search.space.epochs", "not searched"]),
+    ("grid-under-optuna", {"search": {"algorithm": "optuna", "space": {"lr": {"grid": [0.1, 0.01]}}}}, [],
+     ["search.space.lr", "grid is not searchable by optuna"]),
+    ("deterministic-asha-under-optuna", {"search": {"algorithm": "optuna", "space": {"lr": {"choice": [0.1]}}},
+                                         "asha": {"mode": "deterministic"}}, [],
+     ["asha.mode", "optuna", "async"]),
+    ("unknown-field", {}, ["search.space={learning_rate: {grid: [0.1]}}"], ["search.space.learning_rate"]),
+    ("field-of-a-value", {}, ["search.space={lr.x: {grid: [0.1]}}"], ["search.space.lr.x", "no sub-fields"]),
+    ("empty-path-part", {}, ["search.space={mlp..hidden: {grid: [[8]]}}"], ["search.space.mlp..hidden"]),
+    ("bad-candidate", {}, ["search.space={batch_size: {choice: [32, 0]}}"], ["search.space.batch_size", "got 0"]),
+    ("unknown-model-candidate", {}, ["search.space={model: {grid: [mlp, vit]}}"], ["search.space.model", "'vit'"]),
+    # names and paths
+    ("name-trailing-newline", {"name": "bad\n"}, [], ["name", "plain directory name"]),
+    ("name-control-character", {}, ["name=bad\x1b[31m"], ["name", "plain directory name"]),
+    ("name-tab", {"name": "a\tb"}, [], ["name", "plain directory name"]),
+    ("name-nul", {"name": "a\x00b"}, [], ["name", "plain directory name"]),
+    ("name-too-long", {"name": "x" * 101}, [], ["name", "longer than 100"]),
+    ("name-far-too-long", {}, ["name=" + "y" * 5000], ["name", "longer than 100"]),
+    ("name-empty", {}, ["name="], ["name"]),
+    ("name-slash", {}, ["name=a/b"], ["name", "plain directory name"]),
+    ("name-dotdot", {"name": ".."}, [], ["name", "plain directory name"]),
+    ("name-not-text", {"name": 12}, [], ["name", "valid string"]),
+    ("storage-path-empty", {"storage_path": ""}, [], ["storage_path", "must not be empty"]),
+    ("storage-path-blank", {}, ["storage_path='  '"], ["storage_path", "must not be empty"]),
+    ("storage-path-nul", {"storage_path": "runs\x00x"}, [], ["storage_path", "NUL"]),
+    ("storage-path-newline", {"storage_path": "runs\n"}, [], ["storage_path", "control character"]),
+    ("storage-path-unknown-user", {"storage_path": "~nosuchuser_bad_input/runs"}, [],
+     ["storage_path", "unknown user"]),
+    ("storage-path-ftp", {"storage_path": "ftp://example.com/runs"}, [], ["storage_path", "'ftp'"]),
+    ("storage-path-foo", {}, ["storage_path=foo://bar"], ["storage_path", "unknown URI scheme 'foo'"]),
+    ("storage-path-s3-no-bucket", {"storage_path": "s3://"}, [], ["storage_path", "bucket"]),
+    ("storage-path-gs-no-bucket", {}, ["storage_path=gs:///"], ["storage_path", "bucket"]),
+    ("storage-path-file-relative", {"storage_path": "file://runs"}, [], ["storage_path", "absolute path"]),
+    ("storage-path-file-no-path", {}, ["storage_path=file://"], ["storage_path", "absolute path"]),
+]
+
+
+@pytest.mark.parametrize(("extra", "sets", "fragments"), [c[1:] for c in VALUE_CASES],
+                         ids=[c[0] for c in VALUE_CASES])
+def test_value_refused(extra: dict[str, Any], sets: list[str], fragments: list[str], tmp_path: Path, shared: Path,
+                       capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_config(tmp_path, shared, extra)
+    refused(capsys, tmp_path, ["launch", str(path), *(f"--set={s}" for s in sets)], fragments)
+
+
+def test_name_missing(tmp_path: Path, shared: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_config(tmp_path, shared, drop=("name",))
+    refused(capsys, tmp_path, ["launch", str(path)], ["name: required field is missing"])
+
+
+# storage_path that names something unusable on disk
+def test_storage_path_is_a_file(tmp_path: Path, shared: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "runs").write_text("not a directory\n")
+    path = write_config(tmp_path, shared)
+    refused(capsys, tmp_path, ["launch", str(path)], ["storage_path", "is a file", str(tmp_path / "runs")])
+
+
+def test_storage_path_under_a_file(tmp_path: Path, shared: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "file").write_text("x\n")
+    path = write_config(tmp_path, shared, {"storage_path": str(tmp_path / "file" / "runs")})
+    refused(capsys, tmp_path, ["launch", str(path)], ["storage_path", "not writable"])
+
+
+def test_storage_path_from_the_command_line(tmp_path: Path, shared: Path, capsys: pytest.CaptureFixture[str]
+                                            ) -> None:
+    path = write_config(tmp_path, shared)
+    refused(capsys, tmp_path, ["launch", str(path), "--storage-path", ""], ["storage_path", "must not be empty"])
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes through permission bits: a 0o500 directory "
+                    "cannot refuse it")
+def test_storage_path_not_writable(tmp_path: Path, shared: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    try:
+        path = write_config(tmp_path, shared, {"storage_path": str(locked / "runs")})
+        refused(capsys, tmp_path, ["launch", str(path)], ["storage_path", "not writable"])
+    finally:
+        locked.chmod(0o700)
+
+
+# ------------------------------------------------------------------ the cluster address
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])  # closed once this returns: nothing listens there
+
+
+# (id, where the address comes from: cli | config | env, the address, fragments)
+ADDRESS_CASES = [
+    ("closed-port", "cli", "127.0.0.1:{closed}", ["--address/ray.address/RAY_ADDRESS", "no Ray cluster answers"]),
+    ("closed-port-ray-scheme", "config", "ray://127.0.0.1:{closed}", ["no Ray cluster answers"]),
+    ("closed-port-env", "env", "127.0.0.1:{closed}", ["no Ray cluster answers"]),
+    ("garbage", "cli", "not an address", ["not a Ray address", "'not an address'"]),
+    ("port-out-of-range", "cli", "host:99999", ["not a Ray address", "host:99999"]),
+    ("no-host", "cli", ":123", ["not a Ray address"]),
+    ("no-port", "env", "localhost", ["not a Ray address"]),
+    ("port-zero", "config", "localhost:0", ["not a Ray address"]),
+    ("newline", "cli", "127.0.0.1:6379\n", ["not a Ray address"]),
+    ("unknown-host", "cli", "no-such-host.invalid:6379", ["no Ray cluster answers"]),
+    ("auto-without-cluster", "cli", "auto", ["'auto' but no Ray cluster was started on this machine"]),
+    ("auto-from-env-without-cluster", "env", "auto", ["'auto' but no Ray cluster"]),
+]
+
+
+@pytest.mark.parametrize(("source", "address", "fragments"), [c[1:] for c in ADDRESS_CASES],
+                         ids=[c[0] for c in ADDRESS_CASES])
+def test_address_refused(source: str, address: str, fragments: list[str], tmp_path: Path, shared: Path,
+                         capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    address = address.format(closed=_closed_port())
+    argv = ["launch"]
+    if source == "config":
+        argv.append(str(write_config(tmp_path, shared, {"ray": {"address": address}})))
+    else:
+        argv.append(str(write_config(tmp_path, shared)))
+    if source == "cli":
+        argv += ["--address", address]
+    if source == "env":
+        monkeypatch.setenv("RAY_ADDRESS", address)
+    refused(capsys, tmp_path, argv, ["--address/ray.address/RAY_ADDRESS", *fragments])
+
+
+def test_auto_with_a_stale_cluster_file(tmp_path: Path, shared: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`ray start` left its address behind, but the cluster is gone."""
+    resources.CURRENT_CLUSTER.parent.mkdir()
+    resources.CURRENT_CLUSTER.write_text(f"127.0.0.1:{_closed_port()}\n")
+    path = write_config(tmp_path, shared)
+    refused(capsys, tmp_path, ["launch", str(path), "--address", "auto"], ["no Ray cluster answers"])
+
+
+# ------------------------------------------------------------------ data: every source's bad arrays
+
+
+def _npz(**arrays: Any) -> Callable[[Path], dict[str, Any]]:
+    def make(tmp_path: Path) -> dict[str, Any]:
+        path = tmp_path / "bad.npz"
+        np.savez(path, **arrays)
+        return {"source": "npz", "path": str(path)}
+
+    return make
+
+
+def _npz_raw(data: bytes) -> Callable[[Path], dict[str, Any]]:
+    def make(tmp_path: Path) -> dict[str, Any]:
+        (tmp_path / "bad.npz").write_bytes(data)
+        return {"source": "npz", "path": str(tmp_path / "bad.npz")}
+
+    return make
+
+
+def _npz_objects(tmp_path: Path) -> dict[str, Any]:
+    x = np.empty((4, 2), dtype=object)
+    x[:] = [[{"a": 1}, "b"]] * 4
+    np.savez(tmp_path / "bad.npz", x_train=x, y_train=np.array([0, 1, 0, 1]), allow_pickle=True)
+    return {"source": "npz", "path": str(tmp_path / "bad.npz")}
+
+
+def _npz_huge_header(tmp_path: Path) -> dict[str, Any]:
+    """A .npz whose array header declares 2**50 bytes (a few bytes on disk): refused before allocating."""
+    import zipfile
+
+    header = {"descr": "|u1", "fortran_order": False, "shape": (2**30, 1024, 1)}
+    buffer = __import__("io").BytesIO()
+    np.lib.format.write_array_header_1_0(buffer, header)
+    with zipfile.ZipFile(tmp_path / "bad.npz", "w") as archive:
+        archive.writestr("x_train.npy", buffer.getvalue() + b"\0" * 64)
+        labels = __import__("io").BytesIO()
+        np.save(labels, np.zeros(4, np.int64))
+        archive.writestr("y_train.npy", labels.getvalue())
+    return {"source": "npz", "path": str(tmp_path / "bad.npz")}
+
+
+def _fashion_copy(damage: Callable[[Path], None]) -> Callable[[Path], dict[str, Any]]:
+    def make(tmp_path: Path) -> dict[str, Any]:
+        root = tmp_path / "fmnist"
+        root.mkdir()
+        for stem in data_sources.IDX_NAMES.values():
+            shutil.copy(FASHION_DIR / f"{stem}.gz", root / f"{stem}.gz")
+        damage(root)
+        return {"root": str(root)}
+
+    return make
+
+
+def _truncate(name: str, size: int) -> Callable[[Path], None]:
+    def damage(root: Path) -> None:
+        with open(root / f"{name}.gz", "r+b") as f:
+            f.truncate(size)
+
+    return damage
+
+
+def _replace(name: str, payload: bytes, compress: bool = True) -> Callable[[Path], None]:
+    def damage(root: Path) -> None:
+        (root / f"{name}.gz").unlink()
+        if compress:
+            (root / f"{name}.gz").write_bytes(gzip.compress(payload))
+        else:
+            (root / name).write_bytes(payload)
+
+    return damage
+
+
+def _idx(shape: tuple[int, ...], body: bytes) -> bytes:
+    return bytes([0, 0, 8, len(shape)]) + b"".join(struct.pack(">I", s) for s in shape) + body
+
+
+LABELS = np.arange(600) % 10
+X = np.zeros((600, 28, 28), np.uint8)
+
+# (id, makes the data section, fragments; the line starts with "data error: " unless it names a config field)
+DATA_CASES: list[tuple[str, Callable[[Path], dict[str, Any]], list[str]]] = [
+    ("npz-mismatched-lengths", _npz(x_train=X, y_train=LABELS[:500]), ["one label per sample (600)", "[500]"]),
+    ("npz-negative-label", _npz(x_train=X, y_train=LABELS - 1), ["y_train labels must be in", "-1"]),
+    ("npz-label-above-classes", _npz(x_train=X, y_train=LABELS, classes=np.array(["a", "b", "c"])),
+     ["y_train has label 9 but there are 3 classes"]),
+    ("npz-float-labels", _npz(x_train=X, y_train=LABELS.astype(np.float32)), ["integer class indices", "float32"]),
+    ("npz-bool-labels", _npz(x_train=X, y_train=LABELS % 2 == 0), ["integer class indices", "bool"]),
+    ("npz-2d-labels", _npz(x_train=X, y_train=LABELS.reshape(600, 1)), ["one label per sample"]),
+    ("npz-single-class", _npz(x_train=X, y_train=np.zeros(600, np.int64)), ["single class"]),
+    ("npz-nan-pixels", _npz(x_train=np.full((600, 28, 28), np.nan, np.float32), y_train=LABELS), ["NaN"]),
+    ("npz-inf-pixels", _npz(x_train=np.full((600, 4), np.inf), y_train=LABELS), ["infinite"]),
+    ("npz-string-pixels", _npz(x_train=np.array([["a", "b"]] * 600), y_train=LABELS), ["uint8", "<U1"]),
+    ("npz-int64-pixels", _npz(x_train=X.astype(np.int64), y_train=LABELS), ["uint8 pixels or floating", "int64"]),
+    ("npz-complex-pixels", _npz(x_train=X.astype(np.complex64), y_train=LABELS), ["complex64"]),
+    ("npz-object-array", _npz_objects, ["not a readable .npz", "pickle"]),
+    ("npz-1d-images", _npz(x_train=np.zeros(600, np.uint8), y_train=LABELS), ["(N, D)", "[600]"]),
+    ("npz-5d-images", _npz(x_train=np.zeros((600, 1, 1, 2, 2), np.uint8), y_train=LABELS), ["(N, C, H, W)"]),
+    ("npz-channels-last", _npz(x_train=np.zeros((600, 28, 28, 3), np.uint8), y_train=LABELS), ["channels first"]),
+    ("npz-empty", _npz(x_train=np.zeros((0, 28, 28), np.uint8), y_train=np.zeros(0, np.int64)), ["N > 0"]),
+    ("npz-missing-labels", _npz(x_train=X), ["missing array y_train"]),
+    ("npz-missing-images", _npz(y_train=LABELS), ["missing array x_train"]),
+    ("npz-test-without-labels", _npz(x_train=X, y_train=LABELS, x_test=X[:10]), ["y_test"]),
+    ("npz-test-shape-differs", _npz(x_train=X, y_train=LABELS, x_test=np.zeros((10, 14, 14), np.uint8),
+                                    y_test=LABELS[:10]), ["x_test samples are"]),
+    ("npz-classes-not-text", _npz(x_train=X, y_train=LABELS, classes=np.arange(10)), ["classes"]),
+    ("npz-classes-repeated", _npz(x_train=X, y_train=LABELS, classes=np.array(["a"] * 10)), ["distinct"]),
+    ("npz-not-a-zip", _npz_raw(b"this is not an archive\n" * 10), ["data.path", "not a readable .npz"]),
+    ("npz-truncated", lambda tmp_path: _npz_raw((Path(str(_npz(x_train=X, y_train=LABELS)(tmp_path)["path"])
+                                                 ).read_bytes()[:3000]))(tmp_path), ["not a readable .npz"]),
+    ("npz-huge-header", _npz_huge_header, ["data.path", "x_train"]),
+    ("npz-missing-file", lambda tmp_path: {"source": "npz", "path": str(tmp_path / "nope.npz")},
+     ["data.path", "nope.npz"]),
+    ("npz-empty-directory", lambda tmp_path: (tmp_path / "empty").mkdir() or {"source": "npz",
+                                                                               "path": str(tmp_path / "empty")},
+     ["data.path", "directory holding .npz"]),
+    ("npz-fifo", lambda tmp_path: os.mkfifo(tmp_path / "x.npz") or {"source": "npz", "path": str(tmp_path / "x.npz")},
+     ["data.path", "x.npz"]),
+    ("val-size-whole-split", lambda tmp_path: {"val_size": 10_000}, ["data.val_size", "at least one"]),
+    ("test-size-whole-split", lambda tmp_path: {"source": "entry_point", "entry_point": f"{ENTRY_MODULE}:good",
+                                                "test_size": 64}, ["data.test_size"]),
+    ("entry-point-raises", lambda _: {"source": "entry_point", "entry_point": f"{ENTRY_MODULE}:raises"},
+     ["data.entry_point", "RuntimeError: the data server is down"]),
+    ("entry-point-missing-module", lambda _: {"source": "entry_point", "entry_point": "no_such_module_xyz:load"},
+     ["data.entry_point", "ModuleNotFoundError"]),
+    ("entry-point-missing-function", lambda _: {"source": "entry_point", "entry_point": f"{ENTRY_MODULE}:nope"},
+     ["data.entry_point", "nope"]),
+    ("entry-point-returns-list", lambda _: {"source": "entry_point", "entry_point": f"{ENTRY_MODULE}:returns_list"},
+     ["data.entry_point", "returned list"]),
+    ("entry-point-returns-none", lambda _: {"source": "entry_point", "entry_point": f"{ENTRY_MODULE}:returns_none"},
+     ["returned NoneType"]),
+    ("entry-point-returns-lists", lambda _: {"source": "entry_point",
+                                             "entry_point": f"{ENTRY_MODULE}:returns_lists"}, ["numpy arrays"]),
+    ("entry-point-returns-objects", lambda _: {"source": "entry_point",
+                                               "entry_point": f"{ENTRY_MODULE}:returns_objects"}, ["object"]),
+    ("entry-point-no-labels", lambda _: {"source": "entry_point",
+                                         "entry_point": f"{ENTRY_MODULE}:returns_no_labels"}, ["y_train"]),
+    ("entry-point-bad-args", lambda _: {"source": "entry_point", "entry_point": f"{ENTRY_MODULE}:takes_nothing",
+                                        "args": {"n": 3}}, ["data.entry_point", "TypeError"]),
+    ("entry-point-no-colon", lambda _: {"source": "entry_point", "entry_point": "module_only"},
+     ["data.entry_point", "package.module:function"]),
+    ("idx-truncated-gz", _fashion_copy(_truncate("train-images-idx3-ubyte", 1024)),
+     ["data.root", "train-images-idx3-ubyte.gz", "unreadable"]),
+    ("idx-truncated-raw", _fashion_copy(_replace("train-labels-idx1-ubyte", _idx((60000,), b"\1" * 10), False)),
+     ["data.root", "truncated IDX file", "[60000]"]),
+    ("idx-bad-magic", _fashion_copy(_replace("t10k-labels-idx1-ubyte", b"PK\3\4 not idx")),
+     ["data.root", "not an IDX file"]),
+    ("idx-overflowing-shape", _fashion_copy(_replace("train-labels-idx1-ubyte",
+                                                     _idx((2**32 - 1, 2**32 - 1, 2**32 - 1, 2**32 - 1), b"")
+                                                     )), ["data.root", "truncated IDX file"]),
+    ("idx-counts-differ", _fashion_copy(_replace("train-labels-idx1-ubyte", _idx((10,), bytes(range(10))))),
+     ["one label per sample (60000)"]),
+    ("idx-label-out-of-range", _fashion_copy(_replace("t10k-labels-idx1-ubyte", _idx((10000,), b"\xc8" * 10000))),
+     ["y_test has label 200 but there are 10 classes"]),
+]
+
+
+@pytest.mark.parametrize(("make", "fragments"), [c[1:] for c in DATA_CASES], ids=[c[0] for c in DATA_CASES])
+def test_data_refused(make: Callable[[Path], dict[str, Any]], fragments: list[str], tmp_path: Path, shared: Path,
+                      capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    if not FASHION_DIR.is_dir() and "idx" in str(fragments):
+        pytest.skip("needs Debian's dataset-fashion-mnist")
+    monkeypatch.setattr(data_sources, "DEBIAN_DIR", tmp_path / "no-debian-package")  # only the damaged copy
+    section = make(tmp_path)
+    replace = "source" in section or "root" in section
+    path = tmp_path / "experiment.yaml"
+    config = base(tmp_path, shared)
+    config["data"] = section if replace else {**config["data"], **section}
+    path.write_text(yaml.safe_dump(config))
+    line = refused(capsys, tmp_path, ["launch", str(path)], fragments, prefix="")
+    assert line.startswith(("data error: data", "config error: data")), line
+
+
+# (id, the data section as YAML, fragments): fields that do not apply to the source, unknown sources
+SOURCE_CASES = [
+    ("npz-without-path", "{source: npz}", ["data", "source npz needs data.path"]),
+    ("path-with-fashion-mnist", "{path: x.npz}", ["data", "data.path does not apply to source fashion_mnist"]),
+    ("entry-point-with-npz", "{source: npz, path: x.npz, entry_point: 'a:b'}", ["data.entry_point does not apply"]),
+    ("dataset-with-fashion-mnist", "{dataset: MNIST}", ["data.dataset does not apply"]),
+    ("args-with-torchvision", "{source: torchvision, dataset: MNIST, args: {a: 1}}", ["data.args does not apply"]),
+    ("torchvision-unknown-dataset", "{source: torchvision, dataset: ImageNet}", ["unknown torchvision dataset",
+                                                                                  "'ImageNet'"]),
+    ("torchvision-without-dataset", "{source: torchvision}", ["needs data.dataset"]),
+    ("entry-point-without-target", "{source: entry_point}", ["needs data.entry_point"]),
+    ("unknown-source", "{source: hdf5}", ["data.source"]),
+    ("val-size-fraction-one", "{val_size: 1.0}", ["data.val_size", "below 1"]),
+    ("val-size-zero", "{val_size: 0}", ["data.val_size", "greater than 0"]),
+    ("test-size-fraction-above-one", "{test_size: 1.5}", ["data.test_size"]),
+    ("train-limit-zero", "{train_limit: 0}", ["data.train_limit"]),
+    ("root-empty", "{root: ''}", ["data.root"]),
+    ("unknown-data-key", "{sorce: npz}", ["data.sorce", "unknown key"]),
+]
+
+
+@pytest.mark.parametrize(("section", "fragments"), [c[1:] for c in SOURCE_CASES], ids=[c[0] for c in SOURCE_CASES])
+def test_source_fields_refused(section: str, fragments: list[str], tmp_path: Path,
+                               capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "experiment.yaml"
+    path.write_text(f"name: bad\nstorage_path: {tmp_path / 'runs'}\ndata: {section}\n")
+    refused(capsys, tmp_path, ["launch", str(path)], fragments)
+
+
+# ------------------------------------------------------------------ checks that need the loaded data
+
+# (id, merged into the base config, fragments)
+FIT_CASES: list[tuple[str, dict[str, Any], list[str]]] = [
+    ("batch-size-above-train-limit", {"data": {"train_limit": 50}, "trial": {"batch_size": 64}},
+     ["trial.batch_size", "larger than the training split (50 samples)", "64"]),
+    ("batch-size-above-split", {"trial": {"batch_size": 5000}}, ["trial.batch_size", "(500 samples)"]),
+    ("searched-batch-size-above-split", {"data": {"train_limit": 100},
+                                         "search": {"space": {"batch_size": {"choice": [32, 128]}}}},
+     ["search.space.batch_size", "128"]),
+    ("randint-batch-size-above-split", {"data": {"train_limit": 100},
+                                        "search": {"space": {"batch_size": {"randint": [16, 200]}}}},
+     ["search.space.batch_size", "199"]),
+    ("mlp-above-parameter-cap", {"trial": {"mlp": {"hidden": [60000, 60000]}}},
+     ["trial.model", "parameters", "above the cap of 100,000,000"]),
+    ("cnn-above-parameter-cap", {"trial": {"model": "cnn", "cnn": {"channels": [65536, 65536], "hidden": 8}}},
+     ["trial.model", "above the cap"]),
+    ("lstm-above-parameter-cap", {"trial": {"model": "lstm", "lstm": {"hidden_size": 65536, "layers": 4}}},
+     ["trial.model", "above the cap"]),
+    ("searched-model-above-cap", {"search": {"space": {"mlp.hidden": {"choice": [[8], [30000, 30000]]}}}},
+     ["trial.model", "above the cap"]),
+    ("cnn-blocks-beyond-the-image", {"data": {"path": "{shared}/small-images.npz"},
+                                     "trial": {"model": "cnn", "cnn": {"channels": [8, 8, 8, 8]}}},
+     ["trial.model", "4 blocks halve a 8x8 image to nothing", "at most 3"]),
+    ("cnn-on-flat-features", {"data": {"path": "{shared}/flat.npz"}, "trial": {"model": "cnn"}},
+     ["trial.model", "cnn needs images"]),
+    ("augment-on-flat-features", {"data": {"path": "{shared}/flat.npz"},
+                                  "trial": {"augment": {"flip": True}}}, ["trial.augment", "flat features"]),
+    ("factory-missing", {"trial": {"model": "no_such_pkg_xyz.nets:build"}}, ["trial.model", "cannot import"]),
+    ("factory-returns-wrong-thing", {"trial": {"model": f"{ENTRY_MODULE}:good"}}, ["trial.model"]),
+    ("gpu-packing-above-memory", {"resources": {"cpu": 1, "gpu": 0.0001},
+                                  "runtime": {"gpu_memory_gb": 1}}, ["resources"]),
+]
+
+
+@pytest.mark.parametrize(("extra", "fragments"), [c[1:] for c in FIT_CASES], ids=[c[0] for c in FIT_CASES])
+def test_fit_refused(extra: dict[str, Any], fragments: list[str], tmp_path: Path, shared: Path,
+                     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    if "gpu" in extra.get("resources", {}):
+        monkeypatch.setattr(resources, "local_resources", lambda: {"CPU": 2.0, "GPU": 1.0})
+    text = yaml.safe_dump(extra).replace("{shared}", str(shared))
+    path = write_config(tmp_path, shared, yaml.safe_load(text))
+    refused(capsys, tmp_path, ["launch", str(path)], fragments)
+
+
+@pytest.mark.skipif(not FASHION_DIR.is_dir(), reason="needs Debian's dataset-fashion-mnist")
+def test_batch_size_above_the_real_training_split(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Fashion-MNIST itself (read in about a second): 50,000 training samples, cut to 1,000."""
+    path = tmp_path / "experiment.yaml"
+    path.write_text(f"name: bad\nstorage_path: {tmp_path / 'runs'}\ndata: {{train_limit: 1000}}\n"
+                    "trial: {batch_size: 1024, epochs: 2}\n")
+    refused(capsys, tmp_path, ["launch", str(path)], ["trial.batch_size", "(1000 samples)"])
+
+
+# ------------------------------------------------------------------ the experiment directory's state
+
+
+def _state(kind: str, experiment: Path) -> None:
+    experiment.mkdir(parents=True)
+    record = experiment / "experiment.json"
+    if kind == "record-not-json":
+        record.write_text("{not json")
+    elif kind == "record-empty":
+        record.write_text("")
+    elif kind == "record-a-list":
+        record.write_text("[1, 2]\n")
+    elif kind == "record-without-config":
+        record.write_text('{"sha256": "x", "config": 3}\n')
+    elif kind == "record-not-utf8":
+        record.write_bytes(b"\xff\xfe\x00{")
+    elif kind == "record-a-directory":
+        record.mkdir()
+    elif kind == "lock-a-directory":
+        (experiment / ".launch.lock").mkdir()
+
+
+STATE_CASES = [
+    ("record-not-json", ["experiment.json", "unreadable experiment record", "--fresh"]),
+    ("record-empty", ["experiment.json", "unreadable experiment record"]),
+    ("record-a-list", ["experiment.json", "not an experiment record"]),
+    ("record-without-config", ["experiment.json", "not an experiment record"]),
+    ("record-not-utf8", ["experiment.json", "unreadable"]),
+    ("record-a-directory", ["experiment.json", "is not a file"]),
+    ("lock-a-directory", [".launch.lock", "is not a file"]),
+]
+
+
+@pytest.mark.parametrize(("kind", "fragments"), STATE_CASES, ids=[c[0] for c in STATE_CASES])
+def test_experiment_state_refused(kind: str, fragments: list[str], tmp_path: Path, shared: Path,
+                                  capsys: pytest.CaptureFixture[str]) -> None:
+    _state(kind, tmp_path / "runs" / "bad")
+    path = write_config(tmp_path, shared)
+    refused(capsys, tmp_path, ["launch", str(path)], [str(tmp_path / "runs" / "bad"), *fragments])
+
+
+# ------------------------------------------------------------------ report: what it reads back
+
+
+def _experiment(root: Path, status: Any = None, results: bytes | None = None, record: Any = None) -> Path:
+    import json
+
+    experiment = root / "runs" / "done"
+    experiment.mkdir(parents=True)
+    (experiment / "experiment.json").write_text(json.dumps(record if record is not None else {"config": {}}))
+    if status is not None:
+        (experiment / "status.json").write_text(json.dumps(status))
+    if results is not None:
+        (experiment / "results.parquet").write_bytes(results)
+    return experiment
+
+
+def _parquet() -> bytes:
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    buffer = io.BytesIO()
+    pq.write_table(pa.table({"trial_name": ["a", "b"] * 100, "test_accuracy": [0.5, 0.6] * 100}), buffer)
+    return buffer.getvalue()
+
+
+FINISHED = {"state": "finished", "trials": {}}
+REPORT_CASES: list[tuple[str, Callable[[Path], list[str]], list[str]]] = [
+    ("truncated-results", lambda t: [str(_experiment(t, FINISHED, _parquet()[:200]))],
+     ["results.parquet", "unreadable table"]),
+    ("results-not-parquet", lambda t: [str(_experiment(t, FINISHED, b"trial,acc\na,1\n"))],
+     ["results.parquet", "unreadable table"]),
+    ("results-empty", lambda t: [str(_experiment(t, FINISHED, b""))], ["results.parquet", "unreadable table"]),
+    ("truncated-history", lambda t: [str(_with_file(_experiment(t, FINISHED, _parquet()), "history.parquet",
+                                                   _parquet()[-100:]))], ["history.parquet", "unreadable table"]),
+    ("record-corrupt", lambda t: [str(_with_file(_experiment(t, FINISHED, _parquet()), "experiment.json",
+                                                b"{truncated"))], ["experiment.json", "unreadable"]),
+    ("record-a-list", lambda t: [str(_experiment(t, FINISHED, _parquet(), record=[1]))],
+     ["experiment.json", "not an experiment record"]),
+    ("record-a-directory", lambda t: [str(_record_directory(t))], ["experiment.json", "is not a file"]),
+    ("not-an-experiment", lambda t: [str((t / "plain").mkdir() or t / "plain")], ["not an experiment directory"]),
+    ("missing", lambda t: [str(t / "runs" / "nope")], ["nope", "no such experiment directory"]),
+    ("a-file", lambda t: [str((t / "file").write_text("x") and t / "file")], ["file", "no such experiment"]),
+    ("nul-in-path", lambda t: [str(t / "a\x00b")], ["not an experiment path"]),
+    ("unknown-scheme", lambda _: ["ftp://host/sweeps/smoke"], ["unknown URI scheme 'ftp'"]),
+    ("bucket-only", lambda _: ["s3://bucket"], ["name the experiment inside the bucket"]),
+    ("top-zero", lambda t: [str(_experiment(t, FINISHED, _parquet())), "--top", "0"], ["--top", "between 1"]),
+    ("top-huge", lambda t: [str(_experiment(t, FINISHED, _parquet())), "--top", "10000000000000000000000"],
+     ["--top", "between 1"]),
+]
+
+
+def _with_file(experiment: Path, name: str, data: bytes) -> Path:
+    (experiment / name).write_bytes(data)
+    return experiment
+
+
+def _record_directory(root: Path) -> Path:
+    experiment = root / "runs" / "done"
+    (experiment / "experiment.json").mkdir(parents=True)
+    return experiment
+
+
+@pytest.mark.parametrize(("make", "fragments"), [c[1:] for c in REPORT_CASES], ids=[c[0] for c in REPORT_CASES])
+def test_report_refused(make: Callable[[Path], list[str]], fragments: list[str], tmp_path: Path,
+                        capsys: pytest.CaptureFixture[str]) -> None:
+    args = make(tmp_path)
+    refused(capsys, tmp_path, ["report", *args], fragments, prefix="data error: ")
+
+
+# ------------------------------------------------------------------ evaluate: checkpoints, manifests, images
+
+TINY_SPEC = {"name": "mlp", "args": {"hidden": [8]}, "input_shape": [1, 28, 28], "num_classes": 10}
+
+
+def _checkpoint(path: Path, **changes: Any) -> Path:
+    import torch
+
+    from trainables.models import build_model
+
+    spec = changes.pop("model_spec", TINY_SPEC)
+    weights = build_model(TINY_SPEC).state_dict()
+    state = {"model": weights, "model_spec": spec, "input_scale": "standard",
+             "scaling": {"mean": [0.3], "std": [0.3], "pixel_max": 255.0}, **changes}
+    state = {k: v for k, v in state.items() if v is not None}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(state, path)
+    return path
+
+
+def _best(tmp_path: Path, manifest: bytes | None = None, **changes: Any) -> Path:
+    best = tmp_path / "runs" / "exp" / "best"
+    _checkpoint(best / "model.pt", **changes)
+    if manifest is not None:
+        (best / "manifest.json").write_bytes(manifest)
+    return best
+
+
+def _png(width: int, height: int) -> bytes:
+    """A PNG that declares width x height pixels: the header says so, the data is a few bytes."""
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(
+        b"IEND", b"")
+
+
+def _image(tmp_path: Path, name: str, data: bytes) -> str:
+    (tmp_path / name).write_bytes(data)
+    return str(tmp_path / name)
+
+
+def _real_png(tmp_path: Path, size: tuple[int, int] = (28, 28)) -> str:
+    from PIL import Image
+
+    Image.new("L", size).save(tmp_path / "shoe.png")
+    return str(tmp_path / "shoe.png")
+
+
+EVALUATE_CASES: list[tuple[str, Callable[[Path], list[str]], list[str]]] = [
+    ("scaling-std-zero", lambda t: [str(_checkpoint(t / "ck" / "checkpoint.pt",
+                                                    scaling={"mean": [0.3], "std": [0.0], "pixel_max": 255.0}))],
+     ["checkpoint.pt", "input scaling", "std > 0"]),
+    ("scaling-std-nan", lambda t: [str(_checkpoint(t / "ck" / "checkpoint.pt",
+                                                   scaling={"mean": [0.3], "std": [math.nan]}))], ["std > 0"]),
+    ("scaling-pixel-max-zero", lambda t: [str(_checkpoint(t / "ck" / "checkpoint.pt", input_scale="unit",
+                                                          scaling={"mean": [0.3], "std": [0.3], "pixel_max": 0.0}))],
+     ["checkpoint.pt", "pixel_max"]),
+    ("scaling-pixel-max-text", lambda t: [str(_checkpoint(t / "ck" / "checkpoint.pt",
+                                                          scaling={"mean": [0.3], "std": [0.3], "pixel_max": "x"}))],
+     ["checkpoint.pt"]),
+    ("scaling-not-a-mapping", lambda t: [str(_checkpoint(t / "ck" / "checkpoint.pt", scaling=[1, 2]))],
+     ["checkpoint.pt"]),
+    ("unknown-input-scale", lambda t: [str(_checkpoint(t / "ck" / "checkpoint.pt", input_scale="log"))],
+     ["checkpoint.pt", "unknown scaling 'log'"]),
+    ("huge-model-spec", lambda t: [str(_checkpoint(t / "ck" / "checkpoint.pt", model_spec={
+        **TINY_SPEC, "args": {"hidden": [60000, 60000]}}))], ["checkpoint.pt", "above the cap"]),
+    ("huge-input-shape", lambda t: [str(_checkpoint(t / "ck" / "checkpoint.pt", model_spec={
+        **TINY_SPEC, "input_shape": [1, 1048576, 1048576]}))], ["checkpoint.pt", "above the cap"]),
+    ("spec-not-a-mapping", lambda t: [str(_checkpoint(t / "ck" / "checkpoint.pt", model_spec="mlp"))],
+     ["checkpoint.pt", "model spec"]),
+    ("spec-unknown-model", lambda t: [str(_checkpoint(t / "ck" / "checkpoint.pt", model_spec={
+        **TINY_SPEC, "name": "resnet"}))], ["checkpoint.pt", "unknown model 'resnet'"]),
+    ("spec-bool-classes", lambda t: [str(_checkpoint(t / "ck" / "checkpoint.pt", model_spec={
+        **TINY_SPEC, "num_classes": True}))], ["checkpoint.pt", "num_classes"]),
+    ("weights-do-not-fit", lambda t: [str(_checkpoint(t / "ck" / "checkpoint.pt", model_spec={
+        **TINY_SPEC, "args": {"hidden": [16]}}))], ["checkpoint.pt", "does not rebuild"]),
+    ("no-spec", lambda t: [str(_checkpoint(t / "ck" / "checkpoint.pt", model_spec=None))],
+     ["checkpoint.pt", "not a model checkpoint"]),
+    ("garbage-file", lambda t: [_image(t, "model.pt", b"\x80\x02garbage" * 10)], ["model.pt", "not a readable"]),
+    ("empty-file", lambda t: [_image(t, "model.pt", b"")], ["model.pt", "not a readable"]),
+    ("truncated-checkpoint", lambda t: [_image(t, "model.pt", _checkpoint(t / "ck" / "whole.pt").read_bytes()[:500])],
+     ["model.pt", "not a readable"]),
+    ("huge-sparse-file", lambda t: [_sparse_model(t)], ["model.pt", "larger than 2048 MiB"]),
+    ("missing", lambda t: [str(t / "nope")], ["nope", "no such checkpoint"]),
+    ("directory-without-model", lambda t: [str((t / "empty").mkdir() or t / "empty")], ["no model.pt"]),
+    ("manifest-not-json", lambda t: [str(_best(t, manifest=b"{oops"))], ["manifest.json"]),
+    ("manifest-a-list", lambda t: [str(_best(t, manifest=b"[1, 2]"))], ["manifest.json"]),
+    ("manifest-accuracy-text", lambda t: [str(_best(t, manifest=b'{"trial_name": "a", "test_accuracy": "high"}'))],
+     ["manifest.json", "test_accuracy"]),
+    ("manifest-accuracy-list", lambda t: [str(_best(t, manifest=b'{"trial_name": "a", "test_accuracy": [1]}'))],
+     ["manifest.json", "test_accuracy"]),
+    ("record-seed-text", lambda t: [str(_best_with_record(t, {"config": {"seed": "zero"}}))], ["seed"]),
+    ("record-data-not-a-mapping", lambda t: [str(_best_with_record(t, {"config": {"data": 5}}))], ["data"]),
+    ("record-data-unknown-key", lambda t: [str(_best_with_record(t, {"config": {"data": {"x": 1}}}))], ["data"]),
+    ("top-k-zero", lambda t: [str(_best(t)), "--top-k", "0"], ["--top-k"]),
+    ("top-k-negative", lambda t: [str(_best(t)), "--top-k", "-3", "--predict", _real_png(t)], ["--top-k"]),
+    ("image-decompression-bomb", lambda t: [str(_best(t)), "--predict", _image(t, "bomb.png", _png(30000, 30000))],
+     ["bomb.png", "cannot read the image"]),
+    ("image-above-pixel-cap", lambda t: [str(_best(t)), "--predict", _image(t, "big.png", _png(8000, 8000))],
+     ["big.png", "cannot read the image"]),
+    ("image-not-an-image", lambda t: [str(_best(t)), "--predict", _image(t, "note.png", b"hello\n")],
+     ["note.png", "cannot read the image"]),
+    ("image-truncated", lambda t: [str(_best(t)), "--predict", _image(t, "cut.png", Path(_real_png(
+        t, (64, 64))).read_bytes()[:60])], ["cut.png", "cannot read the image"]),
+    ("image-missing", lambda t: [str(_best(t)), "--predict", str(t / "nope.png")], ["nope.png"]),
+    ("image-directory", lambda t: [str(_best(t)), "--predict", str((t / "d.png").mkdir() or t / "d.png")], ["d.png"]),
+    ("image-fifo", lambda t: [str(_best(t)), "--predict", str(os.mkfifo(t / "f.png") or t / "f.png")], ["f.png"]),
+    ("image-device", lambda t: [str(_best(t)), "--predict", "/dev/zero"], ["/dev/zero"]),
+    ("image-for-a-flat-model", lambda t: [str(_checkpoint(t / "ck" / "checkpoint.pt", model_spec={
+        **TINY_SPEC, "input_shape": [784]})), "--predict", _real_png(t)], ["--predict", "feature vectors"]),
+]
+
+
+def _sparse_model(tmp_path: Path) -> str:
+    with open(tmp_path / "model.pt", "wb") as f:
+        f.truncate(3 << 30)
+    return str(tmp_path / "model.pt")
+
+
+def _best_with_record(tmp_path: Path, record: dict[str, Any]) -> Path:
+    import json
+
+    best = _best(tmp_path)
+    (best.parent / "experiment.json").write_text(json.dumps(record))
+    return best
+
+
+@pytest.mark.parametrize(("make", "fragments"), [c[1:] for c in EVALUATE_CASES],
+                         ids=[c[0] for c in EVALUATE_CASES])
+def test_evaluate_refused(make: Callable[[Path], list[str]], fragments: list[str], tmp_path: Path,
+                          capsys: pytest.CaptureFixture[str]) -> None:
+    args = make(tmp_path)
+    refused(capsys, tmp_path, ["evaluate", *args], fragments, prefix="data error: ")
+
+
+# ------------------------------------------------------------------ usage errors: one line too
+
+
+USAGE_CASES = [
+    ("no-command", [], ["usage error", "required"]),
+    ("unknown-command", ["train"], ["usage error", "invalid choice"]),
+    ("unknown-option", ["launch", "x.yaml", "--frsh"], ["usage error", "--frsh"]),
+    ("set-without-equals", ["launch", "{config}", "--set", "trial.lr"], ["--set", "expected dotted.key=value"]),
+    ("set-empty-part", ["launch", "{config}", "--set", "trial..lr=1"], ["--set", "expected dotted.key=value"]),
+    ("set-into-a-value", ["launch", "{config}", "--set", "trial.epochs.x=1"], ["trial.epochs", "not a section"]),
+    ("set-unknown-key", ["launch", "{config}", "--set", "trial.lrr=0.1"], ["trial.lrr", "did you mean 'lr'"]),
+    ("set-bad-yaml", ["launch", "{config}", "--set", "trial.mlp.hidden=[8"], ["--set trial.mlp.hidden", "YAML"]),
+    ("set-duplicate-key", ["launch", "{config}", "--set", "trial={lr: 1, lr: 2}"], ["duplicate key 'lr'"]),
+    ("set-alias-bomb", ["launch", "{config}", "--set", "trial.model_args={" + ", ".join(_alias_bomb().splitlines())
+                        + "}"], ["--set trial.model_args", "aliases are expanded"]),
+    ("set-deep-nesting", ["launch", "{config}", "--set", f"trial.model_args={{x: {_nested(100_000)}}}"],
+     ["--set trial.model_args", "nested too deeply"]),
+    ("top-k-not-a-number", ["evaluate", "x", "--top-k", "many"], ["usage error", "--top-k"]),
+]
+
+
+@pytest.mark.parametrize(("argv", "fragments"), [c[1:] for c in USAGE_CASES], ids=[c[0] for c in USAGE_CASES])
+def test_usage_refused(argv: list[str], fragments: list[str], tmp_path: Path, shared: Path,
+                       capsys: pytest.CaptureFixture[str]) -> None:
+    config = str(write_config(tmp_path, shared))
+    argv = [a.replace("{config}", config) for a in argv]
+    refused(capsys, tmp_path, argv, fragments, prefix="")
+

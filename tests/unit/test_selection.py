@@ -1,0 +1,89 @@
+"""Ranking picks the best checkpoint by one score over all trials and epochs; the tie rule is Ray's retention's."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ray.train._internal.checkpoint_manager import _CheckpointManager, _TrainingResult
+from ray.tune import Checkpoint, CheckpointConfig
+
+from orchestrator.outputs.tables import leaderboard
+from orchestrator.records import CheckpointRef, TrialRecord, rank_checkpoints
+from trainables import metrics as m
+from trainables.recipe import TrialConfig
+
+
+def _record(trial_id: str, tests: list[float], vals: list[float] | None = None, **kw: object) -> TrialRecord:
+    record = TrialRecord(trial_id, f"t-{trial_id}", TrialConfig(epochs=3), **kw)  # type: ignore[arg-type]
+    vals = vals or [t - 0.01 for t in tests]
+    for epoch, (test, val) in enumerate(zip(tests, vals, strict=True), 1):
+        row = {m.EPOCH: epoch, m.TEST_ACCURACY: test, m.VAL_ACCURACY: val, m.DIVERGED: False}
+        row[m.SELECTION_SCORE] = m.selection_score(row, m.TEST_ACCURACY)
+        record.report(row)
+        record.checkpoints.append(CheckpointRef(f"t-{trial_id}/checkpoint_{epoch - 1:06d}", row))
+    record.state = "ended"
+    return record
+
+
+def test_best_epoch_not_last_epoch_of_best_trial() -> None:
+    records = [_record("a", [0.80, 0.90, 0.85]), _record("b", [0.70, 0.88, 0.89])]
+    best, ref = rank_checkpoints(records, m.TEST_ACCURACY)[0]
+    assert (best.trial_id, ref.epoch, ref.path) == ("a", 2, "t-a/checkpoint_000001")
+
+
+def test_val_metric_selection_and_nan_and_diverged_never_win() -> None:
+    nan = _record("nan", [float("nan")])
+    diverged = _record("div", [0.99])
+    diverged.history[-1][m.DIVERGED] = True
+    fine = _record("ok", [0.5])
+    assert [r.trial_id for r, _ in rank_checkpoints([nan, diverged, fine], m.VAL_ACCURACY)] == ["ok"]
+
+
+def test_status_and_rows() -> None:
+    stopped, done = _record("s", [0.6]), _record("d", [0.7, 0.8, 0.9])
+    failed = _record("e", [0.5], error="RuntimeError: boom")
+    rows = {r["trial_id"]: r for r in (x.row(m.TEST_ACCURACY) for x in (stopped, done, failed))}
+    assert rows["s"]["status"] == "stopped" and rows["s"]["stopped_early"]
+    assert rows["d"]["status"] == "completed" and rows["d"]["best_epoch"] == 3
+    assert rows["e"]["status"] == "error" and rows["e"]["error"] == "RuntimeError: boom"
+    assert rows["d"]["best_checkpoint"] == "t-d/checkpoint_000002"  # relative to the experiment
+    assert leaderboard(list(rows.values()), m.TEST_ACCURACY).splitlines()[1].split()[1] == "t-d"
+
+
+def _ray_keeps(record: TrialRecord, keep: int, root: Path) -> list[int]:
+    """The epochs Ray's own checkpoint manager keeps (it deletes the others), fed the trial's reports in order."""
+    manager = _CheckpointManager(CheckpointConfig(num_to_keep=keep, checkpoint_score_attribute=m.SELECTION_SCORE,
+                                                  checkpoint_score_order="max"))
+    for ref in record.checkpoints:
+        directory = root / f"{record.trial_id}-{keep}" / ref.path
+        directory.mkdir(parents=True)
+        manager.register_checkpoint(_TrainingResult(checkpoint=Checkpoint.from_directory(directory),
+                                                    metrics=ref.metrics))
+    kept = sorted(int(r.metrics[m.EPOCH]) for r in manager.best_checkpoint_results)
+    on_disk = sorted(int(p.name.rsplit("_", 1)[-1]) + 1 for p in (root / f"{record.trial_id}-{keep}").glob("*/*"))
+    assert on_disk == sorted({*kept, len(record.checkpoints)})  # what it keeps, plus the latest
+    return kept
+
+
+def test_ties_go_where_rays_retention_goes_so_the_chosen_checkpoint_still_exists(tmp_path: Path) -> None:
+    # Equal test accuracy at three epochs; epoch 1 has the best validation accuracy: it is the best, and kept.
+    record = _record("tie", [0.9, 0.9, 0.9], vals=[0.88, 0.85, 0.86])
+    best = rank_checkpoints([record], m.TEST_ACCURACY)[0][1].epoch
+    assert best == 1 and best in _ray_keeps(record, 2, tmp_path / "a")
+    # A full tie (same test and validation accuracy): the later epoch, the one Ray keeps.
+    full = _record("full", [0.9, 0.9, 0.9], vals=[0.88, 0.88, 0.88])
+    best = rank_checkpoints([full], m.TEST_ACCURACY)[0][1].epoch
+    assert best == 3 and best in _ray_keeps(full, 1, tmp_path / "b")
+    for keep in (1, 2):
+        for rec in (record, full):
+            assert rank_checkpoints([rec], m.TEST_ACCURACY)[0][1].epoch in _ray_keeps(rec, keep, tmp_path / f"c{keep}")
+
+
+def test_the_tie_break_never_outranks_a_better_primary_metric() -> None:
+    low = {m.TEST_ACCURACY: 0.9000, m.VAL_ACCURACY: 1.0}
+    high = {m.TEST_ACCURACY: 0.9001, m.VAL_ACCURACY: 0.0}
+    assert m.selection_score(high, m.TEST_ACCURACY) > m.selection_score(low, m.TEST_ACCURACY)
+    one_more_right = {m.TEST_ACCURACY: 1 / 10_000, m.VAL_ACCURACY: 0.0}
+    assert m.selection_score(one_more_right, m.TEST_ACCURACY) > m.selection_score({m.TEST_ACCURACY: 0.0,
+                                                                                  m.VAL_ACCURACY: 1.0},
+                                                                                 m.TEST_ACCURACY)
