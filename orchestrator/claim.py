@@ -227,11 +227,21 @@ def reap_dead_session(holder: dict[str, Any]) -> None:
         return
     for proc in Path("/proc").glob("[0-9]*"):
         try:
-            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            if session in cmdline and proc.stat().st_uid == os.getuid():
+            if proc.stat().st_uid != os.getuid() or int(proc.name) == os.getpid():
+                continue
+            if _uses(proc, session.rstrip("/") + "/"):
                 os.kill(int(proc.name), 9)
         except (OSError, ValueError):
             continue
+
+
+def _uses(proc: Path, session: str) -> bool:
+    """Ray's processes name their session on the command line or keep its log files open (agents rename
+    themselves to `ray::DashboardAgent`, so only their open files tell)."""
+    cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    if session in cmdline:
+        return True
+    return any(os.readlink(fd).startswith(session) for fd in (proc / "fd").iterdir())
 
 
 def _alive(pid: Any) -> bool:

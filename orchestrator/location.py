@@ -80,7 +80,7 @@ class Location:
             return cls.parse(path, name, must_exist)
         try:
             fs, root = pafs.FileSystem.from_uri(storage_path)
-        except (pafs.ArrowInvalid, OSError, ValueError) as exc:  # type: ignore[attr-defined]
+        except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
             raise ConfigError("storage_path", f"not a usable URI ({_first_line(exc)})", storage_path) from None
         if not root.strip("/"):
             raise ConfigError("storage_path", "name a bucket (s3://bucket/prefix)", storage_path)
@@ -200,10 +200,10 @@ class Location:
                               self.storage)
 
 
-def _expand(text: str) -> Path:
-    path = Path(text).expanduser()
-    if str(path).startswith("~"):  # expanduser leaves ~name alone when there is no such user
-        raise ConfigError("storage_path", "unknown user in ~ (no such home directory)", text)
+def _expand(text: str, field: str = "storage_path") -> Path:
+    path = Path(os.path.expanduser(text))  # Path.expanduser raises for an unknown ~user; this leaves it as is
+    if str(path).startswith("~"):
+        raise ConfigError(field, "unknown user in ~ (no such home directory)", text)
     return path
 
 
@@ -221,8 +221,8 @@ def split_experiment(path: str) -> Location:
         raise ConfigError(repr(path), "not an experiment path")
     head, _, name = text.rpartition("/")
     if not name or name in (".", ".."):
-        resolved = Path(text).expanduser().resolve()
+        resolved = _expand(text, repr(path)).resolve()
         head, name = str(resolved.parent), resolved.name
-    if "://" in text and "://" not in head + "/":
+    if "://" in text and "/" not in text.partition("://")[2].strip("/"):
         raise ConfigError(path, "name the experiment inside the bucket (s3://bucket/prefix/name)")
     return Location.parse(head or ".", name, must_exist=True)

@@ -59,16 +59,29 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
     try:
-        return int(args.handler(args))
+        args = parser().parse_args(argv)
+        code = int(args.handler(args))
+        sys.stdout.flush()  # here, not at exit: a reader that left (`... | head`) is met inside this try
+        return code
     except BrokenPipeError:  # `orchestrate report ... | head`: the reader left; end quietly
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        _drop_stdout()
         return 0
+    except SystemExit:  # --help and usage errors exit from parse_args: their output may meet a closed pipe too
+        try:
+            sys.stdout.flush()
+        except BrokenPipeError:
+            _drop_stdout()
+        raise
     except KeyboardInterrupt:  # outside a sweep (a sweep handles its own interrupts)
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def _drop_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's own flush at exit has nowhere left to fail."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
 
 
 def launch_main(argv: list[str] | None = None) -> int:

@@ -28,7 +28,7 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
         key = key.strip()
         if not sep or not key or not all(key.split(".")):
             raise ConfigError("--set", "expected dotted.key=value", item)
-        set_dotted(raw, key, parse(text, f"--set {key}") if text.strip() else "")
+        set_dotted(raw, key, parse(text, f"--set {key}", key) if text.strip() else "")
     return validate(raw)
 
 

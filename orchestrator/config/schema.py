@@ -97,7 +97,8 @@ class AshaConfig(Section):
     mode: Literal["deterministic", "async"] = Field(
         default="deterministic",
         description="deterministic: synchronous successive halving, decisions on complete rungs in a fixed "
-        "order (reruns repeat); async: Ray's ASHA, decisions on whatever has arrived (no idle waits)",
+        "order (reruns repeat); async: Ray's ASHA, decisions on whatever has arrived (no idle waits); "
+        "the default under search.algorithm: optuna is async",
     )
     grace_period: int = Field(default=1, ge=1, le=MAX_EPOCHS, description="epochs every trial gets before a cut")
     reduction_factor: float = Field(
@@ -183,6 +184,14 @@ class ExperimentConfig(Section):
 
     @model_validator(mode="after")
     def _cross_checks(self) -> ExperimentConfig:
+        if self.search.algorithm == "optuna" and "mode" not in self.asha.model_fields_set:
+            # TPE proposes from finished trials, which synchronous rungs hold back: async unless told otherwise.
+            object.__setattr__(self, "asha", self.asha.model_copy(update={"mode": "async"}))
+        if self.search.algorithm == "optuna" and self.asha.mode == "deterministic":
+            raise ConfigError(
+                "asha.mode", "deterministic rungs hold trials back until a whole rung is done, and optuna's TPE "
+                "proposes from finished trials; use asha.mode: async with search.algorithm: optuna", self.asha.mode
+            )
         if self.asha.grace_period > self.trial.epochs:
             raise ConfigError(
                 "asha.grace_period", f"must not exceed trial.epochs ({self.trial.epochs})", self.asha.grace_period

@@ -33,6 +33,7 @@ from trainables.schema import INT64_MAX
 LIST_KINDS = ("grid", "choice")
 RANGE_KINDS = {"uniform": 2, "loguniform": 2, "randint": 2, "quniform": 3}
 KINDS = LIST_KINDS + tuple(RANGE_KINDS)
+FLOAT_KINDS = ("uniform", "loguniform", "quniform")
 # epochs is ASHA's max_t: it is set once, in trial.epochs, not searched.
 NOT_SEARCHABLE = {"epochs"}
 
@@ -120,11 +121,17 @@ def validate_space(space: dict[str, Any], fixed: dict[str, Any]) -> None:
                               "fold that field into the section's values")
         kind, args = parse_dimension(path, spec)
         candidates = args if kind in LIST_KINDS else args[:2]
+        if kind in FLOAT_KINDS:  # Tune samples these as floats, even between integer bounds
+            candidates = [float(value) for value in candidates]
         for value in candidates:
             try:
                 TrialConfig.resolve(fixed, nest(path, value))
             except ValidationError as exc:
-                message = exc.errors(include_url=False)[0]["msg"].removeprefix("Value error, ")
+                error = exc.errors(include_url=False)[0]
+                if kind in FLOAT_KINDS and error["type"] == "int_type":
+                    raise ConfigError(f"search.space.{path}.{kind}", f"{kind} samples floats and this field takes "
+                                      "integers; use randint or choice", args) from None
+                message = error["msg"].removeprefix("Value error, ")
                 raise ConfigError(f"search.space.{path}", message, value) from None
 
 

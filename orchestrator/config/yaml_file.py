@@ -71,15 +71,16 @@ def read_text(path: Path) -> str:
         raise ConfigError(str(path), f"cannot read config file: not UTF-8 text (byte {exc.start})") from None
 
 
-def parse(text: str, where: str) -> Any:
-    """YAML text -> plain data; `where` names the source in errors (a path, or `--set key`)."""
+def parse(text: str, where: str, field: str = "") -> Any:
+    """YAML text -> plain data; `where` names the source in errors (a path, or `--set key`), `field` the
+    dotted field the text is the value of (`--set trial.lr=...`), so errors inside it name the full field."""
     try:
         data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         raise _yaml_error(where, exc) from None
     except RecursionError:
         raise ConfigError(where, f"YAML nested too deeply (more than {MAX_CONFIG_DEPTH} levels allowed)") from None
-    check_plain(data, where)
+    check_plain(data, where, field)
     return data
 
 
@@ -93,7 +94,7 @@ def read_yaml(path: Path) -> dict[str, Any]:
 def _yaml_error(where: str, exc: yaml.YAMLError) -> ConfigError:
     mark = getattr(exc, "problem_mark", None)
     located = f"{where}:{mark.line + 1}" if mark else where
-    problem = getattr(exc, "problem", None) or str(exc)
+    problem = " ".join(str(getattr(exc, "problem", None) or exc).split())  # one line, whatever PyYAML wrote
     if isinstance(exc, yaml.constructor.ConstructorError) and "tag" in problem:
         return ConfigError(located, f"YAML tags are not allowed ({problem}); write plain values")
     if isinstance(exc, yaml.constructor.ConstructorError):
@@ -101,10 +102,10 @@ def _yaml_error(where: str, exc: yaml.YAMLError) -> ConfigError:
     return ConfigError(located, f"YAML syntax error: {problem}")
 
 
-def check_plain(data: Any, where: str) -> None:
+def check_plain(data: Any, where: str, field: str = "") -> None:
     """JSON-like values only, within the depth and size caps, counting every alias expansion."""
     count = 0
-    stack: list[tuple[Any, str, int]] = [(data, "", 0)]
+    stack: list[tuple[Any, str, int]] = [(data, field, 0)]
     while stack:
         node, path, depth = stack.pop()
         count += 1
@@ -116,7 +117,8 @@ def check_plain(data: Any, where: str) -> None:
         if isinstance(node, dict):
             for key, value in node.items():
                 if not isinstance(key, str):
-                    raise ConfigError(f"{path}{key!r}".lstrip("."), f"keys must be text (got {type(key).__name__})")
+                    raise ConfigError(f"{path}.{key!r}" if path else repr(key),
+                                      f"keys must be text (got {type(key).__name__})")
                 stack.append((value, f"{path}.{key}" if path else key, depth + 1))
         elif isinstance(node, list):
             stack.extend((value, f"{path}[{i}]", depth + 1) for i, value in enumerate(node))

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import stat
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,9 +55,10 @@ def _fs(path: str) -> tuple[pafs.FileSystem, str]:
     if "://" in path:
         try:
             return pafs.FileSystem.from_uri(path)
-        except (pafs.ArrowInvalid, OSError, ValueError) as exc:  # type: ignore[attr-defined]
-            raise ConfigError(path, f"not a readable location ({str(exc).splitlines()[0]})") from None
-    return pafs.LocalFileSystem(), str(Path(path).expanduser().resolve())
+        except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
+            raise ConfigError(path, f"not a readable location ({_first_line(exc)})") from None
+    # os.path.expanduser leaves an unknown ~user alone (Path.expanduser raises): then no such file is found
+    return pafs.LocalFileSystem(), str(Path(os.path.expanduser(path)).resolve())
 
 
 def _model_file(fs: pafs.FileSystem, path: str, shown: str) -> str:
@@ -71,7 +74,10 @@ def _model_file(fs: pafs.FileSystem, path: str, shown: str) -> str:
 
 
 def _read(fs: pafs.FileSystem, path: str, limit: int, shown: str) -> bytes:
-    if fs.get_file_info(path).size > limit:
+    info = fs.get_file_info(path)
+    if info.type != pafs.FileType.File:
+        raise ConfigError(shown, "no such file")
+    if info.size > limit:
         raise ConfigError(shown, f"larger than {limit >> 20} MiB")
     with fs.open_input_stream(path) as stream:
         return bytes(stream.read())
@@ -125,10 +131,28 @@ def load_model(path: str) -> LoadedModel:
     spec = state["model_spec"]
     shape = tuple(spec.get("input_shape", (1, 28, 28)))
     classes = tuple(str(c) for c in state.get("classes") or ()) or _default_classes(spec)
-    manifest = _json(fs, file.rsplit("/", 1)[0] + "/" + BEST_MANIFEST) if file.endswith(BEST_MODEL) else None
+    manifest = _manifest(fs, file.rsplit("/", 1)[0] + "/" + BEST_MANIFEST) if file.endswith(BEST_MODEL) else None
     experiment = _experiment_dir(fs, file)
     return LoadedModel(model, scale, shape, classes, pixel_max, float(np.mean(mean)), path, manifest,
                        (fs, experiment) if experiment else None)
+
+
+def _manifest(fs: pafs.FileSystem, path: str) -> dict[str, Any] | None:
+    """best/manifest.json, when there is one; one that is there but unusable is refused, not ignored."""
+    if fs.get_file_info(path).type == pafs.FileType.NotFound:
+        return None
+    fix = "rerun the launch command to export best/ again, or remove the manifest to score the model alone"
+    try:
+        manifest = json.loads(_read(fs, path, 1 << 20, path))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(path, f"not a readable manifest ({_first_line(exc)}); {fix}") from None
+    if not isinstance(manifest, dict):
+        raise ConfigError(path, f"not a manifest (expected a JSON object, got {type(manifest).__name__}); {fix}")
+    accuracy = manifest.get("test_accuracy")
+    if accuracy is not None and (isinstance(accuracy, bool) or not isinstance(accuracy, int | float)
+                                 or not 0 <= accuracy <= 1):
+        raise ConfigError(path, f"test_accuracy must be a number from 0 to 1 (got {str(accuracy)[:40]!r}); {fix}")
+    return manifest
 
 
 def _floats(value: Any) -> list[float]:
@@ -154,7 +178,14 @@ def evaluation_data(loaded: LoadedModel, data_root: str | None) -> Dataset:
         fs, directory = loaded.experiment
         record = _json(fs, f"{directory}/{RECORD}") or {}
         config = record.get("config", {}) if isinstance(record.get("config"), dict) else {}
-        data, seed = dict(config.get("data", {})), int(config.get("seed", 0))
+        data, seed = config.get("data", {}), config.get("seed", 0)
+        if not isinstance(data, dict):
+            raise ConfigError(f"{directory}/{RECORD}", f"config.data must be a mapping (got {str(data)[:40]!r}); "
+                              "the experiment record is damaged")
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise ConfigError(f"{directory}/{RECORD}", f"config.seed must be an integer (got {str(seed)[:40]!r}); "
+                              "the experiment record is damaged")
+        data = dict(data)
     if data_root is not None:
         data["root"] = data_root
     try:
@@ -186,7 +217,10 @@ def read_image(path: Path, loaded: LoadedModel, invert: bool) -> tuple[torch.Ten
         raise ConfigError("--predict", f"this model takes {channels}-channel inputs; only 1 (gray) or 3 (RGB) "
                           "channel images can be read")
     try:
-        if path.stat().st_size > MAX_IMAGE_BYTES:
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):  # a FIFO would block, a device could be endless
+            raise ConfigError(str(path), "cannot read the image: not a regular file")
+        if info.st_size > MAX_IMAGE_BYTES:
             raise ConfigError(str(path), f"larger than {MAX_IMAGE_BYTES >> 20} MiB")
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)

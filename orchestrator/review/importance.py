@@ -85,8 +85,9 @@ def _row_value(row: dict[str, Any], key: str) -> Any:
     if value is not None:
         return value
     # A searched section has no column of its own: its fields are the config.<key>.* columns.
-    section = {k.removeprefix(f"config.{key}."): v for k, v in row.items()
-               if k.startswith(f"config.{key}.") and v is not None}
+    section = {
+        k.removeprefix(f"config.{key}."): v for k, v in row.items() if k.startswith(f"config.{key}.") and v is not None
+    }
     return section or None
 
 
@@ -115,8 +116,9 @@ def searched_knobs(config: dict[str, Any], rows: list[dict[str, Any]]) -> list[K
         if any(v is not None for v in values):
             knobs.append(Knob(key, kind, list(args), values))
     if not space:
-        knobs = [Knob(c.removeprefix("config."), "observed", [], [row.get(c) for row in rows])
-                 for c in differing_knobs(rows)]
+        knobs = [
+            Knob(c.removeprefix("config."), "observed", [], [row.get(c) for row in rows]) for c in differing_knobs(rows)
+        ]
     return knobs
 
 
@@ -166,12 +168,16 @@ def knob_importance(knobs: list[Knob], rows: list[dict[str, Any]], metric: str) 
     ended = [i for i, row in enumerate(rows) if row.get("status") in IMPORTANCE_STATUSES and finite(row.get(key))]
     varied = [k for k in knobs if len({label(k.values[i]) for i in ended if k.values[i] is not None}) > 1]
     if len(ended) < MIN_TRIALS:
-        return Importance({}, f"needs at least {MIN_TRIALS} ended trials with a {metric}; this experiment has "
-                          f"{len(ended)}", len(ended))
+        return Importance(
+            {},
+            f"needs at least {MIN_TRIALS} ended trials with a {metric}; this experiment has {len(ended)}",
+            len(ended),
+        )
     if len(varied) < 2:
         names = ", ".join(f"`{k.name}`" for k in varied) or "none"
-        return Importance({}, f"needs at least 2 searched knobs that vary between the ended trials; varied: {names}",
-                          len(ended))
+        return Importance(
+            {}, f"needs at least 2 searched knobs that vary between the ended trials; varied: {names}", len(ended)
+        )
     if len({float(rows[i][key]) for i in ended}) < 2:
         return Importance({}, f"every ended trial scored the same {metric}", len(ended))
     try:
@@ -181,18 +187,23 @@ def knob_importance(knobs: list[Knob], rows: list[dict[str, Any]], metric: str) 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     quantile = max(TOP_QUANTILE, MIN_TOP / len(ended))
     try:
-        distributions = {k.name: _distribution(k, [k.values[i] for i in ended if k.values[i] is not None])
-                         for k in varied}
+        distributions = {
+            k.name: _distribution(k, [k.values[i] for i in ended if k.values[i] is not None]) for k in varied
+        }
         study = optuna.create_study(direction="maximize")
         for i in ended:
             # A conditional knob (mlp.hidden on a cnn trial) is simply absent from that trial's params.
             params = {k.name: _param(distributions[k.name], k.values[i]) for k in varied if k.values[i] is not None}
-            study.add_trial(optuna.trial.create_trial(
-                params=params, distributions={n: distributions[n] for n in params}, value=float(rows[i][key])))
+            study.add_trial(
+                optuna.trial.create_trial(
+                    params=params, distributions={n: distributions[n] for n in params}, value=float(rows[i][key])
+                )
+            )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # experimental-feature and few-trials notes; the report says it
             scores = optuna.importance.get_param_importances(
-                study, evaluator=optuna.importance.PedAnovaImportanceEvaluator(target_quantile=quantile))
+                study, evaluator=optuna.importance.PedAnovaImportanceEvaluator(target_quantile=quantile)
+            )
     except (ValueError, RuntimeError, TypeError) as exc:
         first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         return Importance({}, f"Optuna could not compute it ({first})", len(ended))

@@ -24,13 +24,13 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 def number(value: float) -> str:
-    """1e-3, 3e-3, 0.5, 128: the shortest readable form."""
-    if isinstance(value, int) or float(value).is_integer() and abs(value) < 1e6:
+    """3e-3, 1e-5, 0.5, 128, 1e20: the shortest readable form."""
+    if isinstance(value, int) or (float(value).is_integer() and abs(value) < 1e6):
         return str(int(value))
     if 0.01 <= abs(value) < 1e4:
         return f"{value:.3g}"
-    mantissa, exponent = f"{value:.2g}".split("e") if "e" in f"{value:.2g}" else (f"{value:.2g}", "0")
-    return f"{mantissa}e{int(exponent)}"
+    mantissa, exponent = f"{value:.1e}".split("e")
+    return f"{mantissa.removesuffix('.0')}e{int(exponent)}"
 
 
 def short(value: Any) -> str:

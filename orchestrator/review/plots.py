@@ -23,8 +23,16 @@ from orchestrator.review.summaries import reached, rung_epochs
 from trainables import metrics as m
 from trainables.metrics import finite
 
-STATUS_COLORS = {"completed": "tab:green", "stopped": "tab:orange", "running": "tab:blue", "paused": "tab:cyan",
-                 "pending": "tab:gray", "unfinished": "tab:purple", "diverged": "tab:red", "error": "black"}
+STATUS_COLORS = {
+    "completed": "tab:green",
+    "stopped": "tab:orange",
+    "running": "tab:blue",
+    "paused": "tab:cyan",
+    "pending": "tab:gray",
+    "unfinished": "tab:purple",
+    "diverged": "tab:red",
+    "error": "black",
+}
 DPI = 110
 MISSING = -0.12  # where a trial that does not use a knob meets that knob's axis (below the axis' range)
 
@@ -61,8 +69,15 @@ def short_name(name: str, width: int = 32) -> str:
 # ---------------------------------------------------------------- learning curves
 
 
-def plot_learning_curves(rows: list[dict[str, Any]], history: pd.DataFrame, metric: str, best_trial: str | None,
-                         rungs: list[int], top: int, path: Path) -> None:
+def plot_learning_curves(
+    rows: list[dict[str, Any]],
+    history: pd.DataFrame,
+    metric: str,
+    best_trial: str | None,
+    rungs: list[int],
+    top: int,
+    path: Path,
+) -> None:
     plt = _pyplot()
     fig, (acc_ax, loss_ax) = plt.subplots(1, 2, figsize=(13, 4.8))
     shown = ordered(rows, metric)[:top]
@@ -78,17 +93,33 @@ def plot_learning_curves(rows: list[dict[str, Any]], history: pd.DataFrame, metr
         epochs = curve[m.EPOCH] + 0.03 * (rank - (len(shown) + 1) / 2)
         best = name == best_trial
         width = 3.0 if best else 1.5
-        text = f"{rank}. {name}" + (" (best)" if best else "") + (" - stopped early" if row["status"] == "stopped"
-                                                                  else "")
+        text = (
+            f"{rank}. {name}" + (" (best)" if best else "") + (" - stopped early" if row["status"] == "stopped" else "")
+        )
         # Markers on every series: a trial stopped after one epoch is a single point, which a line alone hides.
-        (line,) = acc_ax.plot(epochs, curve[m.VAL_ACCURACY], marker="o", ms=7 if best else 5, lw=width,
-                              label=text, zorder=3 if best else 2)
+        (line,) = acc_ax.plot(
+            epochs,
+            curve[m.VAL_ACCURACY],
+            marker="o",
+            ms=7 if best else 5,
+            lw=width,
+            label=text,
+            zorder=3 if best else 2,
+        )
         color = line.get_color()
         loss_ax.plot(epochs, curve[m.TRAIN_LOSS], marker="o", ms=5, lw=width, color=color)
         loss_ax.plot(epochs, curve[m.VAL_LOSS], marker="s", ms=5, mfc="white", ls="--", lw=1.2, color=color)
         if row["status"] == "stopped":
-            acc_ax.plot(epochs.iloc[-1], curve[m.VAL_ACCURACY].iloc[-1], marker="X", ms=12, color=color, mec="black", mew=0.6,
-                        zorder=4)
+            acc_ax.plot(
+                epochs.iloc[-1],
+                curve[m.VAL_ACCURACY].iloc[-1],
+                marker="X",
+                ms=12,
+                color=color,
+                mec="black",
+                mew=0.6,
+                zorder=4,
+            )
     for epoch in rungs[:-1]:
         acc_ax.axvline(epoch, color="gray", ls=":", lw=1)
     acc_ax.set_title(f"validation accuracy, top {len(shown)} by {metric}", fontsize=11)
@@ -102,8 +133,15 @@ def plot_learning_curves(rows: list[dict[str, Any]], history: pd.DataFrame, metr
         ax.set_xlim(0.7, max(last_epoch, *(rungs or [1])) + 0.3)  # a one-epoch sweep still gets a visible range
     if drawn:
         notes = "X = stopped early" + (", dotted = early-stopping rung" if rungs[:-1] else "")
-        fig.legend(loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=2 if drawn > 1 else 1, fontsize=9,
-                   frameon=False, title=notes, title_fontsize=9)
+        fig.legend(
+            loc="upper center",
+            bbox_to_anchor=(0.5, 0.0),
+            ncol=2 if drawn > 1 else 1,
+            fontsize=9,
+            frameon=False,
+            title=notes,
+            title_fontsize=9,
+        )
     else:
         acc_ax.text(0.5, 0.5, "no trial has reported an epoch yet", ha="center", transform=acc_ax.transAxes)
     fig.tight_layout()
@@ -135,17 +173,22 @@ def _axis(knob: Knob) -> tuple[list[float | None], list[tuple[float, str]]]:
             ticks = list(np.linspace(low, high, 5)) if hi > lo else [low]
         # Accuracies read to 3 places; a knob's values to 3 significant digits (1e-05, 0.003, 128).
         form = "{:.3f}" if knob.kind == "metric" else "{:.3g}"
-        return ([place(float(v)) if v is not None else None for v in knob.values],
-                [(place(t), form.format(t)) for t in ticks])
+        return (
+            [place(float(v)) if v is not None else None for v in knob.values],
+            [(place(t), form.format(t)) for t in ticks],
+        )
     categories = knob.categories
     count = len(categories)
     position = {text: (i / (count - 1) if count > 1 else 0.5) for i, text in enumerate(categories)}
-    return ([position[label(v)] if v is not None else None for v in knob.values],
-            [(y, short_name(text, 18)) for text, y in position.items()])
+    return (
+        [position[label(v)] if v is not None else None for v in knob.values],
+        [(y, short_name(text, 18)) for text, y in position.items()],
+    )
 
 
-def plot_parallel(knobs: list[Knob], rows: list[dict[str, Any]], metric: str, best_trial: str | None,
-                  path: Path) -> None:
+def plot_parallel(
+    knobs: list[Knob], rows: list[dict[str, Any]], metric: str, best_trial: str | None, path: Path
+) -> None:
     """One axis per searched knob and a last one for the selection metric; one line per trial."""
     plt = _pyplot()
     key = score_key(metric)
@@ -158,8 +201,16 @@ def plot_parallel(knobs: list[Knob], rows: list[dict[str, Any]], metric: str, be
         ax.plot([i, i], [0, 1], color="black", lw=1.2, zorder=1)
         for y, text in ticks:
             ax.plot([i - 0.02, i], [y, y], color="black", lw=1, zorder=1)
-            ax.text(i - 0.045, y, text, ha="right", va="center", fontsize=8.5,
-                    bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.9, "pad": 0.6}, zorder=5)
+            ax.text(
+                i - 0.045,
+                y,
+                text,
+                ha="right",
+                va="center",
+                fontsize=8.5,
+                bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.9, "pad": 0.6},
+                zorder=5,
+            )
         if any(v is None for v in knob.values) and knob is not metric_knob:
             ax.text(i - 0.04, MISSING, "not used", ha="right", va="center", fontsize=8, color="dimgray", zorder=5)
         title = knob.name + (" (log)" if knob.log else "")
@@ -170,16 +221,29 @@ def plot_parallel(knobs: list[Knob], rows: list[dict[str, Any]], metric: str, be
         best = row["trial_name"] == best_trial
         # Categories put many trials on one point: a small spread per trial keeps their lines apart.
         spread = [0.0 if k.numeric or k is metric_knob else 0.012 * ((t % 5) - 2) for k in axes]
-        ax.plot(range(len(axes)), [y + s for y, s in zip(ys, spread, strict=True)], color=_color(row["status"]),
-                lw=4.5 if best else 1.6, alpha=0.95 if best else 0.7, zorder=4 if best else 2,
-                marker="o", ms=6 if best else 3.5)
+        ax.plot(
+            range(len(axes)),
+            [y + s for y, s in zip(ys, spread, strict=True)],
+            color=_color(row["status"]),
+            lw=4.5 if best else 1.6,
+            alpha=0.95 if best else 0.7,
+            zorder=4 if best else 2,
+            marker="o",
+            ms=6 if best else 3.5,
+        )
     handles = _status_handles([r["status"] for r in rows])
     if best_trial:
         from matplotlib.lines import Line2D
 
         handles.append(Line2D([], [], color="dimgray", lw=4.5, label=f"best: {short_name(best_trial, 40)}"))
-    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.06), ncol=max(1, min(len(handles), 5)),
-              fontsize=9, frameon=False)
+    ax.legend(
+        handles=handles,
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.06),
+        ncol=max(1, min(len(handles), 5)),
+        fontsize=9,
+        frameon=False,
+    )
     ax.set_xlim(-0.75, len(axes) - 0.6)
     ax.set_ylim(MISSING - 0.06, 1.13)
     ax.axis("off")
@@ -194,8 +258,11 @@ def plot_knobs(knobs: list[Knob], rows: list[dict[str, Any]], metric: str, path:
     panels = knobs or [Knob("(none searched)", "observed", [], [None] * len(rows))]
     fig, axes = plt.subplots(1, len(panels), figsize=(4.4 * len(panels), 4), squeeze=False)
     for ax, knob in zip(axes[0], panels, strict=True):
-        points = [(v, r[key], r["status"]) for v, r in zip(knob.values, rows, strict=True)
-                  if v is not None and finite(r.get(key))]
+        points = [
+            (v, r[key], r["status"])
+            for v, r in zip(knob.values, rows, strict=True)
+            if v is not None and finite(r.get(key))
+        ]
         if knob.numeric:
             xs = [float(v) for v, _, _ in points]
             if knob.log:
@@ -205,13 +272,23 @@ def plot_knobs(knobs: list[Knob], rows: list[dict[str, Any]], metric: str, path:
             position = {text: i for i, text in enumerate(categories)}
             # A small fixed spread keeps trials with the same category from hiding one another.
             xs = [position[label(v)] + 0.06 * ((i % 5) - 2) for i, (v, _, _) in enumerate(points)]
-            ax.set_xticks(range(len(categories)), [short_name(c, 18) for c in categories],
-                          rotation=20 if len(categories) > 3 else 0)
+            ax.set_xticks(
+                range(len(categories)),
+                [short_name(c, 18) for c in categories],
+                rotation=20 if len(categories) > 3 else 0,
+            )
             ax.set_xlim(-0.5, len(categories) - 0.5)
         for status in dict.fromkeys(s for _, _, s in points):
             chosen = [(x, score) for x, (_, score, s) in zip(xs, points, strict=True) if s == status]
-            ax.scatter(*zip(*chosen, strict=True), s=60, alpha=0.85, color=_color(status), label=status,
-                       edgecolors="black", linewidths=0.5)
+            ax.scatter(
+                *zip(*chosen, strict=True),
+                s=60,
+                alpha=0.85,
+                color=_color(status),
+                label=status,
+                edgecolors="black",
+                linewidths=0.5,
+            )
         ax.set(xlabel=knob.name + (" (log)" if knob.log else ""), ylabel=f"best {metric}")
         ax.grid(alpha=0.3)
         if points:
@@ -225,13 +302,15 @@ def plot_importance(importance: Importance, path: Path) -> None:
     plt = _pyplot()
     names = list(importance.scores)[::-1]  # barh draws bottom-up: the most important on top
     values = [importance.scores[n] for n in names]
-    fig, ax = plt.subplots(figsize=(7.5, 1.2 + 0.45 * len(names)))
+    fig, ax = plt.subplots(figsize=(7.5, max(2.8, 1.2 + 0.45 * len(names))))
     bars = ax.barh(names, values, color="tab:blue", edgecolor="black")
     ax.bar_label(bars, labels=[f"{v:.2f}" for v in values], padding=3, fontsize=9)
     ax.set_xlim(0, max(1.0, max(values, default=0) * 1.15))
     ax.set_xlabel("importance (PED-ANOVA, sums to 1)")
-    ax.set_title(f"which knobs set the best {round(importance.quantile * 100):g}% apart ({importance.trials} trials)",
-                 fontsize=11)
+    ax.set_title(
+        f"which knobs set the best {round(importance.quantile * 100):g}% apart ({importance.trials} trials)",
+        fontsize=11,
+    )
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     _save(fig, path)
@@ -254,8 +333,15 @@ def plot_confusion(matrix: np.ndarray, classes: list[str], path: Path) -> None:
         for i in range(count):
             for j in range(count):
                 if matrix[i, j]:
-                    heat.text(j, i, str(int(matrix[i, j])), ha="center", va="center", fontsize=8,
-                              color="white" if share[i, j] > 0.6 else "black")
+                    heat.text(
+                        j,
+                        i,
+                        str(int(matrix[i, j])),
+                        ha="center",
+                        va="center",
+                        fontsize=8,
+                        color="white" if share[i, j] > 0.6 else "black",
+                    )
     heat.set_xticks(range(count), classes, rotation=45, ha="right", fontsize=9)
     heat.set_yticks(range(count), classes, fontsize=9)
     heat.set(xlabel="predicted class", ylabel="true class")
@@ -286,8 +372,11 @@ def plot_test_vs_val(rows: list[dict[str, Any]], metric: str, best_trial: str | 
     from matplotlib.lines import Line2D
 
     ranked = ordered(rows, metric)
-    points = [(rank, r) for rank, r in enumerate(ranked, 1)
-              if finite(r.get("best_val_accuracy")) and finite(r.get("best_test_accuracy"))]
+    points = [
+        (rank, r)
+        for rank, r in enumerate(ranked, 1)
+        if finite(r.get("best_val_accuracy")) and finite(r.get("best_test_accuracy"))
+    ]
     fig, (both, gap) = plt.subplots(1, 2, figsize=(13, 5.6), width_ratios=(1, 1.15))
     values = [v for _, r in points for v in (r["best_val_accuracy"], r["best_test_accuracy"])]
     low, high = (min(values), max(values)) if values else (0.0, 1.0)
@@ -300,8 +389,14 @@ def plot_test_vs_val(rows: list[dict[str, Any]], metric: str, best_trial: str | 
     for rank, r in points:
         val, test = r["best_val_accuracy"], r["best_test_accuracy"]
         best = r["trial_name"] == best_trial
-        style = {"s": 280 if best else 70, "marker": "*" if best else "o", "color": _color(r["status"]),
-                 "edgecolors": "black", "linewidths": 0.6, "zorder": 3}
+        style = {
+            "s": 280 if best else 70,
+            "marker": "*" if best else "o",
+            "color": _color(r["status"]),
+            "edgecolors": "black",
+            "linewidths": 0.6,
+            "zorder": 3,
+        }
         both.scatter(val, test, **style)
         gap.scatter(val, test - val, **style)
         if rank <= 15:  # rank numbers link points to the table; more would crowd the figure
@@ -316,12 +411,22 @@ def plot_test_vs_val(rows: list[dict[str, Any]], metric: str, best_trial: str | 
     gap.set_title("how far each trial sits from the diagonal", fontsize=11)
     for ax in (both, gap):
         ax.grid(alpha=0.3)
-    handles = [Line2D([], [], ls="", marker="o", ms=8, mfc=_color(s), mec="black", label=s)
-               for s in dict.fromkeys(r["status"] for _, r in points)]
+    handles = [
+        Line2D([], [], ls="", marker="o", ms=8, mfc=_color(s), mec="black", label=s)
+        for s in dict.fromkeys(r["status"] for _, r in points)
+    ]
     if best_trial:
         handles.append(Line2D([], [], ls="", marker="*", ms=14, mfc="white", mec="black", label="best"))
-    fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=len(handles) or 1, fontsize=9,
-               frameon=False, title="numbers: leaderboard rank", title_fontsize=9)
+    fig.legend(
+        handles=handles,
+        loc="upper center",
+        bbox_to_anchor=(0.5, 0.0),
+        ncol=len(handles) or 1,
+        fontsize=9,
+        frameon=False,
+        title="numbers: leaderboard rank",
+        title_fontsize=9,
+    )
     fig.tight_layout()
     _save(fig, path)
 
@@ -336,8 +441,7 @@ def wall_seconds(row: dict[str, Any], history: pd.DataFrame) -> tuple[float | No
     return (float(epochs.sum()), False) if len(epochs) else (None, False)
 
 
-def plot_wall_time(rows: list[dict[str, Any]], history: pd.DataFrame, metric: str, path: Path,
-                   limit: int = 40) -> None:
+def plot_wall_time(rows: list[dict[str, Any]], history: pd.DataFrame, metric: str, path: Path, limit: int = 40) -> None:
     plt = _pyplot()
     ranked = ordered(rows, metric)[:limit]
     times = [wall_seconds(r, history) for r in ranked]
@@ -348,10 +452,20 @@ def plot_wall_time(rows: list[dict[str, Any]], history: pd.DataFrame, metric: st
     for bar, (_, measured) in zip(bars, times, strict=True):
         if not measured:
             bar.set_hatch("//")
-    ax.bar_label(bars, labels=[f"{t:.1f} s, {r['epochs_run']} ep" if t is not None else "no time yet"
-                               for (t, _), r in zip(times, ranked, strict=True)], padding=3, fontsize=8.5)
+    ax.bar_label(
+        bars,
+        labels=[
+            f"{t:.1f} s, {r['epochs_run']} ep" if t is not None else "no time yet"
+            for (t, _), r in zip(times, ranked, strict=True)
+        ],
+        padding=3,
+        fontsize=8.5,
+    )
     ax.set_yticks(ys, [f"{i}. {short_name(str(r['trial_name']), 40)}" for i, r in enumerate(ranked, 1)], fontsize=9)
-    ax.set_ylim(len(ranked) - 0.5, -0.5)
+    if ranked:
+        ax.set_ylim(len(ranked) - 0.5, -0.5)
+    else:
+        ax.text(0.5, 0.5, "no trial has reported yet", ha="center", va="center", transform=ax.transAxes)
     ax.set_xlim(0, max(seconds, default=1.0) * 1.3 or 1.0)
     ax.set_xlabel("wall time (s)")
     more = f"; first {limit} of {len(rows)} shown" if len(rows) > limit else ""
@@ -359,8 +473,14 @@ def plot_wall_time(rows: list[dict[str, Any]], history: pd.DataFrame, metric: st
     ax.set_title(f"wall time per trial, in leaderboard order{more}{hatched}", fontsize=10)
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
-    fig.legend(handles=_status_handles([r["status"] for r in ranked]), loc="upper center", bbox_to_anchor=(0.5, 0.0),
-               ncol=5, fontsize=9, frameon=False)
+    fig.legend(
+        handles=_status_handles([r["status"] for r in ranked]),
+        loc="upper center",
+        bbox_to_anchor=(0.5, 0.0),
+        ncol=5,
+        fontsize=9,
+        frameon=False,
+    )
     _save(fig, path)
 
 
@@ -374,8 +494,11 @@ def plot_asha(rows: list[dict[str, Any]], asha: dict[str, Any], epochs: int | No
     bars = ax.bar(list(counts), list(counts.values()), color=colors, edgecolor="black")
     ax.bar_label(bars, labels=[str(c) for c in counts.values()])
     ax.set(xlabel="epoch", ylabel="trials", ylim=(0, max(len(rows), 1) * 1.15))
-    ax.set_title(f"trials that trained to each epoch ({len(rows)} trials)\n"
-                 "orange = early-stopping rung, green = last epoch, gray = between rungs", fontsize=10)
+    ax.set_title(
+        f"trials that trained to each epoch ({len(rows)} trials)\n"
+        "orange = early-stopping rung, green = last epoch, gray = between rungs",
+        fontsize=10,
+    )
     ax.set_xticks(list(counts))
     fig.tight_layout()
     _save(fig, path)

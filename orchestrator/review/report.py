@@ -34,23 +34,33 @@ from orchestrator.outputs.tables import cell, ordered
 from orchestrator.review import plots
 from orchestrator.review.importance import EVALUATOR, Importance, knob_importance, searched_knobs
 from orchestrator.review.report_html import render_html
-from orchestrator.review.summaries import (asha_markdown, best_markdown, leaderboard_markdown, markdown_table,
-                                           rung_epochs)
+from orchestrator.review.summaries import (
+    asha_markdown,
+    best_markdown,
+    leaderboard_markdown,
+    markdown_table,
+    rung_epochs,
+)
 
 # Figures drawn only when their section has something to show; a stale copy from an earlier run is removed.
 OPTIONAL = ("importance.png", "confusion.png")
 
-STATES = {"finished": "finished", "running": "still running (tables rebuilt from the trials' files)",
-          "interrupted": "UNFINISHED: interrupted (rerun the launch command to resume); tables rebuilt from the "
-          "trials' files", "failed": "finished, but no trial left a usable checkpoint",
-          "unknown": "UNFINISHED (no driver has recorded an ending); tables rebuilt from the trials' files"}
+STATES = {
+    "finished": "finished",
+    "running": "still running (tables rebuilt from the trials' files)",
+    "interrupted": "UNFINISHED: interrupted (rerun the launch command to resume); tables rebuilt from the "
+    "trials' files",
+    "failed": "finished, but no trial left a usable checkpoint",
+    "unknown": "UNFINISHED (no driver has recorded an ending); tables rebuilt from the trials' files",
+}
 
 
 def status_line(exp: Experiment, rows: list[dict[str, Any]], where: str | None = None) -> str:
     """`where` names the experiment (default: its directory or URI; the report passes a name, not a path)."""
     counts = pd.Series([r["status"] for r in rows]).value_counts().to_dict() if rows else {}
-    return f"Experiment `{where or exp.location.display}`: {STATES.get(exp.state, exp.state)}; {len(rows)} " \
-        "trials: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+    return f"Experiment `{where or exp.location.display}`: {STATES.get(exp.state, exp.state)}; {len(rows)} trials: " + (
+        ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "none has reported yet"
+    )
 
 
 def _name(exp: Experiment) -> str:
@@ -90,8 +100,10 @@ def score_best(exp: Experiment) -> Scored | str:
     except (ConfigError, DataError) as exc:
         return f"The best model could not be scored: {exc}"
     if dataset.input_shape != loaded.input_shape or dataset.num_classes != len(loaded.classes):
-        return f"The best model takes {list(loaded.input_shape)} with {len(loaded.classes)} classes; its data has " \
+        return (
+            f"The best model takes {list(loaded.input_shape)} with {len(loaded.classes)} classes; its data has "
             f"{list(dataset.input_shape)} with {dataset.num_classes}."
+        )
     # The split may be a read-only view of the data file; a copy is small and keeps torch from warning.
     images, labels = torch.from_numpy(np.array(dataset.test.images)), torch.from_numpy(np.array(dataset.test.labels))
     with torch.no_grad():  # scoring only: no graph to keep
@@ -110,17 +122,20 @@ def per_class_markdown(scored: Scored) -> str:
         mistaken = f"{scored.classes[j]} ({int(scored.matrix[i, j])})" if scored.matrix[i, j] else "-"
         body.append([name, f"{scored.matrix[i, i] / max(support, 1):.4f}", str(support), mistaken])
     total = int(scored.matrix.sum())
-    return f"Test accuracy {np.trace(scored.matrix) / max(total, 1):.4f} on {total} test images.\n\n" + \
-        markdown_table(["class", "accuracy", "images", "most often mistaken for"], body)
+    return f"Test accuracy {np.trace(scored.matrix) / max(total, 1):.4f} on {total} test images.\n\n" + markdown_table(
+        ["class", "accuracy", "images", "most often mistaken for"], body
+    )
 
 
 def importance_markdown(importance: Importance) -> str:
     if not importance.scores:
         return f"Hyperparameter importance skipped: {importance.reason}."
     table = markdown_table(["knob", "importance"], [[f"`{k}`", f"{v:.3f}"] for k, v in importance.scores.items()])
-    return (f"Optuna's {EVALUATOR} importance on the {importance.trials} ended trials: how differently each knob is "
-            f"distributed among the best {importance.top} trials (top {importance.quantile:.0%}) than among all of "
-            "them. Importances sum to 1; with few trials, read them as a hint.\n\n" + table)
+    return (
+        f"Optuna's {EVALUATOR} importance on the {importance.trials} ended trials: how differently each knob is "
+        f"distributed among the best {importance.top} trials (top {importance.quantile:.0%}) than among all of "
+        "them. Importances sum to 1; with few trials, read them as a hint.\n\n" + table
+    )
 
 
 def test_vs_val_markdown(rows: list[dict[str, Any]], metric: str, best: str | None) -> str:
@@ -132,19 +147,35 @@ def test_vs_val_markdown(rows: list[dict[str, Any]], metric: str, best: str | No
         gap = test - val if val is not None and test is not None else None
         if gap is not None:
             gaps.append(gap)
-        body.append([str(i), str(r["trial_name"]), str(r["status"]), cell(val), cell(test),
-                     f"{gap:+.4f}" if gap is not None else "-"])
+        body.append(
+            [
+                str(i),
+                str(r["trial_name"]),
+                str(r["status"]),
+                cell(val),
+                cell(test),
+                f"{gap:+.4f}" if gap is not None else "-",
+            ]
+        )
     if metric == "test_accuracy":
-        why = ("The winner was chosen by its test accuracy, so its test figure is an optimistic estimate: among "
-               "many trials, the highest test score is partly luck of the test split. The spread of test - "
-               "validation across trials shows how large that luck can be; `selection.metric: val_accuracy` "
-               "keeps the test figure clean.")
+        why = (
+            "The winner was chosen by its test accuracy, so its test figure is an optimistic estimate: among "
+            "many trials, the highest test score is partly luck of the test split. The spread of test - "
+            "validation across trials shows how large that luck can be; `selection.metric: val_accuracy` "
+            "keeps the test figure clean."
+        )
     else:
-        why = ("The winner was chosen by validation accuracy, so its test figure is a clean held-out estimate; its "
-               "validation figure is the optimistic one.")
+        why = (
+            "The winner was chosen by validation accuracy, so its test figure is a clean held-out estimate; its "
+            "validation figure is the optimistic one."
+        )
     spread = f" Test - validation ranges from {min(gaps):+.4f} to {max(gaps):+.4f}." if gaps else ""
-    return why + spread + "\n\n" + markdown_table(
-        ["#", "trial", "status", "best val acc", "best test acc", "test - val"], body)
+    return (
+        why
+        + spread
+        + "\n\n"
+        + markdown_table(["#", "trial", "status", "best val acc", "best test acc", "test - val"], body)
+    )
 
 
 def wall_markdown(rows: list[dict[str, Any]], history: pd.DataFrame) -> str:
@@ -153,8 +184,10 @@ def wall_markdown(rows: list[dict[str, Any]], history: pd.DataFrame) -> str:
     if not known:
         return "No trial has reported a time yet."
     longest = max(known)
-    return f"{len(known)} trials took {sum(t for t, _ in known):.1f} s of trial time in all; the longest, " \
+    return (
+        f"{len(known)} trials took {sum(t for t, _ in known):.1f} s of trial time in all; the longest, "
         f"`{longest[1]}`, {longest[0]:.1f} s. Times are Ray's `time_total_s` at each trial's last epoch."
+    )
 
 
 def write_report(exp: Experiment, out: Path, top: int) -> Path:
@@ -179,26 +212,42 @@ def write_report(exp: Experiment, out: Path, top: int) -> Path:
     plots.plot_wall_time(rows, exp.history, exp.metric, out / "wall_time.png")
     plots.plot_asha(rows, exp.config.get("asha", {}), exp.epochs, out / "asha.png")
     title = f"Sweep report: {exp.config.get('name', exp.location.name)}"
-    text = "\n\n".join([
-        f"# {title}", status_line(exp, rows, _name(exp)),
-        f"## Leaderboard (by {exp.metric})", leaderboard_markdown(rows, exp.metric),
-        "## Best checkpoint", best_markdown(manifest) + ("\n\nThe checkpoint path is relative to the experiment "
-                                                         "directory." if manifest else ""),
-        "## How the top trials learned", "![learning curves](learning_curves.png)",
-        "## Searched knobs and the selection metric",
-        "Each line is a trial, coloured by how it ended; the thick line is the best. Knobs searched on a log scale "
-        "(or spanning 20x or more) have log axes.", "![parallel coordinates](parallel.png)",
-        f"![best {exp.metric} per knob](knobs.png)",
-        "## Which knobs mattered", importance_markdown(importance),
-        *(["![hyperparameter importance](importance.png)"] if importance.scores else []),
-        "## The best model on the test split",
-        *([per_class_markdown(scored), "![confusion matrix and per-class accuracy](confusion.png)"]
-          if isinstance(scored, Scored) else [scored]),
-        "## Test vs validation accuracy of every trial", test_vs_val_markdown(rows, exp.metric, best),
-        "![test vs validation accuracy](test_vs_val.png)",
-        "## Wall time per trial", wall_markdown(rows, exp.history), "![wall time per trial](wall_time.png)",
-        "## What early stopping cut, and when", asha_markdown(rows, exp.config), "![trials per epoch](asha.png)",
-    ])
+    text = "\n\n".join(
+        [
+            f"# {title}",
+            status_line(exp, rows, _name(exp)),
+            f"## Leaderboard (by {exp.metric})",
+            leaderboard_markdown(rows, exp.metric),
+            "## Best checkpoint",
+            best_markdown(manifest)
+            + ("\n\nThe checkpoint path is relative to the experiment directory." if manifest else ""),
+            "## How the top trials learned",
+            "![learning curves](learning_curves.png)",
+            "## Searched knobs and the selection metric",
+            "Each line is a trial, coloured by how it ended; the thick line is the best. Knobs searched on a log scale "
+            "(or spanning 20x or more) have log axes.",
+            "![parallel coordinates](parallel.png)",
+            f"![best {exp.metric} per knob](knobs.png)",
+            "## Which knobs mattered",
+            importance_markdown(importance),
+            *(["![hyperparameter importance](importance.png)"] if importance.scores else []),
+            "## The best model on the test split",
+            *(
+                [per_class_markdown(scored), "![confusion matrix and per-class accuracy](confusion.png)"]
+                if isinstance(scored, Scored)
+                else [scored]
+            ),
+            "## Test vs validation accuracy of every trial",
+            test_vs_val_markdown(rows, exp.metric, best),
+            "![test vs validation accuracy](test_vs_val.png)",
+            "## Wall time per trial",
+            wall_markdown(rows, exp.history),
+            "![wall time per trial](wall_time.png)",
+            "## What early stopping cut, and when",
+            asha_markdown(rows, exp.config),
+            "![trials per epoch](asha.png)",
+        ]
+    )
     text = _relative(text, exp)
     (out / "report.md").write_text(text + "\n")
     (out / "report.html").write_text(render_html(text, out, title))

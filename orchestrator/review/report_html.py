@@ -77,5 +77,7 @@ def render_html(markdown: str, directory: Path, title: str) -> str:
     """The whole page: `directory` is where the Markdown's images are (the report directory)."""
     blocks = [b for b in re.split(r"\n\s*\n", markdown.strip()) if b.strip()]
     body = "\n".join(_block(b, directory) for b in blocks)
-    return (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n<title>{html.escape(title)}</title>\n'
-            f"<style>{STYLE}</style>\n</head>\n<body>\n{body}\n</body>\n</html>\n")
+    return (
+        f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n<title>{html.escape(title)}</title>\n'
+        f"<style>{STYLE}</style>\n</head>\n<body>\n{body}\n</body>\n</html>\n"
+    )

@@ -18,6 +18,7 @@ import stat
 import struct
 import sys
 import time
+import types
 import zlib
 from collections.abc import Callable
 from pathlib import Path
@@ -147,6 +148,13 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shared: Path) -> 
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     monkeypatch.setattr(resources, "CURRENT_CLUSTER", tmp_path / "no-ray" / "ray_current_cluster")
     monkeypatch.syspath_prepend(str(shared))
+    # A case that got past every check would start a sweep: make that fail loudly instead of running Ray.
+    monkeypatch.setitem(sys.modules, "orchestrator.sweep", _NoSweep("orchestrator.sweep"))
+
+
+class _NoSweep(types.ModuleType):
+    def run_sweep(self, *args: Any, **kwargs: Any) -> int:
+        raise AssertionError("the launch was accepted and a sweep would have started")
 
 
 def base(tmp_path: Path, shared: Path) -> dict[str, Any]:
@@ -320,7 +328,7 @@ VALUE_CASES: list[tuple[str, dict[str, Any], list[str], list[str]]] = [
     ("nan-weight-decay-set", {}, ["trial.weight_decay=.nan"], ["trial.weight_decay"]),
     ("nan-init-bound", {"trial": {"init": {"scheme": "uniform", "bound": NAN}}}, [], ["trial.init.bound"]),
     ("inf-init-bound", {}, ["trial.init.bound=.inf"], ["trial.init.bound"]),
-    ("huge-init-bound", {}, ["trial.init.bound=1e300"], ["trial.init.bound", "1e+300"]),
+    ("huge-init-bound", {}, ["trial.init.bound=1.0e+300"], ["trial.init.bound", "less than or equal to 1000"]),
     ("nan-uniform-bound", {"search": {"space": {"mlp.dropout": {"uniform": [0.0, NAN]}}}}, [],
      ["search.space.mlp.dropout.uniform", "finite"]),
     ("inf-loguniform-bound", {"search": {"space": {"lr": {"loguniform": [1e-4, INF]}}}}, [],
@@ -354,7 +362,7 @@ VALUE_CASES: list[tuple[str, dict[str, Any], list[str], list[str]]] = [
     ("bool-train-limit", {"data": {"train_limit": True}}, [], ["data.train_limit"]),
     ("bool-val-size", {}, ["data.val_size=true"], ["data.val_size"]),
     ("bool-cpu", {}, ["resources.cpu=true"], ["resources.cpu"]),
-    ("bool-randint-bound", {"search": {"space": {"trial.seed": {"randint": [True, 5]}}}}, [], ["search.space"]),
+    ("bool-randint-bound", {"search": {"space": {"seed": {"randint": [True, 5]}}}}, [], ["search.space"]),
     ("string-number", {}, ["trial.lr='0.1'"], ["trial.lr", "valid number"]),
     # integers beyond what a consumer takes
     ("seed-above-32-bits", {}, ["seed=4294967296"], ["seed", "less than or equal to 4294967295"]),
@@ -390,7 +398,7 @@ VALUE_CASES: list[tuple[str, dict[str, Any], list[str], list[str]]] = [
      ["search.num_samples", "10002 trials", "10000"]),
     ("grid-product-above-cap", {"search": {"num_samples": 10, "space": {
         "lr": {"grid": [round(0.001 * (i + 1), 3) for i in range(40)]},
-        "trial.seed": {"grid": list(range(30))}}}}, [], ["search.num_samples", "12000 trials"]),
+        "seed": {"grid": list(range(30))}}}}, [], ["search.num_samples", "12000 trials"]),
     ("num-samples-above-cap", {}, ["search.num_samples=10001"], ["search.num_samples", "10000"]),
     ("epochs-above-cap", {}, ["trial.epochs=10001"], ["trial.epochs", "10000"]),
     ("epochs-zero", {}, ["trial.epochs=0"], ["trial.epochs", "greater than 0"]),
@@ -416,8 +424,8 @@ VALUE_CASES: list[tuple[str, dict[str, Any], list[str], list[str]]] = [
     ("uniform-wrong-arity", {}, ["search.space={lr: {uniform: [0.1]}}"], ["search.space.lr.uniform", "[low, high]"]),
     ("uniform-three-bounds", {}, ["search.space={lr: {uniform: [0.1, 0.2, 0.3]}}"], ["search.space.lr.uniform"]),
     ("uniform-text-bounds", {}, ["search.space={lr: {uniform: [a, b]}}"], ["search.space.lr.uniform", "numbers"]),
-    ("randint-float-bounds", {}, ["search.space={trial.seed: {randint: [0.5, 3]}}"], ["integers"]),
-    ("randint-int-field-ok-float-kind", {"search": {"space": {"batch_size": {"uniform": [16, 64]}}}}, [],
+    ("randint-float-bounds", {}, ["search.space={seed: {randint: [0.5, 3]}}"], ["search.space.seed.randint", "integers"]),
+    ("uniform-on-int-field", {"search": {"space": {"batch_size": {"uniform": [16, 64]}}}}, [],
      ["search.space.batch_size.uniform", "integer", "randint"]),
     ("quniform-int-field", {"search": {"space": {"batch_size": {"quniform": [16, 64, 16]}}}}, [],
      ["search.space.batch_size.quniform", "integer"]),
@@ -444,7 +452,8 @@ VALUE_CASES: list[tuple[str, dict[str, Any], list[str], list[str]]] = [
     ("unknown-model-candidate", {}, ["search.space={model: {grid: [mlp, vit]}}"], ["search.space.model", "'vit'"]),
     # names and paths
     ("name-trailing-newline", {"name": "bad\n"}, [], ["name", "plain directory name"]),
-    ("name-control-character", {}, ["name=bad\x1b[31m"], ["name", "plain directory name"]),
+    ("name-control-character", {"name": "bad\x1b[31m"}, [], ["name", "plain directory name"]),
+    ("name-control-character-set", {}, ["name=bad\x1b[31m"], ["--set name", "special characters are not allowed"]),
     ("name-tab", {"name": "a\tb"}, [], ["name", "plain directory name"]),
     ("name-nul", {"name": "a\x00b"}, [], ["name", "plain directory name"]),
     ("name-too-long", {"name": "x" * 101}, [], ["name", "longer than 100"]),
@@ -733,7 +742,7 @@ def test_data_refused(make: Callable[[Path], dict[str, Any]], fragments: list[st
     config["data"] = section if replace else {**config["data"], **section}
     path.write_text(yaml.safe_dump(config))
     line = refused(capsys, tmp_path, ["launch", str(path)], fragments, prefix="")
-    assert line.startswith(("data error: data", "config error: data")), line
+    assert line.startswith(("data error: data.", f"data error: {tmp_path}", "config error: data")), line
 
 
 # (id, the data section as YAML, fragments): fields that do not apply to the source, unknown sources

@@ -7,7 +7,7 @@ import os
 import signal
 from pathlib import Path
 
-from faults_support import (
+from support import (
     SLOW_EPOCH,
     best_trial,
     finish,
@@ -19,8 +19,8 @@ from faults_support import (
     trial_dirs,
     wait_for,
 )
-from faults_support import epochs as epochs_of
-from faults_support import write_config as tiny_config
+from support import epochs as epochs_of
+from support import write_config as tiny_config
 
 EPOCHS = 8
 

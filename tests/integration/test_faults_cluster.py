@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from faults_support import (
+from support import (
     SLOW_EPOCH,
     finish,
     kill_session,

@@ -1,5 +1,6 @@
-"""Shared by the tests/test_faults_*.py files: a tiny config, the real CLI in a subprocess, and reading
-what the trials reported (Ray's per-trial result.json) while the sweep runs."""
+"""Shared by the integration tests that act on a running sweep: a tiny config, the real CLI in its own
+session (the one runner in tests/conftest.py), and what the trials reported (Ray's per-trial
+result.json) read while the sweep runs."""
 
 from __future__ import annotations
 
@@ -8,15 +9,13 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
-
-REPO = Path(__file__).resolve().parents[1]
+from conftest import REPO, start_cli
 
 TINY = """\
 name: {name}
@@ -40,16 +39,9 @@ def write_config(tmp_path: Path, name: str, epochs: int, extra: str = "", train_
     return path
 
 
-def cli(config: Path, *args: str) -> list[str]:
-    return [sys.executable, "-m", "orchestrator.launch", str(config), *args]
-
-
 def start(config: Path, *args: str, cwd: Path) -> subprocess.Popen[str]:
-    """The CLI in its own session, so the test can clean up every process it started."""
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    env.pop("RAY_ADDRESS", None)
-    return subprocess.Popen(cli(config, *args), cwd=cwd, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    """`launch CONFIG ...` in its own session, so the test can signal it and clean up all it started."""
+    return start_cli("launch", str(config), *args, cwd=cwd)
 
 
 def finish(proc: subprocess.Popen[str], timeout: float = 900) -> tuple[int, str, str]:
@@ -81,7 +73,7 @@ def results(trial_dir: Path) -> list[dict[str, Any]]:
 
 
 def trial_dirs(experiment: Path) -> list[Path]:
-    return sorted(p for p in experiment.glob("*_0000*") if p.is_dir()) if experiment.is_dir() else []
+    return sorted(p for p in experiment.iterdir() if (p / "params.json").is_file()) if experiment.is_dir() else []
 
 
 def wait_for(condition: Callable[[], Any], proc: subprocess.Popen[str], timeout: float = 600,

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 NAME = "cluster-test"
 # Two one-epoch trials: one per 1-CPU node, at the same time.
 BUDGET = ["--set", "trial.epochs=1", "--set", "data.train_limit=5000", "--set", "search.space.model={grid: [mlp]}",
@@ -162,7 +162,8 @@ def test_sweep_spans_nodes_and_resumes_on_a_new_cluster(workdir: Path) -> None:
     assert len(nodes) >= 2, f"every trial ran on one node: {nodes}"
     for output in ("best/model.pt", "best/manifest.json", "results.parquet"):
         assert (experiment / output).is_file(), output
-    exported = (experiment / "best" / "model.pt").stat().st_mtime_ns
+    exported = (experiment / "best" / "model.pt").read_bytes()
+    manifest = json.loads((experiment / "best" / "manifest.json").read_text())
 
     (workdir / "c2").mkdir()
     second = LocalCluster(workdir / "c2", env)
@@ -174,5 +175,7 @@ def test_sweep_spans_nodes_and_resumes_on_a_new_cluster(workdir: Path) -> None:
     assert "resumed the experiment" in again.stdout, again.stdout[-4000:]
     # Restored, not restarted: the same trials, and none of them trained again.
     assert trial_records(experiment) == records
-    assert (experiment / "best" / "model.pt").is_file()
-    assert (experiment / "best" / "model.pt").stat().st_mtime_ns >= exported
+    # The resumed launch selects again from the same kept checkpoints: the very same export.
+    assert (experiment / "best" / "model.pt").read_bytes() == exported
+    assert json.loads((experiment / "best" / "manifest.json").read_text())["source_checkpoint"] == \
+        manifest["source_checkpoint"]

@@ -3,6 +3,7 @@ a rerun with a changed config; --fresh. Plus the experiment-directory rules on r
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -12,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from faults_support import (
+from support import (
     REPO,
     SLOW_EPOCH,
     finish,
@@ -26,22 +27,25 @@ from faults_support import (
     write_config,
 )
 
-from orchestrator import experiment_guard, launch
+from orchestrator import claim as claims
+from orchestrator.commands.main import launch_main
 from orchestrator.config import validate
 from orchestrator.errors import ConfigError
-from orchestrator.tuning import EXPERIMENT_SYNC_S
+from orchestrator.location import LOCK, RECORD, Location
+from orchestrator.tune.tuner import EXPERIMENT_SYNC_S
 from trainables import checkpoint as ckpt
 
 EPOCHS = 8
 
 
-# Ray's idle helper agents outlive a SIGKILLed driver (they hold no trial and write nothing); the
-# processes that train or schedule (trial workers, raylet, GCS) must not.
+# Ray's idle helper agents can outlive a SIGKILLed driver for a while (they hold no trial and write
+# nothing); the next launch on this machine ends them. The processes that train or schedule (trial
+# workers, raylet, GCS) share the driver's fate at once.
 IDLE_AGENTS = ("ray::DashboardAgent", "ray::RuntimeEnvAgent", "dashboard/agent.py", "runtime_env/agent")
 
 
-def working_processes(pgid: int) -> list[str]:
-    """Live (non-zombie) processes of the session, other than Ray's idle agents."""
+def session_processes(pgid: int) -> list[tuple[int, str]]:
+    """Live (non-zombie) processes of the session, with their command lines."""
     found = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -49,9 +53,13 @@ def working_processes(pgid: int) -> list[str]:
             cmdline = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
-        if int(fields[2]) == pgid and fields[0] != "Z" and not any(a in cmdline for a in IDLE_AGENTS):
-            found.append(cmdline[:120])
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            found.append((int(stat.parent.name), cmdline[:160]))
     return found
+
+
+def working_processes(pgid: int) -> list[str]:
+    return [cmd for _, cmd in session_processes(pgid) if not any(a in cmd for a in IDLE_AGENTS)]
 
 
 def wait_until(condition: Callable[[], bool], seconds: float) -> bool:
@@ -75,7 +83,7 @@ def test_driver_sigkill_then_rerun_resumes_without_rerunning_finished_trials(
         finished_at = time.monotonic()
 
         # A second launch on the same experiment while the first runs: refused, nothing started.
-        assert launch.main([str(config)]) == 2
+        assert launch_main([str(config)]) == 2
         refusal = capsys.readouterr().err.strip()
         assert refusal.startswith("config error: name: experiment ") and "in use by another launch" in refusal
         assert f"pid {proc.pid}" in refusal
@@ -90,8 +98,12 @@ def test_driver_sigkill_then_rerun_resumes_without_rerunning_finished_trials(
         proc.wait(timeout=60)
         # The local Ray it started (GCS, raylet, trial workers) shares its fate: no orphan keeps training.
         assert wait_until(lambda: not working_processes(proc.pid), seconds=60), working_processes(proc.pid)
-    finally:
+        leftovers = [pid for pid, _ in session_processes(proc.pid)]
+        holder = json.loads((exp_dir / LOCK).read_text())
+        assert holder["pid"] == proc.pid and holder["session"].startswith("/"), holder
+    except BaseException:
         kill_session(proc)
+        raise
     before = {t.name: (t / "result.json").read_bytes() for t in trial_dirs(exp_dir)}
     reported_before = len(results(victim))
 
@@ -100,12 +112,14 @@ def test_driver_sigkill_then_rerun_resumes_without_rerunning_finished_trials(
     newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])
 
     # The same command with a changed value is refused, naming the field.
-    assert launch.main([str(config), "--set", "trial.lr=0.01"]) == 2
+    assert launch_main([str(config), "--set", "trial.lr=0.01"]) == 2
     assert capsys.readouterr().err.strip().startswith("config error: trial.lr: changed since the experiment at")
 
     code, out, err = finish(start(config, cwd=tmp_path))
     assert code == 0, err[-3000:]
     assert "resumed the experiment" in out
+    # The rerun ended what was left of the dead driver's Ray on this machine.
+    assert not [pid for pid in leftovers if Path(f"/proc/{pid}").exists() and _state(pid) != "Z"], leftovers
     assert (first_done / "result.json").read_bytes() == before[first_done.name], "a finished trial was rerun"
     rows = table(exp_dir)
     assert len(rows) == 3 and {r["status"] for r in rows.values()} == {"completed"}
@@ -116,21 +130,30 @@ def test_driver_sigkill_then_rerun_resumes_without_rerunning_finished_trials(
     # A trial's checkpoint can reach storage just before the killed driver records that epoch's report,
     # so the resumed trial may start one epoch past what result.json showed; never at epoch 1.
     assert 2 <= restarted_at <= reported_before + 1, "resumed from a checkpoint, not from scratch"
-    for trial in trial_dirs(exp_dir):
-        if trial.name not in before:  # never started before the crash: one clean run
-            assert [int(r["epoch"]) for r in results(trial)] == list(range(1, EPOCHS + 1))
+    fresh = [trial for trial in trial_dirs(exp_dir) if trial.name not in before]
+    assert fresh, "the crash came before the last trial started"
+    for trial in fresh:  # never started before the crash: one clean run
+        assert [int(r["epoch"]) for r in results(trial)] == list(range(1, EPOCHS + 1))
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "gone"
 
 
 def test_fresh_starts_a_new_directory_and_keeps_the_old(tmp_path: Path) -> None:
     cfg = validate({"name": "exp", "storage_path": str(tmp_path)})
-    with experiment_guard.claim(cfg, str(tmp_path)):
+    location = Location.parse(str(tmp_path), "exp")
+    with claims.claim(cfg, location):
         pass
     (tmp_path / "exp" / "keep.txt").write_text("old results")
-    fresh = experiment_guard.fresh_name(cfg, str(tmp_path))
+    fresh = claims.fresh(location)
     assert fresh.name == "exp-2"
-    with experiment_guard.claim(fresh, str(tmp_path)):
-        assert (tmp_path / "exp-2" / experiment_guard.CONFIG_FILE).is_file()
-    assert experiment_guard.fresh_name(cfg, str(tmp_path)).name == "exp-3"
+    with claims.claim(cfg.model_copy(update={"name": fresh.name}), fresh):
+        assert (tmp_path / "exp-2" / RECORD).is_file()
+    assert claims.fresh(location).name == "exp-3"
     assert (tmp_path / "exp" / "keep.txt").read_text() == "old results"
 
 
@@ -138,48 +161,83 @@ def test_fresh_through_the_cli(tmp_path: Path) -> None:
     config = write_config(tmp_path, "again", 1)
     (tmp_path / "runs" / "again").mkdir(parents=True)
     (tmp_path / "runs" / "again" / "keep.txt").write_text("old")
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.run([sys.executable, "-m", "orchestrator.launch", str(config), "--fresh"], cwd=tmp_path,
-                          env=env, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "experiment: again-2 ->" in proc.stdout
+    code, out, err = finish(start(config, "--fresh", cwd=tmp_path))
+    assert code == 0, err[-3000:]
+    assert "experiment: again-2 ->" in out
     assert (tmp_path / "runs" / "again-2" / "best" / "manifest.json").is_file()
     assert sorted(p.name for p in (tmp_path / "runs" / "again").iterdir()) == ["keep.txt"]
 
 
 def test_changed_config_names_every_changed_field(tmp_path: Path) -> None:
     cfg = validate({"name": "exp", "trial": {"lr": 1e-3}, "search": {"space": {"model": {"grid": ["mlp"]}}}})
-    with experiment_guard.claim(cfg, str(tmp_path)):
+    location = Location.parse(str(tmp_path), "exp")
+    with claims.claim(cfg, location):
         pass
+    (tmp_path / "exp" / claims.TUNE_STATE).write_bytes(b"")  # the experiment has started
     changed = validate({"name": "exp", "trial": {"lr": 2e-3}, "search": {"space": {"model": {"grid": ["cnn"]}}}})
     with pytest.raises(ConfigError, match=r"^search\.space\.model\.grid, trial\.lr: changed since"):
-        experiment_guard.claim(changed, str(tmp_path))
+        claims.claim(changed, location)
     # Where it runs is not what it computes: another storage path or cluster address still resumes.
     moved = validate({"name": "exp", "trial": {"lr": 1e-3}, "search": {"space": {"model": {"grid": ["mlp"]}}},
                       "ray": {"address": "ray://head:10001"}, "storage_path": "/elsewhere"})
-    with experiment_guard.claim(moved, str(tmp_path)):
+    with claims.claim(moved, location):
         pass
+
+
+def test_a_launch_that_never_trained_does_not_hold_its_config_against_the_next(tmp_path: Path) -> None:
+    """A launch that failed after its claim (Ray would not start, the cluster refused it) leaves a record; the
+    corrected config replaces it, because nothing was computed under the old one."""
+    location = Location.parse(str(tmp_path), "exp")
+    with claims.claim(validate({"name": "exp", "trial": {"lr": 1e-3}}), location):
+        pass
+    with claims.claim(validate({"name": "exp", "trial": {"lr": 2e-3}}), location):
+        pass
+    assert json.loads((tmp_path / "exp" / RECORD).read_text())["config"]["trial"]["lr"] == 2e-3
 
 
 def test_lock_is_released_when_its_holder_is_killed(tmp_path: Path) -> None:
     cfg = validate({"name": "exp"})
-    holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time; from orchestrator import experiment_guard; from orchestrator.config import validate;"
-        f"c = experiment_guard.claim(validate({{'name': 'exp'}}), {str(tmp_path)!r}); print('held', flush=True);"
-        "time.sleep(600)")], env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE, text=True)
+    code = ("import sys, time; from orchestrator import claim; from orchestrator.config import validate;"
+            "from orchestrator.location import Location;"
+            f"c = claim.claim(validate({{'name': 'exp'}}), Location.parse({str(tmp_path)!r}, 'exp'));"
+            "print('held', flush=True); time.sleep(600)")
+    holder = subprocess.Popen([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(REPO)},
+                              stdout=subprocess.PIPE, text=True)
+    location = Location.parse(str(tmp_path), "exp")
     try:
-        assert holder.stdout.readline().strip() == "held"
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        assert claims.held(location)
         with pytest.raises(ConfigError, match=f"in use by another launch \\(pid {holder.pid}\\)"):
-            experiment_guard.claim(cfg, str(tmp_path))
+            claims.claim(cfg, location)
     finally:
         holder.send_signal(signal.SIGKILL)
         holder.wait()
-    with experiment_guard.claim(cfg, str(tmp_path)):  # no stale lock after a SIGKILL
+    assert not claims.held(location)
+    with claims.claim(cfg, location):  # no stale lock after a SIGKILL
         pass
 
 
 def test_abandoned_claim_leaves_nothing(tmp_path: Path) -> None:
     storage = tmp_path / "runs"
-    claim = experiment_guard.claim(validate({"name": "exp"}), str(storage))
+    claim = claims.claim(validate({"name": "exp"}), Location.parse(str(storage), "exp"))
     claim.abandon()
-    assert not storage.exists()
+    assert not (storage / "exp").exists()
+
+
+def test_resume_refuses_state_other_users_could_have_written(tmp_path: Path) -> None:
+    cfg = validate({"name": "exp"})
+    location = Location.parse(str(tmp_path), "exp")
+    with claims.claim(cfg, location):
+        pass
+    state = tmp_path / "exp" / claims.TUNE_STATE
+    state.write_bytes(b"")
+    state.chmod(0o666)
+    with pytest.raises(ConfigError, match=r"storage_path: .*tuner.pkl is writable by other users \(mode 666\)"):
+        claims.claim(cfg, location)
+    state.chmod(0o644)
+    (tmp_path / "exp").chmod(0o777)
+    with pytest.raises(ConfigError, match="writable by other users"):
+        claims.claim(cfg, location)
+    (tmp_path / "exp").chmod(0o755)
+    with claims.claim(cfg, location):
+        pass
