@@ -14,7 +14,8 @@ Before Ray starts, a launch claims the experiment:
 - **The same config.** `experiment.json` records the resolved config and its hash. A rerun whose config
   hashes differently is refused, naming the fields that changed, once the experiment has Tune state
   (until then nothing has run, and the record is simply replaced). `storage_path` and `ray` are left
-  out of the hash: moving the directory or joining another cluster does not change what it computes.
+  out of the hash, and so is `tracking`: moving the directory, joining another cluster or sending the runs
+  to MLflow does not change what it computes.
 - **Trusted state.** Resuming unpickles Ray's experiment state, so a local experiment whose directory or
   state files are writable by other users, or owned by someone else, is refused (as ssh refuses a
   group-writable key). Launches run with `umask | 022`, so nothing they create is writable by others;
@@ -46,7 +47,7 @@ from orchestrator.config import ExperimentConfig
 from orchestrator.errors import ConfigError
 from orchestrator.location import LOCK, RECORD, STATUS, Location
 
-NOT_HASHED = ("storage_path", "ray")  # where and how it runs, not what it computes
+NOT_HASHED = ("storage_path", "ray", "tracking")  # where it runs and who watches, not what it computes
 TUNE_STATE = "tuner.pkl"  # Ray's: present once a Tuner was created for this experiment
 LEASE_S = 60.0
 RENEW_S = 10.0

@@ -225,4 +225,9 @@ def split_experiment(path: str) -> Location:
         head, name = str(resolved.parent), resolved.name
     if "://" in text and "/" not in text.partition("://")[2].strip("/"):
         raise ConfigError(path, "name the experiment inside the bucket (s3://bucket/prefix/name)")
-    return Location.parse(head or ".", name, must_exist=True)
+    try:
+        return Location.parse(head or ".", name, must_exist=True)
+    except ConfigError as exc:
+        if exc.field != "storage_path":
+            raise
+        raise ConfigError(path, exc.problem) from None  # the path given here, not a config field

@@ -49,29 +49,37 @@ def run_sweep(cfg: ExperimentConfig, dataset: Dataset, location: Location, claim
               address: str | None, plan: str, data_line: str, retry_errored: bool = False) -> int:
     print(plan, flush=True)
     print(data_line, flush=True)
-    cluster.start(address, cfg.ray.dashboard, on_timeout=claim.abandon)
     try:
-        if address:
-            try:
-                check_cluster(cfg, cluster.nodes())
-            except ConfigError as exc:  # the joined cluster cannot place a trial: refused before the Tuner
-                claim.abandon()
-                print(f"config error: {exc}", file=sys.stderr)
-                return 2
-        elif (session := cluster.session_dir()) is not None:
-            claim.note_session(session)
-        observers, status, board, tracker = _observers(cfg, location, plan)
-        run = tuner.run(cfg, dataset, location, Observers(observers), retry_errored)
-    finally:
-        cluster.stop()
-    if run.resumed:
-        print(f"resumed the experiment at {location.display}")
-    if run.interrupted is not None:
-        finished = sum(record.ended for record in run.records)
-        print(f"interrupted: {finished} of {cfg.trial_count} trials finished; rerun the same command to resume",
-              file=sys.stderr, flush=True)
-        return 128 + run.interrupted
-    return _outputs(cfg, run.records, location, status, board, tracker)
+        cluster.start(address, cfg.ray.dashboard, on_timeout=claim.abandon)
+    except Exception as exc:  # noqa: BLE001 - Ray's many ways to fail to start; one line, and nothing kept
+        claim.abandon()
+        print(f"error: Ray did not start: {type(exc).__name__}: {str(exc).strip().splitlines()[0][:300]}",
+              file=sys.stderr)
+        return 1
+    # Installed after Ray's start (which sets its own SIGTERM handler) and kept through the outputs.
+    with tuner.Interrupt() as interrupt:
+        try:
+            if address:
+                try:
+                    check_cluster(cfg, cluster.nodes())
+                except ConfigError as exc:  # the joined cluster cannot place a trial: refused before the Tuner
+                    claim.abandon()
+                    print(f"config error: {exc}", file=sys.stderr)
+                    return 2
+            elif (session := cluster.session_dir()) is not None:
+                claim.note_session(session)
+            observers, status, board, tracker = _observers(cfg, location, plan)
+            run = tuner.run(cfg, dataset, location, Observers(observers), retry_errored, interrupt)
+        finally:
+            cluster.stop()
+        if run.resumed:
+            print(f"resumed the experiment at {location.display}")
+        if run.interrupted is not None:
+            finished = sum(record.ended for record in run.records)
+            print(f"interrupted: {finished} of {cfg.trial_count} trials finished; rerun the same command to resume",
+                  file=sys.stderr, flush=True)
+            return 128 + run.interrupted
+        return _outputs(cfg, run.records, location, status, board, tracker)
 
 
 def _outputs(cfg: ExperimentConfig, records: list[TrialRecord], location: Location, status: StatusWriter,

@@ -131,6 +131,8 @@ class InputScaling:
 
 def input_scaling(scale: str, mean: Sequence[float], std: Sequence[float], pixel_max: float = 255.0) -> InputScaling:
     """raw (as stored), unit (/255 for bytes), tiny (unit/10000, the batch-norm study), standard (z-score)."""
+    if isinstance(pixel_max, bool) or not isinstance(pixel_max, int | float) or not 0 < pixel_max < float("inf"):
+        raise DataError(f"scaling: pixel_max must be a finite number > 0 (got {pixel_max!r})")
     if scale == "raw":
         return InputScaling(0.0, 1.0)
     if scale == "unit":

@@ -16,6 +16,10 @@ from __future__ import annotations
 
 import gzip
 import importlib
+import math
+import os
+import zipfile
+import zlib
 from pathlib import Path
 from typing import Any, Literal
 
@@ -69,7 +73,8 @@ class DataConfig(Section):
         if needed and getattr(self, needed) is None:
             raise ValueError(f"source {self.source} needs data.{needed}")
         for name in ("path", "dataset", "entry_point", "args"):
-            if name in self.model_fields_set and name not in SOURCE_FIELDS[self.source]:
+            # A recorded config writes the unused fields out as null / {}: only a value counts as set.
+            if getattr(self, name) not in (None, {}) and name not in SOURCE_FIELDS[self.source]:
                 raise ValueError(f"data.{name} does not apply to source {self.source}")
         if self.source == "torchvision" and self.dataset not in TORCHVISION:
             raise ValueError(f"unknown torchvision dataset {self.dataset!r} (valid: {', '.join(TORCHVISION)})")
@@ -84,6 +89,10 @@ def load_dataset(cfg: DataConfig, seed: int) -> Dataset:
     """Read, check and split; raises DataError with one line naming the problem."""
     arrays, source = _read(cfg)
     x_train, y_train, classes = _checked(arrays, source)
+    if ("x_test" in arrays) != ("y_test" in arrays):
+        given, missing = ("x_test", "y_test") if "x_test" in arrays else ("y_test", "x_test")
+        raise DataError(f"{source}: {given} without {missing}; give both (a test split) or neither (one is carved "
+                        "by data.test_size)")
     if "x_test" in arrays:
         x_test, y_test, _ = _checked({**arrays, "x_train": arrays["x_test"], "y_train": arrays["y_test"]}, source,
                                      what="test", classes=classes)
@@ -115,12 +124,19 @@ def _count(size: Size, available: int, field: str) -> int:
 
 def _read(cfg: DataConfig) -> tuple[dict[str, Any], str]:
     if cfg.source == "npz":
-        return _read_npz(Path(str(cfg.path)).expanduser())
+        return _read_npz(_expand(str(cfg.path), "data.path"))
     if cfg.source == "torchvision":
-        return _read_torchvision(str(cfg.dataset), Path(cfg.root).expanduser(), cfg.download)
+        return _read_torchvision(str(cfg.dataset), _expand(cfg.root, "data.root"), cfg.download)
     if cfg.source == "entry_point":
         return _call_entry_point(str(cfg.entry_point), cfg.args)
-    return _read_fashion(Path(cfg.root).expanduser(), cfg.download)
+    return _read_fashion(_expand(cfg.root, "data.root"), cfg.download)
+
+
+def _expand(text: str, field: str) -> Path:
+    path = Path(os.path.expanduser(text))  # Path.expanduser raises for an unknown ~user; this leaves it as is
+    if str(path).startswith("~"):
+        raise DataError(f"{field}: unknown user in {text!r} (no such home directory)")
+    return path
 
 
 # ------------------------------------------------------------------ the checks every source goes through
@@ -194,15 +210,32 @@ def _read_npz(path: Path) -> tuple[dict[str, Any], str]:
         raise DataError(f"data.path: {path} is not a .npz file or a directory holding .npz files")
     merged: dict[str, list[np.ndarray]] = {}
     classes = None
+    total = 0
     for file in files:
+        try:
+            with open(file, "rb") as f:
+                magic = f.read(4)
+        except OSError as exc:
+            raise DataError(f"data.path: {file} is unreadable ({_first_line(exc)})") from None
+        if magic not in (b"PK\x03\x04", b"PK\x05\x06"):  # np.load would take a .npy, or try to unpickle
+            raise DataError(f"data.path: {file} is not a .npz archive (a zip of .npy arrays, as numpy.savez writes)")
         try:
             with np.load(file, allow_pickle=False) as archive:  # never unpickle: a .npz may come from anywhere
                 for key in archive.files:
+                    if key != "classes" and key not in IDX_NAMES:
+                        continue
+                    total += _declared_bytes(archive, key)  # before reading: a header may claim terabytes
+                    if total > MAX_DATASET_BYTES:
+                        raise DataError(f"data.path: {file}'s {key} makes the arrays larger than the "
+                                        f"{MAX_DATASET_BYTES >> 30} GiB a trial keeps resident on its device")
                     if key == "classes":
                         classes = archive[key]
-                    elif key in IDX_NAMES:
+                    else:
                         merged.setdefault(key, []).append(archive[key])
-        except (OSError, ValueError, EOFError) as exc:
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, NotImplementedError,
+                RuntimeError) as exc:  # what numpy and zipfile raise for damaged, foreign or encrypted files
+            if isinstance(exc, DataError):
+                raise
             raise DataError(f"data.path: {file} is not a readable .npz ({_first_line(exc)})") from None
     arrays: dict[str, Any] = {}
     for key, parts in merged.items():
@@ -213,6 +246,18 @@ def _read_npz(path: Path) -> tuple[dict[str, Any], str]:
     if classes is not None:
         arrays["classes"] = classes
     return arrays, f"data.path {path}"
+
+
+def _declared_bytes(archive: Any, key: str) -> int:
+    """The bytes an archive member will take once read, from its .npy header or its zip entry."""
+    name = f"{key}.npy"
+    if name not in archive.zip.namelist():  # stored raw: numpy reads it as bytes
+        return int(archive.zip.getinfo(key).file_size)
+    with archive.zip.open(name) as member:
+        version = np.lib.format.read_magic(member)
+        header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, dtype = header(member)
+    return math.prod(shape) * dtype.itemsize
 
 
 def _call_entry_point(target: str, args: dict[str, Any]) -> tuple[dict[str, Any], str]:
@@ -301,7 +346,7 @@ def read_idx(path: Path) -> np.ndarray:
     ndim = raw[3]
     shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     data = np.frombuffer(raw, dtype=np.uint8, offset=min(4 + 4 * ndim, len(raw)))
-    if len(raw) < 4 + 4 * ndim or data.size != int(np.prod(shape)):
+    if len(raw) < 4 + 4 * ndim or data.size != math.prod(shape):
         raise DataError(f"data.root: {path} is a truncated IDX file (expected {list(shape)})")
     return data.reshape(shape)
 

@@ -16,7 +16,7 @@ import importlib
 import math
 import re
 from collections.abc import Callable, Sequence
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import torch
 from pydantic import Field
@@ -37,7 +37,7 @@ ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "gelu": nn.GELU,
 }
 Activation = Literal["relu", "leaky_relu", "tanh", "sigmoid", "elu", "gelu"]
-Width = Field(ge=1, le=MAX_WIDTH)
+Width = Annotated[int, Field(ge=1, le=MAX_WIDTH)]  # a layer's width or a conv block's channels
 
 
 class ModelError(ValueError):
@@ -45,7 +45,7 @@ class ModelError(ValueError):
 
 
 class MLPSpec(Section):
-    hidden: tuple[int, ...] = Field(default=(256, 128), max_length=16,
+    hidden: tuple[Width, ...] = Field(default=(256, 128), max_length=16,
                                     description="widths of hidden layers; () = logistic regression")
     activation: Activation = Field(default="relu", description="nonlinearity after each hidden layer")
     batch_norm: bool = Field(default=False, description="BatchNorm1d after each hidden linear layer")
@@ -54,7 +54,7 @@ class MLPSpec(Section):
 
 
 class CNNSpec(Section):
-    channels: tuple[int, ...] = Field(default=(32, 64), min_length=1, max_length=4,
+    channels: tuple[Width, ...] = Field(default=(32, 64), min_length=1, max_length=4,
                                       description="output channels of each conv block (conv, act, pool /2)")
     kernel_size: Literal[3, 5, 7] = Field(default=3, description="square conv kernel, 'same' padding")
     pool: Literal["max", "avg"] = Field(default="max", description="2x2 pooling after each conv block")

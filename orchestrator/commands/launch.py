@@ -10,6 +10,7 @@ Every refusal comes before Ray starts: one line naming the field, exit 2, nothin
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 
@@ -56,10 +57,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def configure(args: argparse.Namespace) -> ExperimentConfig:
     overrides = list(args.set)
+    # Plain text, not YAML: a JSON string is a YAML double-quoted scalar, so `--name $'x\n'` stays "x\n"
+    # (and is refused) instead of being read as YAML and trimmed to "x".
     if args.name is not None:
-        overrides.append(f"name={args.name}")
+        overrides.append(f"name={json.dumps(args.name)}")
     if args.storage_path is not None:
-        overrides.append(f"storage_path={args.storage_path}")
+        overrides.append(f"storage_path={json.dumps(args.storage_path)}")
     return load_config(args.config, overrides)
 
 

@@ -9,6 +9,7 @@ names its dotted field and the value it got.
 from __future__ import annotations
 
 import difflib
+import re
 from pathlib import Path
 from typing import Any
 
@@ -52,12 +53,26 @@ def validate(raw: dict[str, Any]) -> ExperimentConfig:
         raise ConfigError("config", str(exc)) from None
 
 
+# pydantic names the member of a union (`int | float`, `float | 'auto'`) after the field: one error per member.
+_UNION_MEMBER = re.compile(r"int|float|str|bool|literal\[.*\]|function-.*|.*\[.*\]")
+_TYPE_MISMATCH = {"int_type", "float_type", "string_type", "bool_type", "literal_error", "dict_type", "list_type",
+                  "tuple_type", "model_type"}
+
+
 def _to_config_error(exc: ValidationError) -> ConfigError:
-    error = exc.errors(include_url=False)[0]
+    errors = exc.errors(include_url=False)
+    error = errors[0]
     cause = (error.get("ctx") or {}).get("error")
     if isinstance(cause, ConfigError):
         return cause
     loc = [str(part) for part in error["loc"]]
+    members = [e for e in errors if len(e["loc"]) == len(loc) and [str(p) for p in e["loc"][:-1]] == loc[:-1]
+               and isinstance(e["loc"][-1], str) and _UNION_MEMBER.fullmatch(e["loc"][-1])]
+    if len(members) > 1:  # the field, not its union's members; the error that says most (not "wrong type")
+        loc = loc[:-1]
+        error = next((e for e in members if e["type"] not in _TYPE_MISMATCH), None) or {
+            **error, "msg": " or ".join(dict.fromkeys(
+                [members[0]["msg"]] + [e["msg"].removeprefix("Input should be ") for e in members[1:]]))}
     field = ".".join(loc) or "config"
     if error["type"] == "extra_forbidden":
         valid = _valid_keys(ExperimentConfig, loc[:-1])

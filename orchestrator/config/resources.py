@@ -25,7 +25,6 @@ from orchestrator.config.schema import ExperimentConfig
 from orchestrator.errors import ConfigError
 
 CONNECT_TIMEOUT_S = 5.0
-CURRENT_CLUSTER = Path("/tmp/ray/ray_current_cluster")  # where `ray start` notes the cluster on this machine
 ADDRESS_FIELD = "--address/ray.address/RAY_ADDRESS"
 
 
@@ -33,12 +32,19 @@ def resolve_address(cli: str | None, cfg: ExperimentConfig) -> str | None:
     return cli or cfg.ray.address or os.environ.get("RAY_ADDRESS") or None
 
 
+def current_cluster_file() -> Path:
+    """The file `ray start` writes and `auto` reads, in Ray's temp directory as Ray finds it: RAY_TMPDIR, else
+    TMPDIR, else /tmp."""
+    base = os.environ["RAY_TMPDIR"] if "RAY_TMPDIR" in os.environ else os.environ.get("TMPDIR", "/tmp")
+    return Path(base) / "ray" / "ray_current_cluster"
+
+
 def check_address(address: str) -> None:
     """Refuse an address that names nothing reachable, in one line, before anything is claimed."""
     target = address
     if address == "auto":
         try:
-            target = CURRENT_CLUSTER.read_text().strip()
+            target = current_cluster_file().read_text().strip()
         except OSError:
             raise ConfigError(ADDRESS_FIELD, "'auto' but no Ray cluster was started on this machine "
                               "(`ray start --head`); leave the address unset for a private local Ray", address) from None

@@ -24,8 +24,27 @@ from orchestrator.errors import ConfigError
 from trainables.schema import INT64_MAX
 
 
+class _TooDeep(yaml.YAMLError):
+    def __init__(self, mark: yaml.Mark) -> None:
+        super().__init__()
+        self.problem_mark = mark
+
+
 class _UniqueKeyLoader(yaml.SafeLoader):
-    """SafeLoader that refuses a key written twice in one mapping."""
+    """SafeLoader that refuses a key written twice in one mapping, and nesting past MAX_CONFIG_DEPTH while
+    composing (PyYAML's scanner slows quadratically with flow nesting: stop before that, not at recursion's
+    limit)."""
+
+    depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        self.depth += 1
+        try:
+            if self.depth > MAX_CONFIG_DEPTH + 1:  # the document's root is one level
+                raise _TooDeep(self.peek_event().start_mark)  # type: ignore[no-untyped-call]
+            return super().compose_node(parent, index)  # type: ignore[no-untyped-call]
+        finally:
+            self.depth -= 1
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: dict[Any, int] = {}
@@ -76,6 +95,9 @@ def parse(text: str, where: str, field: str = "") -> Any:
     dotted field the text is the value of (`--set trial.lr=...`), so errors inside it name the full field."""
     try:
         data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except _TooDeep as exc:
+        raise ConfigError(f"{where}:{exc.problem_mark.line + 1}", f"YAML nested more than {MAX_CONFIG_DEPTH} "
+                          "levels deep") from None
     except yaml.YAMLError as exc:
         raise _yaml_error(where, exc) from None
     except RecursionError:

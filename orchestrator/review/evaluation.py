@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import pyarrow.fs as pafs
 import torch
+from pydantic import ValidationError
 from torch import nn
 
 from orchestrator.errors import ConfigError
@@ -118,6 +119,8 @@ def load_model(path: str) -> LoadedModel:
         model = build_model(state["model_spec"])
         model.load_state_dict(weights)
         scaling_record = state.get("scaling") or {"mean": [0.0], "std": [1.0]}
+        if not isinstance(scaling_record, dict):
+            raise DataError(f"scaling: must be a mapping of mean, std and pixel_max (got {str(scaling_record)[:40]})")
         mean, std = _floats(scaling_record.get("mean")), _floats(scaling_record.get("std"))
         pixel_max = float(scaling_record.get("pixel_max", 255.0))
         scale = input_scaling(str(state["input_scale"]), mean, std, pixel_max)
@@ -190,6 +193,10 @@ def evaluation_data(loaded: LoadedModel, data_root: str | None) -> Dataset:
         data["root"] = data_root
     try:
         cfg = strict_validate(DataConfig, data)
+    except ValidationError as exc:
+        error = exc.errors(include_url=False)[0]
+        where = ".".join(["data", *(str(part) for part in error["loc"])])
+        raise ConfigError(where, f"the experiment's data section is unusable ({error['msg'].removeprefix('Value error, ')})") from None
     except ValueError as exc:
         raise ConfigError("data", f"the experiment's data section is unusable ({_first_line(exc)})") from None
     return load_dataset(cfg, seed)

@@ -62,6 +62,14 @@ def _status_handles(statuses: list[str]) -> list[Any]:
     return [Line2D([], [], color=_color(s), lw=3, label=s) for s in dict.fromkeys(statuses)]
 
 
+def _status_markers(statuses: list[str]) -> list[Any]:
+    from matplotlib.lines import Line2D
+
+    return [
+        Line2D([], [], ls="", marker="o", ms=8, mfc=_color(s), mec="black", label=s) for s in dict.fromkeys(statuses)
+    ]
+
+
 def short_name(name: str, width: int = 32) -> str:
     return name if len(name) <= width else name[: width - 3] + "..."
 
@@ -187,7 +195,12 @@ def _axis(knob: Knob) -> tuple[list[float | None], list[tuple[float, str]]]:
 
 
 def plot_parallel(
-    knobs: list[Knob], rows: list[dict[str, Any]], metric: str, best_trial: str | None, path: Path
+    knobs: list[Knob],
+    rows: list[dict[str, Any]],
+    metric: str,
+    best_trial: str | None,
+    path: Path,
+    best_label: str = "best",
 ) -> None:
     """One axis per searched knob and a last one for the selection metric; one line per trial."""
     plt = _pyplot()
@@ -235,7 +248,7 @@ def plot_parallel(
     if best_trial:
         from matplotlib.lines import Line2D
 
-        handles.append(Line2D([], [], color="dimgray", lw=4.5, label=f"best: {short_name(best_trial, 40)}"))
+        handles.append(Line2D([], [], color="dimgray", lw=4.5, label=f"{best_label}: {short_name(best_trial, 40)}"))
     ax.legend(
         handles=handles,
         loc="upper center",
@@ -256,8 +269,12 @@ def plot_knobs(knobs: list[Knob], rows: list[dict[str, Any]], metric: str, path:
     plt = _pyplot()
     key = score_key(metric)
     panels = knobs or [Knob("(none searched)", "observed", [], [None] * len(rows))]
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.4 * len(panels), 4), squeeze=False)
-    for ax, knob in zip(axes[0], panels, strict=True):
+    columns = min(3, len(panels))  # rows of at most 3 panels stay readable at the report's width
+    grid = math.ceil(len(panels) / columns)
+    fig, axes = plt.subplots(grid, columns, figsize=(4.6 * columns, 4 * grid), squeeze=False)
+    for ax in axes.flat[len(panels) :]:
+        ax.set_visible(False)
+    for ax, knob in zip(axes.flat, panels, strict=False):
         points = [
             (v, r[key], r["status"])
             for v, r in zip(knob.values, rows, strict=True)
@@ -291,10 +308,19 @@ def plot_knobs(knobs: list[Knob], rows: list[dict[str, Any]], metric: str, path:
             )
         ax.set(xlabel=knob.name + (" (log)" if knob.log else ""), ylabel=f"best {metric}")
         ax.grid(alpha=0.3)
-        if points:
-            ax.legend(fontsize=8)
     fig.suptitle(f"best {metric} of each trial against each searched knob", fontsize=11)
     fig.tight_layout()
+    # One legend for all panels, below them: inside a panel it would hide points.
+    statuses = [r["status"] for r in rows if finite(r.get(key))]
+    if statuses:
+        fig.legend(
+            handles=_status_markers(statuses),
+            loc="upper center",
+            bbox_to_anchor=(0.5, 0.0),
+            ncol=8,
+            fontsize=9,
+            frameon=False,
+        )
     _save(fig, path)
 
 
@@ -399,7 +425,7 @@ def plot_test_vs_val(rows: list[dict[str, Any]], metric: str, best_trial: str | 
         }
         both.scatter(val, test, **style)
         gap.scatter(val, test - val, **style)
-        if rank <= 15:  # rank numbers link points to the table; more would crowd the figure
+        if rank <= 10:  # rank numbers link points to the table; more would crowd the figure
             for ax, y in ((both, test), (gap, test - val)):
                 ax.annotate(str(rank), (val, y), xytext=offsets[rank % 4], textcoords="offset points", fontsize=9)
     both.set(xlim=(low, high), ylim=(low, high), xlabel="best validation accuracy", ylabel="best test accuracy")
@@ -411,10 +437,7 @@ def plot_test_vs_val(rows: list[dict[str, Any]], metric: str, best_trial: str | 
     gap.set_title("how far each trial sits from the diagonal", fontsize=11)
     for ax in (both, gap):
         ax.grid(alpha=0.3)
-    handles = [
-        Line2D([], [], ls="", marker="o", ms=8, mfc=_color(s), mec="black", label=s)
-        for s in dict.fromkeys(r["status"] for _, r in points)
-    ]
+    handles = _status_markers([r["status"] for _, r in points])
     if best_trial:
         handles.append(Line2D([], [], ls="", marker="*", ms=14, mfc="white", mec="black", label="best"))
     fig.legend(

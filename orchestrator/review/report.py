@@ -194,13 +194,15 @@ def write_report(exp: Experiment, out: Path, top: int) -> Path:
     rows = records(exp.results)
     manifest = exp.manifest
     best = manifest["trial_name"] if manifest else None
+    # Before best/ exists, the leaderboard's leader is drawn thick instead, as the best so far.
+    leader = best or (ordered(rows, exp.metric)[0]["trial_name"] if rows else None)
     knobs = searched_knobs(exp.config, rows)
     rungs = rung_epochs(exp.config.get("asha", {}), exp.epochs)
     out.mkdir(parents=True, exist_ok=True)
     for name in OPTIONAL:
         (out / name).unlink(missing_ok=True)
     plots.plot_learning_curves(rows, exp.history, exp.metric, best, rungs, top, out / "learning_curves.png")
-    plots.plot_parallel(knobs, rows, exp.metric, best, out / "parallel.png")
+    plots.plot_parallel(knobs, rows, exp.metric, leader, out / "parallel.png", "best" if best else "best so far")
     plots.plot_knobs(knobs, rows, exp.metric, out / "knobs.png")
     importance = knob_importance(knobs, rows, exp.metric)
     if importance.scores:

@@ -8,8 +8,9 @@
 Everything is driver-side, from the plain trial records the observers already see; the trainables do not
 know MLflow exists. What each hook sends:
 - sweep_started: gets or creates the MLflow experiment and the sweep's parent run (the whole resolved
-  config as flat dotted params, the config hash and the plan as tags), and records the parent's run id
-  and the child run of each trial in `mlflow.json` in the experiment directory;
+  config as flat dotted params; the config hash, the experiment directory and the trial count as tags),
+  and records the parent's run id and each trial's child run id in `mlflow.json` in the experiment
+  directory, so that the rerun resuming an interrupted sweep logs into the same runs;
 - trial_started: creates the trial's child run (run name = trial name, `mlflow.parentRunId`), its knobs as
   params; a trial restarted after a pause, a failure or a resume reopens its existing child run;
 - trial_reported: the new epoch's metrics at `step=epoch`, one `log_batch` request;
@@ -22,9 +23,14 @@ know MLflow exists. What each hook sends:
 - finish(manifest): best/model.pt and best/manifest.json as artifacts of the parent (under `best/`),
   tag `best_trial`, and the parent ends FINISHED; `finish(None)` (no usable checkpoint) ends it FAILED.
 
+An epoch that a trial trains again after a restart (from its last checkpoint) is logged again at the
+same step: MLflow cannot replace a point, so its history shows both, the later one being the run that
+went on. A trial that already ended before the resume is not touched.
+
 Tracking never stops training: the first request that cannot reach the server turns the tracker off
-with one warning line, and each request gives up after a couple of short retries. `check_reachable`
-refuses an http(s) URI that does not answer before Ray starts.
+with one warning line (errors the server answers with are printed, and turn it off after a few), and
+each request gives up after a couple of short retries. `check_reachable` refuses an http(s) URI that
+does not answer before Ray starts.
 """
 
 from __future__ import annotations
@@ -38,7 +44,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
@@ -123,11 +129,6 @@ def key(name: str) -> str:
 def _one_line(value: Any) -> str:
     lines = str(value).strip().splitlines()
     return (lines[0] if lines else type(value).__name__)[:300]
-
-
-def _chunks(items: list[Any], size: int) -> Iterable[list[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 def _guarded(hook: Hook) -> Hook:

@@ -53,8 +53,16 @@ def recorded_results(trial: Any) -> list[dict[str, Any]]:
     return results
 
 
+def name_trial(trial: Any) -> None:
+    """Give a new trial its directory name now: Tune would at its first start, and a sweep interrupted
+    before then cannot otherwise list the trial in its results."""
+    if not trial.relative_logdir:
+        trial.init_local_path()
+
+
 class ResumableASHA(ASHAScheduler):
     def on_trial_add(self, tune_controller: Any, trial: Any) -> None:
+        name_trial(trial)
         super().on_trial_add(tune_controller, trial)
         bracket = self._trial_info[trial.trial_id]
         for result in recorded_results(trial):
@@ -135,6 +143,7 @@ class SynchronousHalving(FIFOScheduler):
     # ------------------------------------------------------------------ Tune's hooks
 
     def on_trial_add(self, tune_controller: Any, trial: Any) -> None:
+        name_trial(trial)
         index = trial_index(trial)
         self.trials[index] = trial
         for result in recorded_results(trial):

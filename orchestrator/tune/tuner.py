@@ -11,6 +11,7 @@ that it is stopping. The caller reports the interrupt and exits 130 or 143.
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import signal
 import sys
@@ -58,8 +59,9 @@ class Interrupt:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        for signum, handler in self.previous.items():
-            signal.signal(signum, handler)
+        if self.signal is None:  # after an interrupt ours stay: a later signal only says it is stopping
+            for signum, handler in self.previous.items():
+                signal.signal(signum, handler)
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         self.count += 1
@@ -67,6 +69,9 @@ class Interrupt:
             self.signal = signum
             print(f"\n{signal.Signals(signum).name}: stopping the trials and saving the experiment state; it "
                   "stays resumable (rerun the same command)", file=sys.stderr, flush=True)
+            # Tune now logs its own account of the stop (unfinished trials, how to restore them by hand);
+            # the line above and the one the launch prints at the end say what a user needs.
+            logging.getLogger("ray.tune").setLevel(logging.CRITICAL)
         elif self.count >= 3:
             print("stopping now without a last save; a rerun resumes from the state saved at most "
                   f"{EXPERIMENT_SYNC_S} s ago", file=sys.stderr, flush=True)
@@ -148,15 +153,16 @@ def _build(cfg: ExperimentConfig, dataset: Dataset, location: Location) -> tune.
 
 
 def run(cfg: ExperimentConfig, dataset: Dataset, location: Location, observer: Observer,
-        retry_errored: bool = False) -> SweepRun:
-    """Fit a new experiment, or resume the one at `location`; errored trials rerun only when asked."""
+        retry_errored: bool = False, interrupt: Interrupt | None = None) -> SweepRun:
+    """Fit a new experiment, or resume the one at `location`; errored trials rerun only when asked.
+    `interrupt` is the caller's, when it must cover more than the run (the outputs after it)."""
     os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", str(EXPERIMENT_SYNC_S))
     # That 2 s snapshot period is ours, on purpose: Ray's "snapshotting triggered often" warning says nothing.
     os.environ["TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S"] = "0"
     os.environ["RAY_AIR_NEW_OUTPUT"] = "0"  # its experiment box and tables: the progress lines are ours
     experiment = f"{location.storage}/{location.name}"
-    with Interrupt() as interrupt:
+    with interrupt or Interrupt() as interrupt:
         resumed = tune.Tuner.can_restore(experiment)
         if resumed:
             tuner = tune.Tuner.restore(experiment, trainable=_trainable(cfg, dataset, location),
