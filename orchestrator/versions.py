@@ -9,10 +9,14 @@ LIBRARIES = ("torch", "torchvision", "ray", "numpy", "pyarrow", "pydantic", "opt
 
 
 def libraries() -> dict[str, str]:
+    import torch  # its own version string names the build (e.g. +cu130), which can change results
+
     found = {"python": platform.python_version()}
     for name in LIBRARIES:
         try:
             found[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             continue
+    found["torch"] = str(torch.__version__)
+    found["cuda"] = str(torch.version.cuda)
     return found

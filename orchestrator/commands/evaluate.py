@@ -111,7 +111,8 @@ def run(args: argparse.Namespace) -> int:
     except (ConfigError, DataError) as exc:
         print(f"data error: {exc}", file=sys.stderr)
         return 2
-    images, labels = torch.from_numpy(dataset.test.images), torch.from_numpy(dataset.test.labels)
+    # Copies: the arrays may be read-only views of the files, which torch will not wrap without a warning.
+    images, labels = torch.tensor(dataset.test.images), torch.tensor(dataset.test.labels)
     predicted = predict(loaded, images).argmax(dim=1)
     data = f"{dataset.source}, test split ({len(dataset.test)} samples)"
     text, result = evaluation_text(confusion(labels, predicted, len(loaded.classes)), loaded, data)

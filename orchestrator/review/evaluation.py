@@ -196,7 +196,8 @@ def evaluation_data(loaded: LoadedModel, data_root: str | None) -> Dataset:
     except ValidationError as exc:
         error = exc.errors(include_url=False)[0]
         where = ".".join(["data", *(str(part) for part in error["loc"])])
-        raise ConfigError(where, f"the experiment's data section is unusable ({error['msg'].removeprefix('Value error, ')})") from None
+        problem = error["msg"].removeprefix("Value error, ")
+        raise ConfigError(where, f"the experiment's data section is unusable ({problem})") from None
     except ValueError as exc:
         raise ConfigError("data", f"the experiment's data section is unusable ({_first_line(exc)})") from None
     return load_dataset(cfg, seed)
@@ -236,7 +237,7 @@ def read_image(path: Path, loaded: LoadedModel, invert: bool) -> tuple[torch.Ten
                 converted = image.convert("L" if channels == 1 else "RGB")
                 if converted.size != (width, height):
                     converted = converted.resize((width, height), Image.Resampling.LANCZOS)
-                pixels = np.asarray(converted, dtype=np.uint8)
+                pixels = np.array(converted, dtype=np.uint8)  # a writable copy, for torch
     except ConfigError:
         raise
     except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError,
@@ -245,7 +246,10 @@ def read_image(path: Path, loaded: LoadedModel, invert: bool) -> tuple[torch.Ten
     if invert:
         pixels = 255 - pixels
     pixels = pixels[None] if channels == 1 else pixels.transpose(2, 0, 1)
-    brightness = float(pixels.mean()) / 255
-    inverted = (brightness - 0.5) * (loaded.mean - 0.5) < 0 and abs(brightness - loaded.mean) > 0.3
+    # The background is what the border shows: light on dark training images (or dark on light) means the
+    # photo is the other way round from what the model learned.
+    border = np.concatenate([pixels[:, 0, :], pixels[:, -1, :], pixels[:, :, 0], pixels[:, :, -1]], axis=None)
+    background = float(border.mean()) / 255
+    inverted = (background - 0.5) * (loaded.mean - 0.5) < 0 and abs(background - loaded.mean) > 0.25
     tensor = torch.from_numpy(np.ascontiguousarray(pixels))
     return (tensor if loaded.pixel_max == 255.0 else tensor.float() / 255), inverted
