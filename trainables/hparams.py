@@ -1,13 +1,13 @@
 """TensorBoard HParams records as summary protos: the experiment, a session's start, a session's end.
 
-The HParams plugin reads three records per run: the session start (the trial's knobs, written once
-when the trial starts), the session end (its status, written once), and plain scalars whose latest
-value is the metric (`trial/...`, written at every epoch's step and once more by the driver, at the
-trial's last step, when it ends). TensorBoard keeps the *first* start/end record of a run, so each is
-written exactly once; the scalars keep the *latest* value, so a trial's metrics can be completed
-after it ends (an early stop is only known to the driver). A value is never written at a step below
-one already written: TensorBoard would drop the later steps. No TensorFlow: the protos come from
-TensorBoard's own packages.
+The HParams plugin reads three records per run: the session start (the trial's knobs, written when the
+trial starts), the session end (its status, written once, by the driver, when the trial has ended), and
+plain scalars whose value at the latest step is the metric (`trial/...`: the trial writes one point per
+epoch, as running; the driver writes the final one at the trial's last step, replacing it). TensorBoard
+keeps the *first* start and end record of a run (their content is the tag's metadata), so an end is
+written only once the trial has really ended. A value is never written at a step below one already
+written: TensorBoard would drop the later steps. No TensorFlow: the protos come from TensorBoard's own
+packages.
 """
 
 from __future__ import annotations

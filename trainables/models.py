@@ -228,6 +228,9 @@ def _construct(spec: dict[str, Any]) -> nn.Module:
                          f"**{args}) raised {type(exc).__name__}: {_first_line(exc)}") from None
     if not isinstance(model, nn.Module):
         raise ModelError(f"model: {name} returned {type(model).__name__}, not a torch.nn.Module")
+    if any(nn.parameter.is_lazy(p) for p in model.parameters()):
+        raise ModelError(f"model: {name} has lazy (uninitialized) parameters; size every layer from the "
+                         "input_shape argument instead (its parameters are counted and checked before training)")
     return model
 
 

@@ -29,6 +29,8 @@ def run(args: argparse.Namespace) -> int:
         if not location.is_file(RECORD):
             raise ConfigError(args.experiment, "not an experiment (no experiment.json)")
         destination = Path(args.destination).expanduser()
+        if str(destination).startswith("~"):  # expanduser leaves ~name alone when there is no such user
+            raise ConfigError(args.destination, "unknown user in ~ (no such home directory)")
         if destination.exists():
             raise ConfigError(str(destination), "already exists; name a new directory")
     except ConfigError as exc:

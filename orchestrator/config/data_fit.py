@@ -6,18 +6,25 @@
 - augmentation is only asked of images (C x H x W), not of flat feature vectors;
 - every model the space can name builds for this data's input shape and class count, with at most
   MAX_PARAMETERS parameters (built on the meta device: nothing is allocated), and a user's factory
-  imports and returns a module.
+  imports and returns a module;
+- a user's model maps a batch of this data's shape to one logit per class (one forward pass of zeros on
+  the CPU), so a model that does not fit the data is refused here, not in every trial.
 No Ray here.
 """
 
 from __future__ import annotations
+
+import json
+from typing import Any
+
+import torch
 
 from orchestrator.config.gpu_memory import MEMORY_FIELDS, candidate_trials
 from orchestrator.config.schema import ExperimentConfig
 from orchestrator.config.space import candidate_values
 from orchestrator.errors import ConfigError
 from trainables.data import Dataset
-from trainables.models import ModelError, count_parameters
+from trainables.models import MODELS, ModelError, build_model, count_parameters
 from trainables.schema import MAX_PARAMETERS
 
 
@@ -31,6 +38,7 @@ def check_fits(cfg: ExperimentConfig, dataset: Dataset) -> None:
         if too_big:
             raise ConfigError(field, f"batch size larger than the training split ({train} samples)", too_big[0])
     flat = len(dataset.input_shape) == 1
+    forwarded: set[str] = set()
     for trial in candidate_trials(cfg, MEMORY_FIELDS | {"augment"}):
         if flat and trial.augment.enabled:
             raise ConfigError("trial.augment", "augmentation needs images (C x H x W); this data is flat features "
@@ -43,3 +51,31 @@ def check_fits(cfg: ExperimentConfig, dataset: Dataset) -> None:
         if parameters > MAX_PARAMETERS:
             raise ConfigError("trial.model", f"{parameters:,} parameters for {spec['name']} {spec['args']}, above the "
                               f"cap of {MAX_PARAMETERS:,}; use a smaller model", trial.model)
+        key = json.dumps(spec, sort_keys=True, default=str)
+        if spec["name"] not in MODELS and key not in forwarded:  # the built-in families adapt to any input
+            forwarded.add(key)
+            _check_forward(spec)
+
+
+def _check_forward(spec: dict[str, Any]) -> None:
+    """A user's model on a batch of two zero samples: it must return (2, num_classes) logits."""
+    shape, classes = tuple(spec["input_shape"]), spec["num_classes"]
+    what = f"{spec['name']} {spec['args']}"
+    with torch.random.fork_rng(devices=[]), torch.no_grad():  # the driver's RNG stays as it was
+        try:
+            model = build_model(spec).eval()
+            logits = model(torch.zeros(2, *shape))
+        except ModelError as exc:
+            raise ConfigError("trial.model", str(exc).removeprefix("model: "), spec["name"]) from None
+        except Exception as exc:  # the user's forward may raise anything
+            raise ConfigError("trial.model", f"{what} fails on a batch of this data's input shape {list(shape)} "
+                              f"({type(exc).__name__}: {_first_line(exc)})", spec["name"]) from None
+    got = list(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+    if got != [2, classes]:
+        raise ConfigError("trial.model", f"{what} must return one logit per class, a tensor of shape [batch, "
+                          f"{classes}], for input shape {list(shape)}; it returned {got}", spec["name"])
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__

@@ -55,6 +55,7 @@ def validate(raw: dict[str, Any]) -> ExperimentConfig:
 
 # pydantic names the member of a union (`int | float`, `float | 'auto'`) after the field: one error per member.
 _UNION_MEMBER = re.compile(r"int|float|str|bool|literal\[.*\]|function-.*|.*\[.*\]")
+_EXPONENT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 _TYPE_MISMATCH = {"int_type", "float_type", "string_type", "bool_type", "literal_error", "dict_type", "list_type",
                   "tuple_type", "model_type"}
 
@@ -83,7 +84,25 @@ def _to_config_error(exc: ValidationError) -> ConfigError:
     if error["type"] == "missing":
         return ConfigError(field, "required field is missing")
     message = error["msg"].removeprefix("Value error, ")
-    return ConfigError(field, message, error.get("input"))
+    return ConfigError(field, message + _number_as_text(error), error.get("input"))
+
+
+def _number_as_text(error: Any) -> str:
+    """YAML 1.1 reads `1e-3` as text (its floats need a dot and a signed exponent): say how to write it."""
+    text = error.get("input")
+    if error["type"] not in ("float_type", "int_type") or not isinstance(text, str) \
+            or not _EXPONENT.fullmatch(text.strip()):
+        return ""
+    value = float(text)
+    if error["type"] == "int_type" and value.is_integer() and abs(value) <= 2**63:
+        written = str(int(value))
+    else:
+        mantissa, exponent = f"{value:e}".split("e")
+        mantissa = mantissa.rstrip("0") + ("0" if mantissa.rstrip("0").endswith(".") else "")
+        written = f"{mantissa}e{int(exponent):+d}"
+    if written == text.strip():
+        return "; write the number without quotes"
+    return f"; YAML reads {text.strip()} as text: write {written}"
 
 
 def _valid_keys(model: type[BaseModel], path: list[str]) -> list[str]:

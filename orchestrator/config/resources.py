@@ -43,11 +43,13 @@ def check_address(address: str) -> None:
     """Refuse an address that names nothing reachable, in one line, before anything is claimed."""
     target = address
     if address == "auto":
+        note = current_cluster_file()
         try:
-            target = current_cluster_file().read_text().strip()
+            target = note.read_text().strip()
         except OSError:
-            raise ConfigError(ADDRESS_FIELD, "'auto' but no Ray cluster was started on this machine "
-                              "(`ray start --head`); leave the address unset for a private local Ray", address) from None
+            raise ConfigError(ADDRESS_FIELD, f"'auto' but no Ray cluster was started on this machine (no {note}; "
+                              "`ray start --head` writes it); leave the address unset for a private local Ray",
+                              address) from None
     host, port = _host_port(target.removeprefix("ray://"), address)
     try:
         with socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S):

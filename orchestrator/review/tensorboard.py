@@ -2,24 +2,25 @@
 
     tensorboard --logdir runs/smoke --host 127.0.0.1
 
-Trials write their own runs while they train (`trainables.tensorboard_log`). What only the driver knows
-is written here, from the records it holds in memory (never from a file a trial may still be writing):
+Trials write their own runs while they train (`trainables.tensorboard_log`), and call themselves running
+to the end. What only the driver knows is written here, from the records it holds in memory (Tune's
+results as they arrived, never a file a trial may still be writing):
 - before the first trial: the HParams experiment (the searched knobs are the columns, the status metric
-  first) and the plan;
+  first) and the plan, the first entry of the `summary` card;
 - when a trial is paused at a rung or ends: its status and final metrics, at its own last step (a record
-  at an earlier step would make TensorBoard drop the later ones), and the session end;
-- when the sweep ends: one TEXT card, `summary`: the leaderboard, the best checkpoint as a table, what
-  early stopping cut, and the plan.
-On object-store storage the same files are written to a local mirror and uploaded as they change.
+  at an earlier step would make TensorBoard drop the later ones), and, once it has ended, the session end;
+- when the sweep ends: the `summary` card's last entry: the leaderboard, the best checkpoint as a table,
+  what early stopping cut, and the plan.
+Each write is a new event file named to be read after those already in the run (`EventWriter`). On
+object-store storage the same files are written to a local mirror and uploaded as they change.
 """
 
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-
-from torch.utils.tensorboard import SummaryWriter
 
 from orchestrator.config.schema import ExperimentConfig
 from orchestrator.config.space import dimensions
@@ -27,7 +28,9 @@ from orchestrator.location import SUMMARY_RUN, Location
 from orchestrator.records import Observer, TrialRecord
 from orchestrator.review.summaries import summary_markdown
 from trainables import hparams
-from trainables.tensorboard_log import write_metrics
+from trainables.tensorboard_log import EventWriter
+
+SUMMARY_TAG = "summary"  # the one TEXT card
 
 
 def hparam_domains(cfg: ExperimentConfig) -> dict[str, list[Any] | tuple[float, float]]:
@@ -58,31 +61,40 @@ class DriverBoard(Observer):
         self.mirror = location.local_dir or Path(tempfile.mkdtemp(prefix="board-"))
         self.written: dict[str, str] = {}  # trial name -> the status last written for it
 
-    def _writer(self, run: str) -> SummaryWriter:
-        return SummaryWriter(log_dir=str(self.mirror / run))
-
-    def _close(self, writer: SummaryWriter, run: str) -> None:
-        writer.close()
+    def _write(self, run: str, write: Callable[[EventWriter], None]) -> None:
+        """One new event file in `run`, named to be read after the trial's own files (`EventWriter`)."""
+        with EventWriter(self.mirror / run) as writer:
+            write(writer)
         if self.location.local_dir is None:  # object store: upload what this writer produced
             self.location.upload(self.mirror / run, run)
 
     def sweep_started(self, records: list[TrialRecord], resumed: bool) -> None:
-        writer = self._writer(SUMMARY_RUN)
+        """The HParams columns, and the plan as the first entry of the `summary` card (until the sweep ends)."""
         experiment = hparams.experiment(hparam_domains(self.cfg), f"sweep {self.cfg.name}")
-        writer._get_file_writer().add_summary(experiment, 0)
-        writer.add_text("plan", _pre(self.plan), 0)
-        self._close(writer, SUMMARY_RUN)
+        plan = f"## Plan\n\nThe sweep is running: the leaderboard appears here when it has ended.\n\n{_pre(self.plan)}"
+
+        def write(writer: EventWriter) -> None:
+            writer.summary(experiment, 0)
+            writer.text(SUMMARY_TAG, plan, 0)
+
+        self._write(SUMMARY_RUN, write)
 
     def _write_status(self, record: TrialRecord, end: bool) -> None:
+        """The trial's status and metrics from the driver's own record, at the trial's last step: the same
+        step as the trial's last `running` point, which this one replaces (never an earlier step, which
+        would make TensorBoard drop the later ones)."""
         status = record.status
         if self.written.get(record.name) == status or record.epochs_run == 0:
             return
         self.written[record.name] = status
-        writer = self._writer(record.name)
-        write_metrics(writer, record.epochs_run, hparams.metric_values(record.history, status))
-        if end and status != "error":  # an errored trial may be retried later (--retry-errored)
-            writer._get_file_writer().add_summary(hparams.session_end(status), record.epochs_run)
-        self._close(writer, record.name)
+        step, values = record.epochs_run, hparams.metric_values(record.history, status)
+
+        def write(writer: EventWriter) -> None:
+            writer.scalars(values, step)
+            if end and status != "error":  # an errored trial may be retried later (--retry-errored)
+                writer.summary(hparams.session_end(status), step)
+
+        self._write(record.name, write)
 
     def heartbeat(self, records: list[TrialRecord]) -> None:
         for record in records:
@@ -98,6 +110,5 @@ class DriverBoard(Observer):
     def finish(self, rows: list[dict[str, Any]], best: dict[str, Any] | None) -> None:
         """After the outputs: the summary card, at a step that grows with every resume that trains more."""
         step = sum(int(r["epochs_run"] or 0) for r in rows)
-        writer = self._writer(SUMMARY_RUN)
-        writer.add_text("summary", summary_markdown(self.cfg, rows, best, self.plan), step)
-        self._close(writer, SUMMARY_RUN)
+        markdown = summary_markdown(self.cfg, rows, best, self.plan)
+        self._write(SUMMARY_RUN, lambda writer: writer.text(SUMMARY_TAG, markdown, step))

@@ -1,34 +1,41 @@
-"""The real TensorBoard server, started on a finished smoke sweep and asked through its HTTP API."""
+"""The real TensorBoard server, asked through its HTTP API: on the finished smoke sweep, and during a sweep.
+
+    python -m pytest tests/integration/test_tensorboard.py -q
+
+The finished sweep (the shared, read-only `smoke_experiment`) must show what its Parquet tables say; a
+running sweep must be right at every moment: a trial that has ended shows its final record while another
+still trains, and a trial early stopping cut shows as stopped before the sweep ends.
+"""
 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import socket
 import subprocess
 import time
+import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
-from review_support import Sweep, smoke_sweep
+from support import finish, kill_session, results, start, wait_for, write_config
 
-from orchestrator.experiment import SUMMARY_RUN
+from orchestrator.location import SUMMARY_RUN
+from orchestrator.outputs.tables import ordered
 from trainables import hparams
+from trainables import metrics as m
 from trainables.models import build_model
-from trainables.tensorboard_log import SCALAR_TAGS, parameter_tags
+from trainables.recipe import TrialConfig
+from trainables.tensorboard_log import SPLITS, parameter_tags
 
-
-@pytest.fixture(scope="module")
-def sweep(tmp_path_factory: pytest.TempPathFactory) -> Sweep:
-    return smoke_sweep(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def results(sweep: Sweep) -> pd.DataFrame:
-    return pd.read_parquet(sweep.experiment / "results.parquet")
+STATUSES = ["STATUS_UNKNOWN", "STATUS_SUCCESS", "STATUS_FAILURE", "STATUS_RUNNING"]
+SPLIT_COLUMNS = {"train": (m.TRAIN_LOSS, m.TRAIN_ACCURACY), "val": (m.VAL_LOSS, m.VAL_ACCURACY),
+                 "test": (m.TEST_LOSS, m.TEST_ACCURACY)}
 
 
 def _free_port() -> int:
@@ -38,11 +45,27 @@ def _free_port() -> int:
 
 
 class Board:
-    def __init__(self, port: int) -> None:
-        self.base = f"http://127.0.0.1:{port}"
+    """A TensorBoard server on `logdir` (reloading every second), and its HTTP API."""
 
-    def get(self, path: str) -> Any:
-        with urllib.request.urlopen(self.base + path, timeout=30) as response:
+    def __init__(self, logdir: Path) -> None:
+        executable = shutil.which("tensorboard")
+        assert executable, "the tensorboard command is part of the environment"
+        port = _free_port()
+        self.base = f"http://127.0.0.1:{port}"
+        self.server = subprocess.Popen([executable, "--logdir", str(logdir), "--host", "127.0.0.1",
+                                        "--port", str(port), "--reload_interval", "1"],
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def close(self) -> None:
+        self.server.terminate()
+        try:
+            self.server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.server.kill()
+
+    def get(self, path: str, **query: str) -> Any:
+        url = self.base + path + ("?" + urllib.parse.urlencode(query) if query else "")
+        with urllib.request.urlopen(url, timeout=30) as response:
             return json.load(response)
 
     def post(self, path: str, body: dict[str, Any]) -> Any:
@@ -51,109 +74,273 @@ class Board:
         with urllib.request.urlopen(request, timeout=30) as response:
             return json.load(response)
 
-    def session_groups(self) -> list[dict[str, Any]]:
-        statuses = ["STATUS_UNKNOWN", "STATUS_SUCCESS", "STATUS_FAILURE", "STATUS_RUNNING"]
-        body = {"experimentName": "", "allowedStatuses": statuses, "startIndex": 0, "sliceSize": 1000}
-        return self.post("/data/plugin/hparams/session_groups", body).get("sessionGroups", [])
+    def runs(self) -> list[str]:
+        return self.get("/data/runs")
+
+    def scalars(self, run: str, tag: str) -> list[tuple[float, int, float]]:
+        return [(w, s, v) for w, s, v in self.get("/data/plugin/scalars/scalars", run=run, tag=tag)]
+
+    def experiment(self) -> dict[str, Any]:
+        return self.post("/data/plugin/hparams/experiment", {"experimentName": ""})
+
+    def sessions(self) -> dict[str, dict[str, Any]]:
+        """Each trial's HParams session: its knobs, `status` (the session end's, STATUS_UNKNOWN while it
+        has none) and `metrics` (tag -> value)."""
+        body = {"experimentName": "", "allowedStatuses": STATUSES, "startIndex": 0, "sliceSize": 1000}
+        groups = self.post("/data/plugin/hparams/session_groups", body).get("sessionGroups", [])
+        return {g["name"]: {"hparams": g["hparams"], "status": g["sessions"][0].get("status", "STATUS_UNKNOWN"),
+                            "metrics": {v["name"]["tag"]: v["value"] for v in g.get("metricValues", [])}}
+                for g in groups}
+
+    def wait(self, condition: Callable[[], Any], what: str, timeout: float = 30) -> Any:
+        """Polls until `condition()` is truthy (the server loads new events in the background)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                value = condition()
+            except OSError:  # not serving yet
+                value = None
+            if value:
+                return value
+            assert time.monotonic() < deadline, f"TensorBoard did not show {what} within {timeout:.0f} s"
+            time.sleep(0.5)
 
 
 @pytest.fixture(scope="module")
-def board(sweep: Sweep, results: pd.DataFrame) -> Iterator[Board]:
-    executable = shutil.which("tensorboard")
-    assert executable, "the tensorboard command is part of the environment"
-    port = _free_port()
-    server = subprocess.Popen([executable, "--logdir", str(sweep.experiment), "--host", "127.0.0.1",
-                               "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    client = Board(port)
+def experiment(smoke_experiment: Any) -> Path:
+    return smoke_experiment.experiment
+
+
+@pytest.fixture(scope="module")
+def table(experiment: Path) -> pd.DataFrame:
+    return pd.read_parquet(experiment / "results.parquet")
+
+
+@pytest.fixture(scope="module")
+def history(experiment: Path) -> pd.DataFrame:
+    return pd.read_parquet(experiment / "history.parquet")
+
+
+@pytest.fixture(scope="module")
+def board(experiment: Path, table: pd.DataFrame) -> Iterator[Board]:
+    server = Board(experiment)
     try:
-        expected = set(results["trial_name"]) | {SUMMARY_RUN}
-        deadline = time.monotonic() + 120
-        while True:  # the server loads event files in the background
-            try:
-                if set(client.get("/data/runs")) >= expected and len(client.session_groups()) == len(results):
-                    break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, "TensorBoard did not load the sweep within 120 s"
-            time.sleep(1)
-        yield client
+        names = set(table["trial_name"])
+        server.wait(lambda: set(server.runs()) >= names | {SUMMARY_RUN}
+                    and set(server.sessions()) == names
+                    and all(s["status"] != "STATUS_UNKNOWN" for s in server.sessions().values()),
+                    "every trial of the finished sweep", timeout=120)
+        yield server
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        server.close()
 
 
-def test_one_run_per_trial_plus_the_summary(board: Board, sweep: Sweep, results: pd.DataFrame) -> None:
-    trial_dirs = {p.name for p in sweep.experiment.iterdir() if (p / "params.json").is_file()}
-    assert set(results["trial_name"]) == trial_dirs
-    assert sorted(board.get("/data/runs")) == sorted(trial_dirs | {SUMMARY_RUN})
+def test_one_run_per_trial_with_its_train_val_test_runs_and_the_summary(
+        board: Board, experiment: Path, table: pd.DataFrame) -> None:
+    trial_dirs = {p.name for p in experiment.iterdir() if (p / "params.json").is_file()}
+    assert set(table["trial_name"]) == trial_dirs
+    expected = {f"{name}{split}" for name in trial_dirs for split in ("", "/train", "/val", "/test")}
+    assert sorted(board.runs()) == sorted(expected | {SUMMARY_RUN})
 
 
-def test_every_trial_has_the_namespaced_scalars(board: Board, results: pd.DataFrame) -> None:
+def test_learning_curves_match_history_per_split(board: Board, history: pd.DataFrame) -> None:
+    for name, rows in history.groupby("trial_name"):
+        rows = rows.sort_values(m.EPOCH)
+        for split, (loss, accuracy) in SPLIT_COLUMNS.items():
+            for tag, column in (("loss", loss), ("accuracy", accuracy)):
+                series = board.scalars(f"{name}/{split}", tag)
+                assert [s for _, s, _ in series] == rows[m.EPOCH].tolist(), (name, split, tag)
+                assert [v for _, _, v in series] == pytest.approx(rows[column].tolist(), rel=1e-6), (name, split, tag)
+
+
+def test_learning_curves_come_first_and_no_bookkeeping_groups(board: Board, table: pd.DataFrame) -> None:
     tags = board.get("/data/plugin/scalars/tags")
-    for name in results["trial_name"]:
-        assert set(SCALAR_TAGS.values()) | set(hparams.METRICS) <= set(tags[name]), name
-    assert "asha/trials_reaching_epoch" in tags[SUMMARY_RUN]
+    for name in table["trial_name"]:
+        for split in SPLITS:
+            assert sorted(tags[f"{name}/{split}"]) == ["accuracy", "loss"]
+        assert set(tags[name]) == {"lr", "speed/epoch_seconds", "speed/samples_per_second", *hparams.METRICS}
+    groups = sorted({tag.split("/")[0] for run_tags in tags.values() for tag in run_tags})
+    assert groups == ["accuracy", "loss", "lr", "speed", "trial"], "learning curves first, bookkeeping last"
+    assert not tags.get(SUMMARY_RUN), "the driver's run holds no scalars (no `asha` or `hparams` groups)"
 
 
-def test_every_layer_has_weight_histograms_from_the_init_on(board: Board, results: pd.DataFrame,
-                                                            sweep: Sweep) -> None:
+def test_every_layer_has_weight_histograms_from_the_init_on(board: Board, experiment: Path,
+                                                            table: pd.DataFrame) -> None:
+    config = json.loads((experiment / "experiment.json").read_text())["config"]
     tags = board.get("/data/plugin/histograms/tags")
-    for name, model in zip(results["trial_name"], results["config.model"], strict=True):
-        spec = _spec(results, name, model)
+    assert config["tensorboard"]["histogram_every"] == 1
+    for row in table.to_dict("records"):
+        name = row["trial_name"]
+        sampled = json.loads((experiment / name / "params.json").read_text())
+        spec = TrialConfig.resolve(config["trial"], sampled).model_spec((1, 28, 28), 10)
         expected = set(parameter_tags(build_model(spec)).values())
-        assert expected == set(tags[name]), name
+        assert set(tags[name]) == expected, name
         assert any(t.endswith("/weight") for t in expected) and any(t.endswith("/bias") for t in expected)
-    best = results.sort_values("best_test_accuracy", ascending=False).iloc[0]
-    tag = sorted(tags[best["trial_name"]])[0]
-    series = board.get(f"/data/plugin/histograms/histograms?run={best['trial_name']}&tag={tag}")
-    assert [step for _, step, _ in series] == list(range(0, int(best["epochs_run"]) + 1))
+        for tag in expected:
+            series = board.get("/data/plugin/histograms/histograms", run=name, tag=tag)
+            assert [step for _, step, _ in series] == list(range(int(row["epochs_run"]) + 1)), (name, tag)
 
 
-def _plain(value: Any) -> Any:
-    return value.tolist() if hasattr(value, "tolist") else value
-
-
-def _spec(results: pd.DataFrame, name: str, model: str) -> dict[str, Any]:
-    row = results[results["trial_name"] == name].iloc[0]
-    prefix = f"config.{model}."
-    return {"name": model, **{k.removeprefix(prefix): _plain(row[k]) for k in results.columns if k.startswith(prefix)}}
-
-
-def test_hparams_experiment_names_the_knobs_and_metrics(board: Board) -> None:
-    experiment = board.post("/data/plugin/hparams/experiment", {"experimentName": ""})
-    infos = {info["name"]: info for info in experiment["hparamInfos"]}
-    assert {"model", "lr", "optimizer", "batch_size", "mlp.hidden", "cnn.channels"} <= set(infos)
-    assert infos["model"]["differs"] and infos["lr"]["differs"] and not infos["batch_size"].get("differs")
+def test_hparams_declares_the_searched_knobs_with_status_first(board: Board, experiment: Path) -> None:
+    config = json.loads((experiment / "experiment.json").read_text())["config"]
+    assert sorted(config["search"]["space"]) == ["lr", "model"]
+    record = board.experiment()
+    infos = {info["name"]: info for info in record["hparamInfos"]}
+    assert sorted(infos) == ["lr", "model"], "exactly the searched knobs: the rest stay in the Parquet tables"
+    assert all(info["differs"] for info in infos.values())
     assert sorted(infos["model"]["domainDiscrete"]) == ["cnn", "mlp"]
-    assert {m["name"]["tag"] for m in experiment["metricInfos"]} == set(hparams.METRICS)
+    assert sorted(infos["lr"]["domainDiscrete"]) == [1e-5, 3e-3]
+    metrics = [info["name"]["tag"] for info in record["metricInfos"]]
+    assert metrics == list(hparams.METRICS) and metrics[0] == hparams.STATUS
 
 
-def test_hparams_lists_every_trial_with_its_final_state(board: Board, results: pd.DataFrame) -> None:
-    groups = {g["name"]: g for g in board.session_groups()}
-    assert set(groups) == set(results["trial_name"])
-    assert (results["status"] == "stopped").any(), "the smoke sweep is meant to have ASHA-stopped trials"
-    for row in results.to_dict("records"):
-        group = groups[row["trial_name"]]
-        assert group["hparams"]["model"] == row["config.model"]
-        assert group["hparams"]["lr"] == pytest.approx(row["config.lr"])
-        metrics = {v["name"]["tag"]: v["value"] for v in group["metricValues"]}
-        assert metrics[hparams.STOPPED_EARLY] == float(row["status"] == "stopped"), row["trial_name"]
-        assert metrics[hparams.STATUS] == hparams.STATUS_CODES[row["status"]]
-        assert metrics[hparams.EPOCHS_RUN] == row["epochs_run"]
-        assert metrics[hparams.BEST_VAL] == pytest.approx(row["best_val_accuracy"])
-        assert metrics[hparams.FINAL_VAL] == pytest.approx(row["final_val_accuracy"])
-        assert metrics[hparams.BEST_TEST] == pytest.approx(row["best_test_accuracy"])
-        assert group["sessions"][0]["status"] == "STATUS_SUCCESS"
+def test_every_session_has_the_final_state_of_results_parquet(board: Board, table: pd.DataFrame) -> None:
+    sessions = board.sessions()
+    assert set(sessions) == set(table["trial_name"])
+    assert (table["status"] == "stopped").any() and (table["status"] == "completed").any(), \
+        "the smoke sweep has trials early stopping cut and trials that completed"
+    for row in table.to_dict("records"):
+        session = sessions[row["trial_name"]]
+        assert session["hparams"]["model"] == row["config.model"]
+        assert session["hparams"]["lr"] == pytest.approx(row["config.lr"])
+        assert session["status"] == "STATUS_SUCCESS", row["trial_name"]
+        assert session["metrics"] == pytest.approx({
+            hparams.STATUS: hparams.STATUS_CODES[row["status"]],
+            hparams.EPOCHS_RUN: row["epochs_run"],
+            hparams.STOPPED_EARLY: float(row["stopped_early"]),
+            hparams.BEST_VAL: row["best_val_accuracy"],
+            hparams.BEST_TEST: row["best_test_accuracy"],
+            hparams.FINAL_VAL: row["final_val_accuracy"],
+        }, rel=1e-6), row["trial_name"]
 
 
-def test_summary_run_has_the_leaderboard_and_the_asha_picture(board: Board, results: pd.DataFrame) -> None:
-    # torch's SummaryWriter.add_text files text under "<tag>/text_summary"
-    texts = {"plan", "leaderboard", "asha", "best"}
-    assert {f"{t}/text_summary" for t in texts} <= set(board.get("/data/plugin/text/tags")[SUMMARY_RUN])
-    leaderboard = board.get(f"/data/plugin/text/text?run={SUMMARY_RUN}&tag=leaderboard/text_summary")[-1]["text"]
-    for name in results["trial_name"]:
-        assert name in leaderboard
-    reaching = board.get(f"/data/plugin/scalars/scalars?run={SUMMARY_RUN}&tag=asha/trials_reaching_epoch")
-    counts = {int(step): value for _, step, value in reaching}
-    assert counts == {e: int((results["epochs_run"] >= e).sum()) for e in range(1, 4)}
-    assert counts[1] > counts[3], "ASHA cut some trials before the last epoch"
+def test_trial_metrics_have_one_point_per_epoch_in_step_order(board: Board, table: pd.DataFrame) -> None:
+    """Nothing was written at a step below an earlier one (TensorBoard would have dropped the later steps):
+    every epoch is there, and the last point is the final status."""
+    for row in table.to_dict("records"):
+        for tag in hparams.METRICS:
+            series = board.scalars(row["trial_name"], tag)
+            assert [s for _, s, _ in series] == list(range(1, int(row["epochs_run"]) + 1)), (row["trial_name"], tag)
+            walls = [w for w, _, _ in series]
+            assert walls == sorted(walls), (row["trial_name"], tag)
+        status = board.scalars(row["trial_name"], hparams.STATUS)
+        assert status[-1][2] == hparams.STATUS_CODES[row["status"]]
+        assert {v for _, _, v in status[:-1]} <= {hparams.STATUS_CODES["running"], hparams.STATUS_CODES["paused"]}
+
+
+def _html_text(board: Board) -> str:
+    entries = board.get("/data/plugin/text/text", run=SUMMARY_RUN, tag="summary")
+    return max(entries, key=lambda e: e["step"])["text"]
+
+
+def test_summary_card_opens_on_the_leaderboard_and_shows_best_as_a_table(
+        board: Board, experiment: Path, table: pd.DataFrame) -> None:
+    assert board.get("/data/plugin/text/tags") == {SUMMARY_RUN: ["summary"]}, "one TEXT card"
+    text = _html_text(board)
+    assert text.lstrip().startswith("<h2>Leaderboard"), text[:200]
+    leaderboard = text[:text.index("Best checkpoint")]
+    positions = [leaderboard.index(f"<td>{name}</td>") for name in table["trial_name"]]
+    best_first = [r["trial_name"] for r in ordered(table.to_dict("records"), "test_accuracy")]
+    assert [name for _, name in sorted(zip(positions, table["trial_name"], strict=True))] == best_first
+    manifest = json.loads((experiment / "best" / "manifest.json").read_text())
+    best = text[text.index("Best checkpoint"):text.index("Early stopping")]
+    assert "<table>" in best and manifest["trial_name"] in best
+    for label, key in (("test accuracy", "test_accuracy"), ("validation accuracy", "val_accuracy")):
+        assert re.search(rf"<td>{label}</td>\s*<td>{manifest[key]:.4f}</td>", best), label
+    assert not re.search(r"\d\.\d{5,}", text), "figures are rounded for reading, never 16 digits"
+    assert "Trials stopped early" in text
+
+
+# --- while a sweep runs ----------------------------------------------------------------------------------
+
+
+def _ended(experiment: Path) -> dict[str, dict[str, Any]]:
+    """The driver's record of the trials that have ended (status.json), empty while it has none."""
+    try:
+        return json.loads((experiment / "status.json").read_text()).get("trials", {})
+    except (OSError, ValueError):
+        return {}
+
+
+def _assert_final(board: Board, name: str, session: dict[str, Any], status: str, trial_dir: Path) -> None:
+    """The session of an ended trial as the driver knows it: status, epochs and accuracies from its reports
+    (result.json), and every epoch's point still there."""
+    rows = results(trial_dir)
+    epochs = max(int(row[m.EPOCH]) for row in rows)
+    assert session["status"] == "STATUS_SUCCESS", (name, session)
+    assert session["metrics"] == pytest.approx({
+        hparams.STATUS: hparams.STATUS_CODES[status], hparams.EPOCHS_RUN: epochs,
+        hparams.STOPPED_EARLY: float(status == "stopped"),
+        hparams.BEST_VAL: max(row[m.VAL_ACCURACY] for row in rows),
+        hparams.BEST_TEST: max(row[m.TEST_ACCURACY] for row in rows),
+        hparams.FINAL_VAL: rows[-1][m.VAL_ACCURACY]}, rel=1e-6), name
+    for run, tag in ((name, hparams.STATUS), (f"{name}/train", "loss"), (f"{name}/val", "loss")):
+        assert [s for _, s, _ in board.scalars(run, tag)] == list(range(1, epochs + 1)), (run, tag)
+
+
+def _trials(experiment: Path) -> dict[str, dict[str, Any]]:
+    """Trial directory name -> its sampled knobs (params.json)."""
+    return {p.parent.name: json.loads(p.read_text()) for p in experiment.glob("*/params.json")}
+
+
+def test_a_finished_trial_is_final_while_another_still_trains(tmp_path: Path) -> None:
+    """Two trials, no early stopping: a 16-unit mlp ends long before a 1024x1024 one; once it has ended,
+    TensorBoard shows it completed with every epoch and its best accuracy, while the other shows running."""
+    epochs = 4
+    config = write_config(tmp_path, "live", epochs, train_limit=3000,
+                          extra="search:\n  space:\n    mlp.hidden: {grid: [[16], [1024, 1024]]}\n")
+    experiment = tmp_path / "runs" / "live"
+    proc = start(config, cwd=tmp_path)
+    board = None
+    try:
+        trials = wait_for(lambda: len(t := _trials(experiment)) == 2 and t, proc, what="both trials")
+        fast = next(name for name, knobs in trials.items() if knobs["mlp"]["hidden"] == [16])
+        slow = next(name for name in trials if name != fast)
+        board = Board(experiment)
+        wait_for(lambda: fast in _ended(experiment), proc, what="the small trial's end")
+        assert _ended(experiment)[fast] == {"status": "completed", "epochs_run": epochs, "error": None}
+        sessions = board.wait(lambda: (s := board.sessions()).get(fast, {}).get("status") == "STATUS_SUCCESS"
+                              and hparams.STATUS in s.get(slow, {}).get("metrics", {}) and s,
+                              "the small trial's end and the large one's first epoch")
+        assert slow not in _ended(experiment) and proc.poll() is None, \
+            "the large trial ended before TensorBoard was asked: make it slower"
+        _assert_final(board, fast, sessions[fast], "completed", experiment / fast)
+        assert sessions[slow]["status"] == "STATUS_UNKNOWN", "a running trial has no session end"
+        assert sessions[slow]["metrics"][hparams.STATUS] == hparams.STATUS_CODES["running"]
+        assert sessions[slow]["metrics"][hparams.STOPPED_EARLY] == 0
+        code, out, err = finish(proc)
+        assert code == 0, f"{out[-2000:]}\n{err[-2000:]}"
+        final = board.wait(lambda: (s := board.sessions()).get(slow, {}).get("status") == "STATUS_SUCCESS" and s,
+                           "the large trial's end")
+        _assert_final(board, slow, final[slow], "completed", experiment / slow)
+    finally:
+        kill_session(proc)
+        if board is not None:
+            board.close()
+
+
+def test_a_trial_early_stopping_cut_shows_as_stopped_while_the_sweep_runs(tmp_path: Path) -> None:
+    """Two trials and a rung after epoch 1: the one that cannot learn (lr 1e-7) is cut there; while the other
+    trains on, TensorBoard shows the cut one stopped early, with the epochs it ran and its best accuracy."""
+    epochs = 4
+    config = write_config(tmp_path, "cut", epochs, train_limit=3000,
+                          extra="search:\n  space:\n    lr: {grid: [1.0e-7, 3.0e-3]}\n")
+    experiment = tmp_path / "runs" / "cut"
+    proc = start(config, "--set", "asha.grace_period=1", "--set", "trial.mlp.hidden=[1024, 1024]", cwd=tmp_path)
+    board = None
+    try:
+        wait_for(lambda: len(_trials(experiment)) == 2, proc, what="both trials")
+        board = Board(experiment)
+        cut = wait_for(lambda: next((n for n, t in _ended(experiment).items() if t["status"] == "stopped"), None),
+                       proc, what="a trial cut by early stopping")
+        assert _ended(experiment)[cut]["epochs_run"] < epochs
+        sessions = board.wait(lambda: (s := board.sessions()).get(cut, {}).get("status") == "STATUS_SUCCESS" and s,
+                              "the cut trial's end")
+        assert proc.poll() is None, "the sweep ended before TensorBoard was asked: make the other trial slower"
+        _assert_final(board, cut, sessions[cut], "stopped", experiment / cut)
+        code, out, err = finish(proc)
+        assert code == 0, f"{out[-2000:]}\n{err[-2000:]}"
+    finally:
+        kill_session(proc)
+        if board is not None:
+            board.close()
