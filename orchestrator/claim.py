@@ -47,7 +47,7 @@ from orchestrator.config import ExperimentConfig
 from orchestrator.errors import ConfigError
 from orchestrator.location import LOCK, RECORD, STATUS, Location
 
-NOT_HASHED = ("storage_path", "ray", "tracking")  # where it runs and who watches, not what it computes
+NOT_HASHED = ("name", "storage_path", "ray", "tracking")  # what it is called, where it runs, who watches
 TUNE_STATE = "tuner.pkl"  # Ray's: present once a Tuner was created for this experiment
 LEASE_S = 60.0
 RENEW_S = 10.0

@@ -41,6 +41,9 @@ SUMMARY_RUN = "_summary"  # the driver's TensorBoard run
 REPORT = "report"
 MLFLOW = "mlflow.json"  # the MLflow parent run of the sweep, so a resumed sweep logs into the same one
 LOCK = ".launch.lock"  # local: a flock; object store: a lease object
+# Per trial: every report, written by the driver the moment it arrives (Ray's own result.json reaches the
+# experiment directory from a staging copy every couple of seconds, so a killed driver can lose its last rows).
+REPORTS = "reports.jsonl"
 RESULT_JSON, PARAMS_JSON, ERROR_TXT = "result.json", "params.json", "error.txt"  # Ray's, per trial
 
 
@@ -169,6 +172,19 @@ class Location:
 
     def write_json(self, payload: Any, *parts: str) -> None:
         self.write_bytes((json.dumps(payload, indent=2, sort_keys=True) + "\n").encode(), *parts)
+
+    def append_line(self, line: str, *parts: str) -> None:
+        """One more line: appended and synced to disk locally; an object is rewritten whole (one PUT)."""
+        if self.local_dir is None:
+            old = self.read_bytes(*parts) if self.is_file(*parts) else b""
+            self.write_bytes(old + line.encode() + b"\n", *parts)
+            return
+        path = Path(self.join(*parts))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a", encoding="utf-8") as stream:
+            stream.write(line + "\n")
+            stream.flush()
+            os.fsync(stream.fileno())
 
     def upload(self, local: Path, *parts: str) -> None:
         """Copy a local file or directory tree into the experiment (object-store storage)."""

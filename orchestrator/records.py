@@ -16,7 +16,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from orchestrator.location import ERROR_TXT, PARAMS_JSON, RESULT_JSON, Location
+from orchestrator.location import ERROR_TXT, PARAMS_JSON, REPORTS, RESULT_JSON, Location
 from trainables import metrics as m
 from trainables.metrics import finite
 from trainables.recipe import TrialConfig
@@ -155,6 +155,16 @@ def read_jsonl(text: str) -> list[dict[str, Any]]:
     return rows
 
 
+def read_reports(location: Location, name: str) -> list[dict[str, Any]]:
+    """What a trial reported: the driver's own log of it, and Ray's result.json (which a killed driver can
+    leave a few rows short) for trials from before that log existed; both, merged by epoch, later wins."""
+    rows = []
+    for file in (RESULT_JSON, REPORTS):
+        if location.is_file(name, file):
+            rows += read_jsonl(location.read_bytes(name, file).decode(errors="replace"))
+    return rows
+
+
 def trial_dirs(location: Location) -> list[str]:
     """Names of the experiment's trial directories (those Ray wrote a params.json into), sorted."""
     names = [info.base_name for info in location.children() if info.type.name == "Directory"
@@ -166,8 +176,7 @@ def read_trial(location: Location, name: str, fixed: dict[str, Any], ended: dict
                max_failures: int | None, live: bool) -> TrialRecord:
     """A trial read back from its directory: Ray's result.json and params.json, its checkpoint folders, and
     how it ended as the driver recorded it in status.json (`ended`: None while it had not ended)."""
-    history = merge_history(read_jsonl(location.read_bytes(name, RESULT_JSON).decode(errors="replace"))
-                            if location.is_file(name, RESULT_JSON) else [])
+    history = merge_history(read_reports(location, name))
     sampled = location.read_json(name, PARAMS_JSON)
     folders = {info.base_name for info in location.children(name) if info.base_name.startswith("checkpoint_")}
     checkpoints = [CheckpointRef(f"{name}/{row['checkpoint_dir_name']}", row) for row in history

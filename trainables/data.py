@@ -72,13 +72,37 @@ def carve(images: np.ndarray, labels: np.ndarray, size: int, seed: int) -> tuple
     return Split(images[rest], labels[rest]), Split(images[carved], labels[carved])
 
 
+STATS_CHUNK_BYTES = 256 << 20  # above this much float32, the stats are taken a chunk of samples at a time
+
+
 def channel_stats(images: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Per-channel mean/std on the unit scale; a flat feature vector counts as one channel."""
+    if images.size * 4 > STATS_CHUNK_BYTES:  # a whole float copy (and numpy's std makes two) would not fit
+        return _chunked_stats(images)
     unit = images.astype(np.float32) / 255.0 if images.dtype == np.uint8 else images
     if unit.ndim == 4 and unit.shape[1] > 1:
         axes = (0, 2, 3)
         return tuple(float(v) for v in unit.mean(axis=axes)), tuple(float(v) for v in unit.std(axis=axes))
     return (float(unit.mean()),), (float(unit.std()),)
+
+
+def _chunked_stats(images: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The same statistics in two passes over chunks of samples, accumulated in float64."""
+    channels = images.shape[1] if images.ndim == 4 else 1
+    per_channel = images.reshape(len(images), channels, -1)
+    step = max(1, STATS_CHUNK_BYTES // (per_channel[0].size * 8))
+    scale = 1 / 255.0 if images.dtype == np.uint8 else 1.0
+    count = len(images) * per_channel.shape[2]
+    total = sum(per_channel[i : i + step].sum(axis=(0, 2), dtype=np.float64) for i in range(0, len(images), step))
+    mean = total * scale / count
+    squares = np.zeros(channels)
+    for i in range(0, len(images), step):
+        centred = per_channel[i : i + step].astype(np.float64)
+        centred *= scale
+        centred -= mean[None, :, None]
+        squares += np.einsum("ncx,ncx->c", centred, centred)
+    std = np.sqrt(squares / count)
+    return tuple(float(v) for v in mean), tuple(float(v) for v in std)
 
 
 @dataclass(frozen=True)

@@ -106,12 +106,12 @@ def load_dataset(cfg: DataConfig, seed: int) -> Dataset:
     train, val = carve(rest.images, rest.labels, _count(cfg.val_size, len(rest), "data.val_size"), seed)
     if cfg.train_limit is not None:
         train = Split(train.images[: cfg.train_limit], train.labels[: cfg.train_limit])
-    mean, std = channel_stats(train.images)
-    dataset = Dataset(train, val, test, source=source, classes=classes, mean=mean, std=std)
-    if dataset.nbytes > MAX_DATASET_BYTES:
-        raise DataError(f"data: {dataset.nbytes / 2**30:.1f} GiB is above the {MAX_DATASET_BYTES >> 30} GiB a trial "
+    nbytes = sum(s.images.nbytes + s.labels.nbytes for s in (train, val, test))
+    if nbytes > MAX_DATASET_BYTES:  # before the statistics: they read every training sample
+        raise DataError(f"data: {nbytes / 2**30:.1f} GiB is above the {MAX_DATASET_BYTES >> 30} GiB a trial "
                         "keeps resident on its device; use data.train_limit or a smaller dataset")
-    return dataset
+    mean, std = channel_stats(train.images)
+    return Dataset(train, val, test, source=source, classes=classes, mean=mean, std=std)
 
 
 def _count(size: Size, available: int, field: str) -> int:
@@ -294,6 +294,8 @@ def _read_torchvision(name: str, root: Path, download: bool) -> tuple[dict[str, 
         if images.ndim == 4 and images.shape[-1] in (1, 3) and images.shape[1] not in (1, 3):
             images = images.transpose(0, 3, 1, 2)  # CIFAR keeps channels last
         labels = np.asarray(getattr(data, "targets", getattr(data, "labels", None)))
+        if labels.ndim == 2:  # QMNIST: the class, then the writer and sample columns
+            labels = labels[:, 0]
         arrays[f"x_{split}"], arrays[f"y_{split}"] = np.ascontiguousarray(images), labels.astype(np.int64)
         arrays.setdefault("classes", list(getattr(data, "classes", [])) or None)
     return {k: v for k, v in arrays.items() if v is not None}, f"torchvision {name} under {root}"

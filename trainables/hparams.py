@@ -1,13 +1,13 @@
 """TensorBoard HParams records as summary protos: the experiment, a session's start, a session's end.
 
-The HParams plugin reads three records per run: the session start (the trial's knobs, written when the
-trial starts), the session end (its status, written once, by the driver, when the trial has ended), and
-plain scalars whose value at the latest step is the metric (`trial/...`: the trial writes one point per
-epoch, as running; the driver writes the final one at the trial's last step, replacing it). TensorBoard
-keeps the *first* start and end record of a run (their content is the tag's metadata), so an end is
-written only once the trial has really ended. A value is never written at a step below one already
-written: TensorBoard would drop the later steps. No TensorFlow: the protos come from TensorBoard's own
-packages.
+The HParams plugin reads three records per run: the session start (the trial's knobs, written by the
+trial when it starts), the session end (its status, written once, by the driver, when the trial has
+ended), and plain scalars whose value at the latest step is the metric (`trial/...`, written by the
+driver at the trial's last step on every report, and when the trial pauses or ends; a later record at
+the same step replaces the earlier one). TensorBoard keeps the *first* start and end record of a run
+(their content is the tag's metadata), so an end is written only once the trial has really ended. A value
+is never written at a step below one already written: TensorBoard would drop the later steps. No
+TensorFlow: the protos come from TensorBoard's own packages.
 """
 
 from __future__ import annotations
@@ -54,8 +54,9 @@ def hparam_value(value: Any) -> bool | float | str:
 
 
 def _summary(tag: str, data: plugin_data_pb2.HParamsPluginData) -> summary_pb2.Summary:
-    value = summary_pb2.Summary.Value(tag=tag, metadata=metadata.create_summary_metadata(data),
-                                      tensor=metadata.NULL_TENSOR)
+    value = summary_pb2.Summary.Value(
+        tag=tag, metadata=metadata.create_summary_metadata(data), tensor=metadata.NULL_TENSOR
+    )
     return summary_pb2.Summary(value=[value])
 
 
@@ -83,12 +84,17 @@ def experiment(domains: dict[str, list[Any] | tuple[float, float]], description:
     """The experiment record: which knobs are columns (with their domains) and which metrics."""
     infos = [_hparam_info(name, domain) for name, domain in domains.items()]
     metric_infos = [
-        api_pb2.MetricInfo(name=api_pb2.MetricName(tag=tag), display_name=display, description=text,
-                           dataset_type=api_pb2.DATASET_VALIDATION if "val" in tag else api_pb2.DATASET_UNKNOWN)
+        api_pb2.MetricInfo(
+            name=api_pb2.MetricName(tag=tag),
+            display_name=display,
+            description=text,
+            dataset_type=api_pb2.DATASET_VALIDATION if "val" in tag else api_pb2.DATASET_UNKNOWN,
+        )
         for tag, (display, text) in METRICS.items()
     ]
-    record = api_pb2.Experiment(description=description, hparam_infos=infos, metric_infos=metric_infos,
-                                time_created_secs=time.time())
+    record = api_pb2.Experiment(
+        description=description, hparam_infos=infos, metric_infos=metric_infos, time_created_secs=time.time()
+    )
     return _summary(metadata.EXPERIMENT_TAG, plugin_data_pb2.HParamsPluginData(experiment=record))
 
 
@@ -118,12 +124,13 @@ def metric_values(history: list[dict[str, Any]], status: str) -> dict[str, float
     vals = [r[m.VAL_ACCURACY] for r in history if finite(r.get(m.VAL_ACCURACY))]
     tests = [r[m.TEST_ACCURACY] for r in history if finite(r.get(m.TEST_ACCURACY))]
     epochs = [int(r[m.EPOCH]) for r in history if finite(r.get(m.EPOCH))]
-    values = {EPOCHS_RUN: float(max(epochs, default=0)), STOPPED_EARLY: float(status == "stopped"),
-              STATUS: float(STATUS_CODES.get(status, 0))}
+    values = {
+        EPOCHS_RUN: float(max(epochs, default=0)),
+        STOPPED_EARLY: float(status == "stopped"),
+        STATUS: float(STATUS_CODES.get(status, 0)),
+    }
     if vals:
         values.update({BEST_VAL: max(vals), FINAL_VAL: vals[-1]})
     if tests:
         values[BEST_TEST] = max(tests)
     return values
-
-

@@ -1,23 +1,23 @@
 """Per-trial TensorBoard, written while the trial trains; the driver adds what only it knows.
 
 One run per trial, plus three sub-runs so train, validation and test share one chart:
-  <trial>/train, /val, /test   `loss` and `accuracy` each epoch: SCALARS -> accuracy overlays the three
+  <trial>/train, /val, /test   `loss` and `accuracy` each epoch: filter the runs by a trial's name and
+                               the `accuracy` chart overlays its three curves
   <trial>                      `lr`, `speed/epoch_seconds`, `speed/samples_per_second`; the weight
                                histograms `params/<layer index>.<layer type>/<weight|bias>` at epoch 0
-                               (the init) and every `histogram_every` epochs; the HParams session start,
-                               and its metrics `trial/...` (running, epochs run, best accuracies so far),
-                               one point per epoch
+                               (the init) and every `histogram_every` epochs; the HParams session start
 
-How a trial ended (completed, stopped early, diverged) is known for sure only to the driver, which writes
-the status and the session end at the trial's last step (`orchestrator.review.tensorboard`).
+The HParams metrics of the session (`trial/...`: status, epochs run, best accuracies) and its end are
+written by the driver (`orchestrator.review.tensorboard`): it holds every result of the trial, across the
+restarts a pause at a rung brings, and it alone knows when and how the trial ended.
 
 Tag groups sort so the learning curves come first (accuracy, loss, lr) and the bookkeeping last (trial).
 
 Every event file is an `EventWriter`: named to sort after the event files already in its directory.
 TensorBoard reads a run's files in name order, and a value at a step it has already passed replaces the
-later steps; so the record written last (the driver's final status, a restarted trial's epochs) is also
-the one read last, on a live server as on a fresh one. Two processes (the trial and the driver) write into
-one run, so the name cannot rely on the clock and the process id alone.
+later steps; so the file written last (a restarted trial's epochs, the driver's final status) is also the
+one read last, on a live server as on a fresh one. Two processes write into a trial's run, so the name
+cannot rely on the clock and the process id alone.
 """
 
 from __future__ import annotations
@@ -39,8 +39,11 @@ from torch.utils.tensorboard import summary
 from trainables import hparams
 from trainables import metrics as m
 
-SPLITS = {"train": (m.TRAIN_LOSS, m.TRAIN_ACCURACY), "val": (m.VAL_LOSS, m.VAL_ACCURACY),
-          "test": (m.TEST_LOSS, m.TEST_ACCURACY)}
+SPLITS = {
+    "train": (m.TRAIN_LOSS, m.TRAIN_ACCURACY),
+    "val": (m.VAL_LOSS, m.VAL_ACCURACY),
+    "test": (m.TEST_LOSS, m.TEST_ACCURACY),
+}
 RUN_SCALARS = {m.LR: "lr", m.EPOCH_SECONDS: "speed/epoch_seconds", m.SAMPLES_PER_SECOND: "speed/samples_per_second"}
 HISTOGRAM_PREFIX = "params/"
 EVENT_PREFIX = "events.out.tfevents."
@@ -75,10 +78,10 @@ def next_event_file(directory: Path) -> Path:
 
 def text_summary(tag: str, markdown: str) -> summary_pb2.Summary:
     """A TEXT plugin record: one Markdown string."""
-    tensor = tensor_pb2.TensorProto(dtype=types_pb2.DT_STRING, string_val=[markdown.encode()],
-                                    tensor_shape=tensor_shape_pb2.TensorShapeProto())
-    value = summary_pb2.Summary.Value(tag=tag, metadata=text_metadata.create_summary_metadata(tag, ""),
-                                      tensor=tensor)
+    tensor = tensor_pb2.TensorProto(
+        dtype=types_pb2.DT_STRING, string_val=[markdown.encode()], tensor_shape=tensor_shape_pb2.TensorShapeProto()
+    )
+    value = summary_pb2.Summary.Value(tag=tag, metadata=text_metadata.create_summary_metadata(tag, ""), tensor=tensor)
     return summary_pb2.Summary(value=[value])
 
 
@@ -125,13 +128,13 @@ class EventWriter:
 
 
 class TrialBoard:
-    """One trial's runs; `knobs` (TrialConfig.knobs()) make it an HParams session."""
+    """One trial's runs; `knobs` (TrialConfig.knobs()) make it an HParams session. A restarted trial (after
+    a pause at a rung, or a failure) opens new files and goes on from the epoch it restored."""
 
     def __init__(self, run_dir: Path, knobs: dict[str, Any], histogram_every: int, epochs: int) -> None:
         self.writer = EventWriter(run_dir)
         self.splits = {split: EventWriter(run_dir / split) for split in SPLITS}
         self.histogram_every, self.epochs = histogram_every, epochs
-        self.history: list[dict[str, Any]] = []
         # TensorBoard keeps a run's first start record, so a restarted trial repeating it is harmless.
         self.writer.summary(hparams.session_start(knobs), 0)
 
@@ -148,10 +151,6 @@ class TrialBoard:
             self.splits[split].scalar("loss", metrics[loss], epoch)
             self.splits[split].scalar("accuracy", metrics[accuracy], epoch)
         self.writer.scalars({tag: metrics[key] for key, tag in RUN_SCALARS.items() if key in metrics}, epoch)
-        self.history.append(metrics)
-        # Running, as far as the trial knows: whether this epoch was its last (completed), or early stopping
-        # cuts it here, is for the driver to say, at this same step, once Tune has ended the trial.
-        self.writer.scalars(hparams.metric_values(self.history, "running"), epoch)
         if model is not None and not metrics.get(m.DIVERGED):
             self.log_weights(epoch, model)
 

@@ -44,17 +44,18 @@ def assigned_cpus() -> int:
     return max(1, int(cpus))
 
 
-def _restore(cfg: TrialConfig, training: Any, generator: torch.Generator, device: torch.device) -> tuple[int, list[str]]:
-    """(epochs already done, warnings for the driver) from Ray's checkpoint of this trial, if any."""
+def _restore(training: Any, generator: torch.Generator, device: torch.device) -> tuple[int, list[str], dict[str, Any]]:
+    """(epochs already done, warnings for the driver, the restored epoch's report) from Ray's checkpoint of
+    this trial, if any."""
     restored = tune.get_checkpoint()
     if restored is None:
-        return 0, []
+        return 0, [], {}
     local = restored.filesystem.type_name == "local"  # then the older checkpoints sit beside the latest
     with warnings.catch_warnings(record=True) as caught, restored.as_directory() as directory:
         warnings.simplefilter("always", RuntimeWarning)
         state = resume.load_state(Path(restored.path if local else directory), local, device)
     done = resume.apply_state(state, training.model, training.optimizer, generator, training.schedule)
-    return done, [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+    return done, [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)], state.get("metrics", {})
 
 
 def train_trial(sampled: dict[str, Any], *, fixed: dict[str, Any], data: Dataset, board_root: str | None = None,
@@ -76,7 +77,7 @@ def train_trial(sampled: dict[str, Any], *, fixed: dict[str, Any], data: Dataset
     # `net` trains (autocast, channels_last, compile per `runtime:`); the bare `model` is checkpointed.
     net = accelerate(model, device, resolve(settings, device, cfg.model))
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
-    done_epochs, notes = _restore(cfg, training, generator, device)
+    done_epochs, notes, restored = _restore(training, generator, device)
 
     train, val, test = (to_device(s, device) for s in (data.train, data.val, data.test))
     scaling = input_scaling(cfg.input_scale, data.mean, data.std, data.pixel_max)
@@ -86,6 +87,11 @@ def train_trial(sampled: dict[str, Any], *, fixed: dict[str, Any], data: Dataset
         board.log_weights(0, model)
     node_id = ray.get_runtime_context().get_node_id()
     startup = time.perf_counter() - started
+    if restored:
+        # The epoch this checkpoint holds, reported once more: a driver killed just after the checkpoint was
+        # stored may not have recorded it, and early stopping must see every rung result before going on.
+        tune.report({**restored, m.NODE_ID: node_id, WARNINGS: notes} if notes else {**restored, m.NODE_ID: node_id})
+        notes = []
     try:
         for epoch in range(done_epochs + 1, cfg.epochs + 1):
             fit = train_one_epoch(net, optimizer, train, cfg.batch_size, scaling, generator, training.hooks)

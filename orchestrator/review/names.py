@@ -2,6 +2,8 @@
 
     cnn-adam-lr1e-3-bs128-a1b2c_00003        (model, optimizer, lr and batch_size searched)
     mlp-lr3e-3-unit-bn_on-a1b2c_00001        (lr, input_scale and mlp.batch_norm searched)
+    mlp-hidden_512x512-a1b2c_00002           (mlp.hidden searched)
+    mlp-l1_1e-4-a1b2c_00004                  (the loss section searched: its fields off their defaults)
 
 Short (values, not keys, where the value says what it is), stable (a function of the config only)
 and unique (the id). Used for trial directories, TensorBoard runs, progress lines and the report.
@@ -16,11 +18,22 @@ from typing import Any
 from trainables.recipe import TrialConfig
 
 # Knobs whose value alone is clear (a model or optimizer name); others get a short prefix.
-PREFIXES = {"model": "", "optimizer": "", "lr": "lr", "batch_size": "bs", "weight_decay": "wd", "seed": "seed",
-            "input_scale": "", "init.scheme": "", "schedule.name": "", "epochs": "ep"}
+PREFIXES = {
+    "model": "",
+    "optimizer": "",
+    "lr": "lr",
+    "batch_size": "bs",
+    "weight_decay": "wd",
+    "seed": "seed",
+    "input_scale": "",
+    "init.scheme": "",
+    "schedule.name": "",
+    "epochs": "ep",
+}
 DEFAULT_KNOBS = ("model", "optimizer", "lr", "batch_size")
 MAX_LENGTH = 80
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+DEFAULTS = TrialConfig.model_construct().model_dump(mode="json")
 
 
 def number(value: float) -> str:
@@ -63,11 +76,24 @@ def run_name(cfg: TrialConfig, searched: list[str] | tuple[str, ...], trial_id: 
         if value is None or knob.split(".")[0] in ("mlp", "cnn", "lstm", "gru") and knob.split(".")[0] != cfg.model:
             continue  # another model's field: this trial does not have it
         leaf = knob.rsplit(".", 1)[-1]
-        prefix = PREFIXES.get(knob, _abbreviation(leaf) + "_")
-        text = short(value) if not isinstance(value, dict) else short(value)
-        parts.append(prefix + text)
+        if isinstance(value, dict):  # a whole section searched: the fields that differ from their defaults
+            parts.append(_changed(value, _lookup(DEFAULTS, knob)) or f"{_abbreviation(leaf)}_default")
+        else:
+            parts.append(PREFIXES.get(knob, _abbreviation(leaf) + "_") + short(value))
     name = _UNSAFE.sub("-", "-".join(p for p in parts if p)).strip("-.")[:MAX_LENGTH]
     return f"{name}-{trial_id}" if name else str(trial_id)
+
+
+def _changed(values: dict[str, Any], defaults: Any) -> str:
+    """`l1_1e-4-l2_0.01`: a section's fields whose values are not the schema's defaults."""
+    defaults = defaults if isinstance(defaults, dict) else {}
+    parts = []
+    for key, value in sorted(values.items()):
+        if isinstance(value, dict):
+            parts.append(_changed(value, defaults.get(key)))
+        elif key not in defaults or defaults[key] != value:
+            parts.append(f"{_abbreviation(key)}_{short(value)}")
+    return "-".join(p for p in parts if p)
 
 
 def _abbreviation(leaf: str) -> str:

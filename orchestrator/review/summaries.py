@@ -21,12 +21,29 @@ def markdown_table(header: list[str], body: list[list[str]]) -> str:
 
 def leaderboard_markdown(rows: list[dict[str, Any]], metric: str, top: int = 20) -> str:
     knobs = differing_knobs(rows)
-    header = ["#", "trial", *[k.removeprefix("config.") for k in knobs], "epochs", "status",
-              "best val acc", "best test acc", "best epoch"]
-    body = [[str(i), str(r["trial_name"]), *[cell(r.get(k)) for k in knobs], str(r["epochs_run"]),
-             str(r["status"]), cell(r.get("best_val_accuracy")), cell(r.get("best_test_accuracy")),
-             cell(r.get("best_epoch"))]
-            for i, r in enumerate(ordered(rows, metric)[:top], 1)]
+    header = [
+        "#",
+        "trial",
+        *[k.removeprefix("config.") for k in knobs],
+        "epochs",
+        "status",
+        "best val acc",
+        "best test acc",
+        "best epoch",
+    ]
+    body = [
+        [
+            str(i),
+            str(r["trial_name"]),
+            *[cell(r.get(k)) for k in knobs],
+            str(r["epochs_run"]),
+            str(r["status"]),
+            cell(r.get("best_val_accuracy")),
+            cell(r.get("best_test_accuracy")),
+            cell(r.get("best_epoch")),
+        ]
+        for i, r in enumerate(ordered(rows, metric)[:top], 1)
+    ]
     more = f"\n\n({len(rows) - top} more trials in results.parquet)" if len(rows) > top else ""
     return markdown_table(header, body) + more
 
@@ -34,10 +51,14 @@ def leaderboard_markdown(rows: list[dict[str, Any]], metric: str, top: int = 20)
 def best_markdown(best: dict[str, Any] | None) -> str:
     if best is None:
         return "No best checkpoint exported (the driver exports it when the whole sweep has finished)."
-    rows = [["trial", f"`{best['trial_name']}`"], ["epoch", str(best["epoch"])],
-            ["chosen by", str(best.get("selection_metric", "test_accuracy"))],
-            ["test accuracy", cell(best.get("test_accuracy"))], ["validation accuracy", cell(best.get("val_accuracy"))],
-            ["checkpoint", f"`{best.get('source_checkpoint')}`"]]
+    rows = [
+        ["trial", f"`{best['trial_name']}`"],
+        ["epoch", str(best["epoch"])],
+        ["chosen by", str(best.get("selection_metric", "test_accuracy"))],
+        ["test accuracy", cell(best.get("test_accuracy"))],
+        ["validation accuracy", cell(best.get("val_accuracy"))],
+        ["checkpoint", f"`{best.get('source_checkpoint')}`"],
+    ]
     rows += [[f"`{k}`", cell(v)] for k, v in best.get("config", {}).items()]
     return markdown_table(["", "best checkpoint"], rows)
 
@@ -65,25 +86,43 @@ def asha_markdown(rows: list[dict[str, Any]], config: dict[str, Any]) -> str:
     mode = asha.get("mode", "async")
     rung_table = markdown_table(
         ["epoch", "trials that reached it", "role"],
-        [[str(e), f"{counts[e]} of {len(rows)}", "max_t (trial.epochs)" if e == max_t else "rung"] for e in epochs])
+        [[str(e), f"{counts[e]} of {len(rows)}", "max_t (trial.epochs)" if e == max_t else "rung"] for e in epochs],
+    )
     stopped = sorted((r for r in rows if r.get("status") == "stopped"), key=lambda r: int(r["epochs_run"]))
     head = f"Early stopping: {mode} successive halving on validation accuracy."
     if not stopped:
         return f"{head}\n\n{rung_table}\n\nNo trial was stopped early."
     cut_table = markdown_table(
         ["trial", "stopped after epoch", "val acc then", "best val acc"],
-        [[str(r["trial_name"]), str(r["epochs_run"]), cell(r.get("final_val_accuracy")),
-          cell(r.get("best_val_accuracy"))] for r in stopped])
+        [
+            [
+                str(r["trial_name"]),
+                str(r["epochs_run"]),
+                cell(r.get("final_val_accuracy")),
+                cell(r.get("best_val_accuracy")),
+            ]
+            for r in stopped
+        ],
+    )
     return f"{head}\n\n{rung_table}\n\nTrials stopped early ({len(stopped)}):\n\n{cut_table}"
 
 
-def summary_markdown(cfg: ExperimentConfig, rows: list[dict[str, Any]], best: dict[str, Any] | None,
-                     plan: str) -> str:
+def summary_markdown(cfg: ExperimentConfig, rows: list[dict[str, Any]], best: dict[str, Any] | None, plan: str) -> str:
     config = cfg.model_dump(mode="json")
     plan_block = "\n".join("    " + line for line in plan.splitlines())
-    return "\n\n".join([
-        f"## Leaderboard (by {cfg.selection.metric})", leaderboard_markdown(rows, cfg.selection.metric),
-        "## Best checkpoint", best_markdown(best),
-        "## Early stopping", asha_markdown(rows, config),
-        "## Plan", plan_block,
-    ])
+    if best is not None:  # its knobs that differ between trials first, right under its scores
+        knobs = best.get("config", {})
+        first = {k: knobs[k] for k in (c.removeprefix("config.") for c in differing_knobs(rows)) if k in knobs}
+        best = {**best, "config": {**first, **knobs}}
+    return "\n\n".join(
+        [
+            f"## Leaderboard (by {cfg.selection.metric})",
+            leaderboard_markdown(rows, cfg.selection.metric),
+            "## Best checkpoint",
+            best_markdown(best),
+            "## Early stopping",
+            asha_markdown(rows, config),
+            "## Plan",
+            plan_block,
+        ]
+    )

@@ -1,24 +1,26 @@
-"""Driver-side TensorBoard: the `_summary` run, and the last word on each trial's HParams session.
+"""Driver-side TensorBoard: the `_summary` run, and each trial's HParams metrics and session end.
 
     tensorboard --logdir runs/smoke --host 127.0.0.1
 
-Trials write their own runs while they train (`trainables.tensorboard_log`), and call themselves running
-to the end. What only the driver knows is written here, from the records it holds in memory (Tune's
-results as they arrived, never a file a trial may still be writing):
+Trials write their own runs while they train (`trainables.tensorboard_log`): learning curves, lr, speed,
+weight histograms and the session start. The HParams metrics (`trial/...`) are written here, from the
+records the driver holds in memory (every result Tune has handed over, never a file a trial or Ray may
+still be writing), so each is right when it is written, and the trial's run has one writer of them:
 - before the first trial: the HParams experiment (the searched knobs are the columns, the status metric
   first) and the plan, the first entry of the `summary` card;
-- when a trial is paused at a rung or ends: its status and final metrics, at its own last step (a record
-  at an earlier step would make TensorBoard drop the later ones), and, once it has ended, the session end;
+- each report: status running, epochs run, best and final accuracies so far;
+- when a trial is paused at a rung or ends: its status and final metrics, and, once it has ended, the
+  session end. Always at the trial's own last step: a record at an earlier step would make TensorBoard
+  drop the later ones;
 - when the sweep ends: the `summary` card's last entry: the leaderboard, the best checkpoint as a table,
   what early stopping cut, and the plan.
-Each write is a new event file named to be read after those already in the run (`EventWriter`). On
-object-store storage the same files are written to a local mirror and uploaded as they change.
+Event files are named to be read after those already in the run (`EventWriter`). On object-store storage
+the same files are written to a local mirror and uploaded as they change.
 """
 
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -59,56 +61,61 @@ class DriverBoard(Observer):
     def __init__(self, cfg: ExperimentConfig, location: Location, plan: str) -> None:
         self.cfg, self.location, self.plan = cfg, location, plan
         self.mirror = location.local_dir or Path(tempfile.mkdtemp(prefix="board-"))
+        self.open: dict[str, EventWriter] = {}  # trial name -> its event file while the trial runs
         self.written: dict[str, str] = {}  # trial name -> the status last written for it
 
-    def _write(self, run: str, write: Callable[[EventWriter], None]) -> None:
-        """One new event file in `run`, named to be read after the trial's own files (`EventWriter`)."""
-        with EventWriter(self.mirror / run) as writer:
-            write(writer)
-        if self.location.local_dir is None:  # object store: upload what this writer produced
+    def _sync(self, run: str) -> None:
+        if self.location.local_dir is None:  # object store: upload what this run's writers produced
             self.location.upload(self.mirror / run, run)
 
     def sweep_started(self, records: list[TrialRecord], resumed: bool) -> None:
         """The HParams columns, and the plan as the first entry of the `summary` card (until the sweep ends)."""
         experiment = hparams.experiment(hparam_domains(self.cfg), f"sweep {self.cfg.name}")
         plan = f"## Plan\n\nThe sweep is running: the leaderboard appears here when it has ended.\n\n{_pre(self.plan)}"
-
-        def write(writer: EventWriter) -> None:
+        with EventWriter(self.mirror / SUMMARY_RUN) as writer:
             writer.summary(experiment, 0)
             writer.text(SUMMARY_TAG, plan, 0)
+        self._sync(SUMMARY_RUN)
 
-        self._write(SUMMARY_RUN, write)
-
-    def _write_status(self, record: TrialRecord, end: bool) -> None:
-        """The trial's status and metrics from the driver's own record, at the trial's last step: the same
-        step as the trial's last `running` point, which this one replaces (never an earlier step, which
-        would make TensorBoard drop the later ones)."""
-        status = record.status
-        if self.written.get(record.name) == status or record.epochs_run == 0:
+    def _write_status(self, record: TrialRecord, status: str, end: bool) -> None:
+        """The trial's HParams metrics from the driver's record of it (every result Tune has handed over),
+        at its last step: a record at an earlier step would make TensorBoard drop the later ones, and one
+        at the same step replaces the one written before. The trial's event file stays open while it runs
+        (one file per stretch of training) and is closed when it pauses at a rung or ends."""
+        if record.epochs_run == 0 or self.written.get(record.name) == status:
             return
         self.written[record.name] = status
-        step, values = record.epochs_run, hparams.metric_values(record.history, status)
+        writer = self.open.get(record.name)
+        if writer is None:
+            writer = self.open[record.name] = EventWriter(self.mirror / record.name)
+        writer.scalars(hparams.metric_values(record.history, status), record.epochs_run)
+        if end and status != "error":  # an errored trial may be retried later (--retry-errored)
+            writer.summary(hparams.session_end(status), record.epochs_run)
+        if status != "running":
+            self.open.pop(record.name).close()
+        self._sync(record.name)
 
-        def write(writer: EventWriter) -> None:
-            writer.scalars(values, step)
-            if end and status != "error":  # an errored trial may be retried later (--retry-errored)
-                writer.summary(hparams.session_end(status), step)
-
-        self._write(record.name, write)
+    def trial_reported(self, record: TrialRecord) -> None:
+        """Running, whatever the epoch: whether it was the last (completed), or early stopping cuts the trial
+        here, is known when Tune has ended it."""
+        self.written.pop(record.name, None)
+        self._write_status(record, "running", end=False)
 
     def heartbeat(self, records: list[TrialRecord]) -> None:
         for record in records:
             if record.state == "paused" and record.history:
-                self._write_status(record, end=False)
-
-    def trial_reported(self, record: TrialRecord) -> None:
-        self.written.pop(record.name, None)  # the trial has written `running` at this new step itself
+                self._write_status(record, "paused", end=False)
 
     def trial_ended(self, record: TrialRecord) -> None:
-        self._write_status(record, end=True)
+        self._write_status(record, record.status, end=True)
+
+    def sweep_ended(self, records: list[TrialRecord], interrupted: bool) -> None:
+        for name in list(self.open):  # an interrupt leaves trials running: their last word stays `running`
+            self.open.pop(name).close()
 
     def finish(self, rows: list[dict[str, Any]], best: dict[str, Any] | None) -> None:
         """After the outputs: the summary card, at a step that grows with every resume that trains more."""
         step = sum(int(r["epochs_run"] or 0) for r in rows)
-        markdown = summary_markdown(self.cfg, rows, best, self.plan)
-        self._write(SUMMARY_RUN, lambda writer: writer.text(SUMMARY_TAG, markdown, step))
+        with EventWriter(self.mirror / SUMMARY_RUN) as writer:
+            writer.text(SUMMARY_TAG, summary_markdown(self.cfg, rows, best, self.plan), step)
+        self._sync(SUMMARY_RUN)

@@ -9,14 +9,16 @@ trial restored from an earlier run starts from what it recorded on storage.
 
 from __future__ import annotations
 
+import json
 import sys
 from typing import Any, Protocol
 
 import numpy as np
 from ray import tune
 
-from orchestrator.records import Observer, TrialRecord, read_jsonl
-from orchestrator.tune.schedulers import RESULT_FILE
+from orchestrator.location import REPORTS, Location
+from orchestrator.records import Observer, TrialRecord
+from orchestrator.tune.schedulers import recorded_results
 from trainables.recipe import TrialConfig
 
 _CURRENT: LiveTrials | None = None
@@ -46,8 +48,8 @@ def plain(value: Any) -> Any:
 class LiveTrials:
     """The sweep's trial records, keyed by Tune's trial id, and the observers told of every change."""
 
-    def __init__(self, fixed: dict[str, Any], observer: Observer, interrupt: Interrupt) -> None:
-        self.fixed, self.observer, self.interrupted = fixed, observer, interrupt
+    def __init__(self, fixed: dict[str, Any], location: Location, observer: Observer, interrupt: Interrupt) -> None:
+        self.fixed, self.location, self.observer, self.interrupted = fixed, location, observer, interrupt
         self.records: dict[str, TrialRecord] = {}
 
     def record(self, trial: Any) -> TrialRecord:
@@ -58,7 +60,7 @@ class LiveTrials:
         if record is None:
             config = TrialConfig.resolve(self.fixed, plain(trial.config or {}))
             record = TrialRecord(str(trial.trial_id), str(directory or trial), config)
-            for row in _stored_results(trial) if directory else []:  # a trial restored from an earlier run
+            for row in recorded_results(trial) if directory else []:  # a trial restored from an earlier run
                 record.report(row)
             status = str(trial.status)
             record.state = {"TERMINATED": "ended", "ERROR": "ended", "PAUSED": "paused", "RUNNING": "running"}.get(
@@ -89,6 +91,7 @@ class LiveTrials:
         for text in row.pop(WARNINGS, None) or []:
             print(f"warning: {record.name}: {text}", file=sys.stderr, flush=True)
         record.report(row)
+        self.location.append_line(json.dumps(row, default=str), record.name, REPORTS)
         self.observer.trial_reported(record)
 
     def ended(self, trial: Any, error: str | None) -> None:
@@ -113,15 +116,6 @@ class LiveTrials:
 
     def ordered(self, trials: list[Any]) -> list[TrialRecord]:
         return [self.record(trial) for trial in trials]
-
-
-def _stored_results(trial: Any) -> list[dict[str, Any]]:
-    storage = trial.storage
-    try:
-        with storage.storage_filesystem.open_input_stream(f"{storage.trial_fs_path}/{RESULT_FILE}") as f:
-            return read_jsonl(f.read().decode(errors="replace"))
-    except (OSError, ValueError, AttributeError):
-        return []
 
 
 def attach(live: LiveTrials | None) -> None:

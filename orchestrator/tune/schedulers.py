@@ -17,12 +17,12 @@ slots while a rung fills.
 which trials are cut depends on timing. Ray pickles the scheduler before the sweep and does not save its
 state after, so after a restart every restored trial replays its recorded results into its bracket first.
 
-Both read a trial's recorded results from its `result.json`, through Ray's storage filesystem.
+Both read a trial's recorded results from the driver's report log (and Ray's `result.json`), through Ray's
+storage filesystem.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from typing import Any
 
@@ -30,27 +30,22 @@ from ray.tune.experiment import Trial
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 
 from orchestrator.config.rungs import rungs as rung_epochs
-
-RESULT_FILE = "result.json"
-
+from orchestrator.location import REPORTS, RESULT_JSON
+from orchestrator.records import merge_history, read_jsonl
 
 def recorded_results(trial: Any) -> list[dict[str, Any]]:
-    """What the trial reported before the driver stopped; nothing for a trial that never ran."""
+    """What the trial reported before the driver stopped, one row per epoch; nothing for a trial that never ran."""
     storage = getattr(trial, "storage", None)
     if storage is None or getattr(storage, "trial_dir_name", None) is None:
         return []
-    try:
-        with storage.storage_filesystem.open_input_stream(f"{storage.trial_fs_path}/{RESULT_FILE}") as f:
-            text = f.read().decode(errors="replace")
-    except (OSError, ValueError):
-        return []
-    results = []
-    for line in text.splitlines():
+    rows: list[dict[str, Any]] = []
+    for name in (RESULT_JSON, REPORTS):
         try:
-            results.append(json.loads(line))
-        except ValueError:  # a line cut short by the crash
+            with storage.storage_filesystem.open_input_stream(f"{storage.trial_fs_path}/{name}") as f:
+                rows += read_jsonl(f.read().decode(errors="replace"))
+        except (OSError, ValueError):
             continue
-    return results
+    return merge_history(rows)
 
 
 def name_trial(trial: Any) -> None:

@@ -169,7 +169,7 @@ def run(cfg: ExperimentConfig, dataset: Dataset, location: Location, observer: O
                                        resume_unfinished=True, resume_errored=retry_errored)
         else:
             tuner = _build(cfg, dataset, location)
-        live = callbacks.LiveTrials(cfg.trial.model_dump(mode="json"), observer, interrupt)
+        live = callbacks.LiveTrials(cfg.trial.model_dump(mode="json"), location, observer, interrupt)
         callbacks.attach(live)
         observer.sweep_started([], resumed)
         try:
