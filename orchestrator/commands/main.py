@@ -19,6 +19,19 @@ from collections.abc import Callable
 from orchestrator.commands import evaluate, launch, pull, report
 
 
+EPILOG = """\
+examples:
+  orchestrate launch configs/smoke.yaml           # a first sweep: 4 trials, about a minute on 2 CPU cores
+  orchestrate report runs/smoke                   # the leaderboard and runs/smoke/report/report.html
+  orchestrate evaluate runs/smoke/best --predict shoe.png
+  orchestrate COMMAND --help                      # each command's options, examples and exit codes
+
+`python -m orchestrator COMMAND` is the same command; `python -m orchestrator.launch CONFIG` still works.
+exit codes: 0 done; 1 the sweep ran but produced no usable model; 2 a usage, config or data error (one line,
+nothing written); 130 / 143 interrupted by SIGINT / SIGTERM (rerun the same command to resume).
+"""
+
+
 class _Parser(argparse.ArgumentParser):
     """Usage errors in one line, exit 2 (argparse's own prints the whole usage first)."""
 
@@ -33,17 +46,26 @@ def _bench(args: argparse.Namespace) -> int:
     return run_command(args)
 
 
+HELP = {
+    "launch": "train a sweep from a YAML file, or resume it (rerun the same command)",
+    "report": "print the leaderboard and write report.md / report.html with plots",
+    "evaluate": "score a model on its test split, or classify image files",
+    "pull": "copy an experiment from an object store to a local directory",
+    "bench": "measure throughput against a bare loop and a tutorial-style sweep",
+}
+
+
 def parser() -> argparse.ArgumentParser:
-    root = _Parser(prog="orchestrate", description=__doc__.split("\n")[0],
-                   formatter_class=argparse.RawDescriptionHelpFormatter, epilog=launch.EXAMPLES)
+    root = _Parser(prog="orchestrate", description="Train many PyTorch models at once with Ray Tune, stop the "
+                   "weak ones early, review them, and keep the best by score.",
+                   formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG)
     commands = root.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND")
     table: list[tuple[str, object, Callable[[argparse.Namespace], int]]] = [
         ("launch", launch, launch.run), ("report", report, report.run), ("evaluate", evaluate, evaluate.run),
         ("pull", pull, pull.run),
     ]
     for name, module, handler in table:
-        doc = module.__doc__ or ""
-        sub = commands.add_parser(name, help=doc.split("\n")[0], description=doc.split("\n")[0],
+        sub = commands.add_parser(name, help=HELP[name], description=HELP[name],
                                   epilog=getattr(module, "EXAMPLES", None),
                                   formatter_class=argparse.RawDescriptionHelpFormatter)
         module.add_arguments(sub)  # type: ignore[attr-defined]
@@ -51,8 +73,8 @@ def parser() -> argparse.ArgumentParser:
     from bench.cli import EXAMPLES as BENCH_EXAMPLES
     from bench.cli import add_arguments as bench_arguments
 
-    sub = commands.add_parser("bench", help="throughput: the orchestrator against a bare loop and a tutorial sweep",
-                              epilog=BENCH_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = commands.add_parser("bench", help=HELP["bench"], description=HELP["bench"], epilog=BENCH_EXAMPLES,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
     bench_arguments(sub)
     sub.set_defaults(handler=_bench)
     return root

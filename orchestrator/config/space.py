@@ -161,5 +161,18 @@ def grid_size(space: dict[str, Any]) -> int:
                      if kind == "grid")
 
 
+def searched_fields(space: dict[str, Any]) -> list[str]:
+    """The dotted fields a search varies: a searched section stands for the fields its candidates set
+    (`schedule: {grid: [{name: none}, {name: onecycle}]}` varies `schedule.name`)."""
+    fields: list[str] = []
+    for path, spec in space.items():
+        kind, args = parse_dimension(path, spec)
+        if kind in LIST_KINDS and args and all(isinstance(v, dict) for v in args):
+            fields += [f"{path}.{key}" for key in dict.fromkeys(k for v in args for k in v)]
+        else:
+            fields.append(path)
+    return list(dict.fromkeys(fields))
+
+
 def dimensions(space: dict[str, Any]) -> dict[str, tuple[str, list[Any]]]:
     return {path: parse_dimension(path, spec) for path, spec in space.items()}

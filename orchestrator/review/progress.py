@@ -20,6 +20,7 @@ from typing import Any, TextIO
 
 from orchestrator.config.rungs import rungs
 from orchestrator.config.schema import ExperimentConfig
+from orchestrator.config.space import searched_fields
 from orchestrator.outputs.tables import cell
 from orchestrator.records import Observer, TrialRecord
 from trainables import metrics as m
@@ -59,7 +60,7 @@ def _clock(seconds: float) -> str:
 class Progress(Observer):
     def __init__(self, cfg: ExperimentConfig, out: TextIO | None = None, live: bool | None = None,
                  every_s: float = 30.0, max_rows: int = 12, clock: Callable[[], float] = time.monotonic) -> None:
-        self.knobs = list(cfg.search.space)
+        self.knobs = searched_fields(cfg.search.space)
         self.epochs, self.trials = cfg.trial.epochs, cfg.trial_count
         self.planned = planned_epochs(cfg.trial_count, cfg.trial.epochs, cfg.asha.grace_period,
                                       cfg.asha.reduction_factor, cfg.asha.brackets)

@@ -22,6 +22,7 @@ from typing import Any
 from ray import tune
 
 from orchestrator.config.schema import ExperimentConfig
+from orchestrator.config.space import searched_fields
 from orchestrator.location import Location
 from orchestrator.records import CheckpointRef, Observer, TrialRecord
 from orchestrator.review.names import run_name
@@ -142,7 +143,7 @@ def _run_config(cfg: ExperimentConfig, location: Location) -> tune.RunConfig:
 
 
 def _build(cfg: ExperimentConfig, dataset: Dataset, location: Location) -> tune.Tuner:
-    namer = functools.partial(trial_name, cfg.trial.model_dump(mode="json"), list(cfg.search.space))
+    namer = functools.partial(trial_name, cfg.trial.model_dump(mode="json"), searched_fields(cfg.search.space))
     tune_config = tune.TuneConfig(
         metric=m.ASHA_METRIC, mode="max", scheduler=_scheduler(cfg), search_alg=build_search_alg(cfg),
         num_samples=cfg.search.num_samples, trial_name_creator=namer, trial_dirname_creator=namer,

@@ -34,8 +34,6 @@ from trainables.recipe import TrialConfig
 from trainables.tensorboard_log import SPLITS, parameter_tags
 
 STATUSES = ["STATUS_UNKNOWN", "STATUS_SUCCESS", "STATUS_FAILURE", "STATUS_RUNNING"]
-SPLIT_COLUMNS = {"train": (m.TRAIN_LOSS, m.TRAIN_ACCURACY), "val": (m.VAL_LOSS, m.VAL_ACCURACY),
-                 "test": (m.TEST_LOSS, m.TEST_ACCURACY)}
 
 
 def _free_port() -> int:
@@ -52,9 +50,11 @@ class Board:
         assert executable, "the tensorboard command is part of the environment"
         port = _free_port()
         self.base = f"http://127.0.0.1:{port}"
-        self.server = subprocess.Popen([executable, "--logdir", str(logdir), "--host", "127.0.0.1",
-                                        "--port", str(port), "--reload_interval", "1"],
-                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.server = subprocess.Popen(
+            [executable, "--logdir", str(logdir), "--host", "127.0.0.1", "--port", str(port), "--reload_interval", "1"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
 
     def close(self) -> None:
         self.server.terminate()
@@ -69,8 +69,9 @@ class Board:
             return json.load(response)
 
     def post(self, path: str, body: dict[str, Any]) -> Any:
-        request = urllib.request.Request(self.base + path, data=json.dumps(body).encode(),
-                                         headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(
+            self.base + path, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+        )
         with urllib.request.urlopen(request, timeout=30) as response:
             return json.load(response)
 
@@ -88,9 +89,14 @@ class Board:
         has none) and `metrics` (tag -> value)."""
         body = {"experimentName": "", "allowedStatuses": STATUSES, "startIndex": 0, "sliceSize": 1000}
         groups = self.post("/data/plugin/hparams/session_groups", body).get("sessionGroups", [])
-        return {g["name"]: {"hparams": g["hparams"], "status": g["sessions"][0].get("status", "STATUS_UNKNOWN"),
-                            "metrics": {v["name"]["tag"]: v["value"] for v in g.get("metricValues", [])}}
-                for g in groups}
+        return {
+            g["name"]: {
+                "hparams": g["hparams"],
+                "status": g["sessions"][0].get("status", "STATUS_UNKNOWN"),
+                "metrics": {v["name"]["tag"]: v["value"] for v in g.get("metricValues", [])},
+            }
+            for g in groups
+        }
 
     def wait(self, condition: Callable[[], Any], what: str, timeout: float = 30) -> Any:
         """Polls until `condition()` is truthy (the server loads new events in the background)."""
@@ -126,17 +132,23 @@ def board(experiment: Path, table: pd.DataFrame) -> Iterator[Board]:
     server = Board(experiment)
     try:
         names = set(table["trial_name"])
-        server.wait(lambda: set(server.runs()) >= names | {SUMMARY_RUN}
-                    and set(server.sessions()) == names
-                    and all(s["status"] != "STATUS_UNKNOWN" for s in server.sessions().values()),
-                    "every trial of the finished sweep", timeout=120)
+        server.wait(
+            lambda: (
+                set(server.runs()) >= names | {SUMMARY_RUN}
+                and set(server.sessions()) == names
+                and all(s["status"] != "STATUS_UNKNOWN" for s in server.sessions().values())
+            ),
+            "every trial of the finished sweep",
+            timeout=120,
+        )
         yield server
     finally:
         server.close()
 
 
 def test_one_run_per_trial_with_its_train_val_test_runs_and_the_summary(
-        board: Board, experiment: Path, table: pd.DataFrame) -> None:
+    board: Board, experiment: Path, table: pd.DataFrame
+) -> None:
     trial_dirs = {p.name for p in experiment.iterdir() if (p / "params.json").is_file()}
     assert set(table["trial_name"]) == trial_dirs
     expected = {f"{name}{split}" for name in trial_dirs for split in ("", "/train", "/val", "/test")}
@@ -146,7 +158,7 @@ def test_one_run_per_trial_with_its_train_val_test_runs_and_the_summary(
 def test_learning_curves_match_history_per_split(board: Board, history: pd.DataFrame) -> None:
     for name, rows in history.groupby("trial_name"):
         rows = rows.sort_values(m.EPOCH)
-        for split, (loss, accuracy) in SPLIT_COLUMNS.items():
+        for split, (loss, accuracy) in SPLITS.items():
             for tag, column in (("loss", loss), ("accuracy", accuracy)):
                 series = board.scalars(f"{name}/{split}", tag)
                 assert [s for _, s, _ in series] == rows[m.EPOCH].tolist(), (name, split, tag)
@@ -164,8 +176,9 @@ def test_learning_curves_come_first_and_no_bookkeeping_groups(board: Board, tabl
     assert not tags.get(SUMMARY_RUN), "the driver's run holds no scalars (no `asha` or `hparams` groups)"
 
 
-def test_every_layer_has_weight_histograms_from_the_init_on(board: Board, experiment: Path,
-                                                            table: pd.DataFrame) -> None:
+def test_every_layer_has_weight_histograms_from_the_init_on(
+    board: Board, experiment: Path, table: pd.DataFrame
+) -> None:
     config = json.loads((experiment / "experiment.json").read_text())["config"]
     tags = board.get("/data/plugin/histograms/tags")
     assert config["tensorboard"]["histogram_every"] == 1
@@ -197,21 +210,25 @@ def test_hparams_declares_the_searched_knobs_with_status_first(board: Board, exp
 def test_every_session_has_the_final_state_of_results_parquet(board: Board, table: pd.DataFrame) -> None:
     sessions = board.sessions()
     assert set(sessions) == set(table["trial_name"])
-    assert (table["status"] == "stopped").any() and (table["status"] == "completed").any(), \
+    assert (table["status"] == "stopped").any() and (table["status"] == "completed").any(), (
         "the smoke sweep has trials early stopping cut and trials that completed"
+    )
     for row in table.to_dict("records"):
         session = sessions[row["trial_name"]]
         assert session["hparams"]["model"] == row["config.model"]
         assert session["hparams"]["lr"] == pytest.approx(row["config.lr"])
         assert session["status"] == "STATUS_SUCCESS", row["trial_name"]
-        assert session["metrics"] == pytest.approx({
-            hparams.STATUS: hparams.STATUS_CODES[row["status"]],
-            hparams.EPOCHS_RUN: row["epochs_run"],
-            hparams.STOPPED_EARLY: float(row["stopped_early"]),
-            hparams.BEST_VAL: row["best_val_accuracy"],
-            hparams.BEST_TEST: row["best_test_accuracy"],
-            hparams.FINAL_VAL: row["final_val_accuracy"],
-        }, rel=1e-6), row["trial_name"]
+        assert session["metrics"] == pytest.approx(
+            {
+                hparams.STATUS: hparams.STATUS_CODES[row["status"]],
+                hparams.EPOCHS_RUN: row["epochs_run"],
+                hparams.STOPPED_EARLY: float(row["stopped_early"]),
+                hparams.BEST_VAL: row["best_val_accuracy"],
+                hparams.BEST_TEST: row["best_test_accuracy"],
+                hparams.FINAL_VAL: row["final_val_accuracy"],
+            },
+            rel=1e-6,
+        ), row["trial_name"]
 
 
 def test_trial_metrics_have_one_point_per_epoch_in_step_order(board: Board, table: pd.DataFrame) -> None:
@@ -234,16 +251,17 @@ def _html_text(board: Board) -> str:
 
 
 def test_summary_card_opens_on_the_leaderboard_and_shows_best_as_a_table(
-        board: Board, experiment: Path, table: pd.DataFrame) -> None:
+    board: Board, experiment: Path, table: pd.DataFrame
+) -> None:
     assert board.get("/data/plugin/text/tags") == {SUMMARY_RUN: ["summary"]}, "one TEXT card"
     text = _html_text(board)
     assert text.lstrip().startswith("<h2>Leaderboard"), text[:200]
-    leaderboard = text[:text.index("Best checkpoint")]
+    leaderboard = text[: text.index("Best checkpoint")]
     positions = [leaderboard.index(f"<td>{name}</td>") for name in table["trial_name"]]
     best_first = [r["trial_name"] for r in ordered(table.to_dict("records"), "test_accuracy")]
     assert [name for _, name in sorted(zip(positions, table["trial_name"], strict=True))] == best_first
     manifest = json.loads((experiment / "best" / "manifest.json").read_text())
-    best = text[text.index("Best checkpoint"):text.index("Early stopping")]
+    best = text[text.index("Best checkpoint") : text.index("Early stopping")]
     assert "<table>" in best and manifest["trial_name"] in best
     for label, key in (("test accuracy", "test_accuracy"), ("validation accuracy", "val_accuracy")):
         assert re.search(rf"<td>{label}</td>\s*<td>{manifest[key]:.4f}</td>", best), label
@@ -268,12 +286,17 @@ def _assert_final(board: Board, name: str, session: dict[str, Any], status: str,
     rows = results(trial_dir)
     epochs = max(int(row[m.EPOCH]) for row in rows)
     assert session["status"] == "STATUS_SUCCESS", (name, session)
-    assert session["metrics"] == pytest.approx({
-        hparams.STATUS: hparams.STATUS_CODES[status], hparams.EPOCHS_RUN: epochs,
-        hparams.STOPPED_EARLY: float(status == "stopped"),
-        hparams.BEST_VAL: max(row[m.VAL_ACCURACY] for row in rows),
-        hparams.BEST_TEST: max(row[m.TEST_ACCURACY] for row in rows),
-        hparams.FINAL_VAL: rows[-1][m.VAL_ACCURACY]}, rel=1e-6), name
+    assert session["metrics"] == pytest.approx(
+        {
+            hparams.STATUS: hparams.STATUS_CODES[status],
+            hparams.EPOCHS_RUN: epochs,
+            hparams.STOPPED_EARLY: float(status == "stopped"),
+            hparams.BEST_VAL: max(row[m.VAL_ACCURACY] for row in rows),
+            hparams.BEST_TEST: max(row[m.TEST_ACCURACY] for row in rows),
+            hparams.FINAL_VAL: rows[-1][m.VAL_ACCURACY],
+        },
+        rel=1e-6,
+    ), name
     for run, tag in ((name, hparams.STATUS), (f"{name}/train", "loss"), (f"{name}/val", "loss")):
         assert [s for _, s, _ in board.scalars(run, tag)] == list(range(1, epochs + 1)), (run, tag)
 
@@ -287,8 +310,13 @@ def test_a_finished_trial_is_final_while_another_still_trains(tmp_path: Path) ->
     """Two trials, no early stopping: a 16-unit mlp ends long before a 1024x1024 one; once it has ended,
     TensorBoard shows it completed with every epoch and its best accuracy, while the other shows running."""
     epochs = 4
-    config = write_config(tmp_path, "live", epochs, train_limit=3000,
-                          extra="search:\n  space:\n    mlp.hidden: {grid: [[16], [1024, 1024]]}\n")
+    config = write_config(
+        tmp_path,
+        "live",
+        epochs,
+        train_limit=3000,
+        extra="search:\n  space:\n    mlp.hidden: {grid: [[16], [1024, 1024]]}\n",
+    )
     experiment = tmp_path / "runs" / "live"
     proc = start(config, cwd=tmp_path)
     board = None
@@ -299,19 +327,27 @@ def test_a_finished_trial_is_final_while_another_still_trains(tmp_path: Path) ->
         board = Board(experiment)
         wait_for(lambda: fast in _ended(experiment), proc, what="the small trial's end")
         assert _ended(experiment)[fast] == {"status": "completed", "epochs_run": epochs, "error": None}
-        sessions = board.wait(lambda: (s := board.sessions()).get(fast, {}).get("status") == "STATUS_SUCCESS"
-                              and hparams.STATUS in s.get(slow, {}).get("metrics", {}) and s,
-                              "the small trial's end and the large one's first epoch")
-        assert slow not in _ended(experiment) and proc.poll() is None, \
+        sessions = board.wait(
+            lambda: (
+                (s := board.sessions()).get(fast, {}).get("status") == "STATUS_SUCCESS"
+                and hparams.STATUS in s.get(slow, {}).get("metrics", {})
+                and s
+            ),
+            "the small trial's end and the large one's first epoch",
+        )
+        assert slow not in _ended(experiment) and proc.poll() is None, (
             "the large trial ended before TensorBoard was asked: make it slower"
+        )
         _assert_final(board, fast, sessions[fast], "completed", experiment / fast)
         assert sessions[slow]["status"] == "STATUS_UNKNOWN", "a running trial has no session end"
         assert sessions[slow]["metrics"][hparams.STATUS] == hparams.STATUS_CODES["running"]
         assert sessions[slow]["metrics"][hparams.STOPPED_EARLY] == 0
         code, out, err = finish(proc)
         assert code == 0, f"{out[-2000:]}\n{err[-2000:]}"
-        final = board.wait(lambda: (s := board.sessions()).get(slow, {}).get("status") == "STATUS_SUCCESS" and s,
-                           "the large trial's end")
+        final = board.wait(
+            lambda: (s := board.sessions()).get(slow, {}).get("status") == "STATUS_SUCCESS" and s,
+            "the large trial's end",
+        )
         _assert_final(board, slow, final[slow], "completed", experiment / slow)
     finally:
         kill_session(proc)
@@ -323,19 +359,24 @@ def test_a_trial_early_stopping_cut_shows_as_stopped_while_the_sweep_runs(tmp_pa
     """Two trials and a rung after epoch 1: the one that cannot learn (lr 1e-7) is cut there; while the other
     trains on, TensorBoard shows the cut one stopped early, with the epochs it ran and its best accuracy."""
     epochs = 4
-    config = write_config(tmp_path, "cut", epochs, train_limit=3000,
-                          extra="search:\n  space:\n    lr: {grid: [1.0e-7, 3.0e-3]}\n")
+    config = write_config(
+        tmp_path, "cut", epochs, train_limit=3000, extra="search:\n  space:\n    lr: {grid: [1.0e-7, 3.0e-3]}\n"
+    )
     experiment = tmp_path / "runs" / "cut"
     proc = start(config, "--set", "asha.grace_period=1", "--set", "trial.mlp.hidden=[1024, 1024]", cwd=tmp_path)
     board = None
     try:
         wait_for(lambda: len(_trials(experiment)) == 2, proc, what="both trials")
         board = Board(experiment)
-        cut = wait_for(lambda: next((n for n, t in _ended(experiment).items() if t["status"] == "stopped"), None),
-                       proc, what="a trial cut by early stopping")
+        cut = wait_for(
+            lambda: next((n for n, t in _ended(experiment).items() if t["status"] == "stopped"), None),
+            proc,
+            what="a trial cut by early stopping",
+        )
         assert _ended(experiment)[cut]["epochs_run"] < epochs
-        sessions = board.wait(lambda: (s := board.sessions()).get(cut, {}).get("status") == "STATUS_SUCCESS" and s,
-                              "the cut trial's end")
+        sessions = board.wait(
+            lambda: (s := board.sessions()).get(cut, {}).get("status") == "STATUS_SUCCESS" and s, "the cut trial's end"
+        )
         assert proc.poll() is None, "the sweep ended before TensorBoard was asked: make the other trial slower"
         _assert_final(board, cut, sessions[cut], "stopped", experiment / cut)
         code, out, err = finish(proc)

@@ -21,6 +21,7 @@ import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -35,7 +36,7 @@ from support import finish, kill_session, results, surviving_epochs, table, tria
 
 from orchestrator.commands.main import launch_main
 from orchestrator.tune.tuner import EXPERIMENT_SYNC_S
-from trainables.data import channel_stats
+from trainables.data import carve, channel_stats
 from trainables.data_sources import FASHION_CLASSES
 from trainables.tensorboard_log import parameter_tags
 
@@ -68,6 +69,10 @@ def build(input_shape, num_classes, width=32, depth=1):
         layers += [nn.Conv2d(channels, width, 3, padding=1), nn.ReLU()]
         channels = width
     return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(4 * width, num_classes))
+
+
+def digits_only(input_shape, num_classes, **unused):
+    return nn.Sequential(nn.Flatten(), nn.Linear(64, num_classes))  # 8x8 pixels, whatever the data
 '''
 
 USER_MODEL = "usermodels.nets:build"
@@ -182,11 +187,10 @@ def carved(total: int, val_fraction: float = VAL_FRACTION) -> tuple[int, int, in
 # ------------------------------------------------------------------ a, b: the digits as .npz and through an entry point
 
 
-_sweeps: dict[str, tuple[Path, subprocess.CompletedProcess[str]]] = {}
+Sweep = tuple[Path, subprocess.CompletedProcess[str]]
 
 
-def digits_sweep(directory: Path, dtype: str, data: dict[str, Any], env: dict[str, str] | None = None,
-                 ) -> tuple[Path, subprocess.CompletedProcess[str]]:
+def digits_sweep(directory: Path, dtype: str, data: dict[str, Any], env: dict[str, str] | None = None) -> Sweep:
     """mlp and cnn on the digits (float32: a 2-block cnn; uint8: 1 block)."""
     channels = [8, 16] if dtype == "float32" else [8]
     trial = {**TRIAL, "model": "mlp", "cnn": {"channels": channels, "hidden": 16}}
@@ -196,19 +200,23 @@ def digits_sweep(directory: Path, dtype: str, data: dict[str, Any], env: dict[st
 
 
 @pytest.fixture(scope="module")
-def npz_sweeps(digits_npz: dict[str, Path], tmp_path_factory: pytest.TempPathFactory,
-               ) -> dict[str, tuple[Path, subprocess.CompletedProcess[str]]]:
-    if not _sweeps:
-        for dtype, path in digits_npz.items():
-            data = {"source": "npz", "path": str(path), "val_size": VAL_FRACTION}
-            _sweeps[dtype] = digits_sweep(tmp_path_factory.mktemp(f"npz-{dtype}"), dtype, data)
-    return _sweeps
+def npz_sweep(digits_npz: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Sweep]:
+    """The digits sweep on the .npz of one dtype, run once per module when first asked for."""
+    done: dict[str, Sweep] = {}
+
+    def sweep(dtype: str) -> Sweep:
+        if dtype not in done:
+            data = {"source": "npz", "path": str(digits_npz[dtype]), "val_size": VAL_FRACTION}
+            done[dtype] = digits_sweep(tmp_path_factory.mktemp(f"npz-{dtype}"), dtype, data)
+        return done[dtype]
+
+    return sweep
 
 
 @pytest.mark.parametrize("dtype", ["float32", "uint8"])
-def test_digits_npz_with_the_builtin_models(npz_sweeps: dict[str, Any], digits_npz: dict[str, Path],
+def test_digits_npz_with_the_builtin_models(npz_sweep: Callable[[str], Sweep], digits_npz: dict[str, Path],
                                             dtype: str) -> None:
-    experiment, done = npz_sweeps[dtype]
+    experiment, done = npz_sweep(dtype)
     train, val, test = carved(DIGITS)
     assert f"data: data.path {digits_npz[dtype]} (train {train}, val {val}, test {test}, input [1, 8, 8], " \
            "10 classes" in done.stdout
@@ -231,7 +239,7 @@ def test_digits_npz_with_the_builtin_models(npz_sweeps: dict[str, Any], digits_n
     assert "matches best/manifest.json" in scored.stdout
 
 
-def test_digits_through_an_entry_point_match_the_npz(npz_sweeps: dict[str, Any], package: Path,
+def test_digits_through_an_entry_point_match_the_npz(npz_sweep: Callable[[str], Sweep], package: Path,
                                                      tmp_path: Path) -> None:
     data = {"source": "entry_point", "entry_point": "digits_data:load", "args": {"dtype": "float32"},
             "val_size": VAL_FRACTION}
@@ -240,13 +248,14 @@ def test_digits_through_an_entry_point_match_the_npz(npz_sweeps: dict[str, Any],
     assert f"data: data.entry_point digits_data:load (train {train}, val {val}, test {test}, input [1, 8, 8]" \
         in done.stdout
     # Same arrays, same seed: the same splits, so every trial's numbers are the .npz run's.
-    npz_rows = {r["config.model"]: r for r in table(npz_sweeps["float32"][0]).values()}
+    npz_experiment = npz_sweep("float32")[0]
+    npz_rows = {r["config.model"]: r for r in table(npz_experiment).values()}
     for row in table(experiment).values():
         other = npz_rows[row["config.model"]]
         for column in ("final_train_loss", "final_val_accuracy", "final_test_accuracy", "best_val_accuracy",
                        "best_test_accuracy", "best_epoch"):
             assert row[column] == other[column], (row["config.model"], column)
-    assert manifest(experiment)["test_accuracy"] == manifest(npz_sweeps["float32"][0])["test_accuracy"]
+    assert manifest(experiment)["test_accuracy"] == manifest(npz_experiment)["test_accuracy"]
     scored = cli("evaluate", str(experiment / "best"), env=env_with(package))
     assert scored.returncode == 0, scored.stderr
     assert f"data:  data.entry_point digits_data:load, test split ({test} samples)" in scored.stdout
@@ -272,8 +281,6 @@ def test_photo_patches_train_a_cnn_with_channelwise_scaling(patches: tuple[Path,
     assert state["classes"] == ["china-left", "china-right", "flower-left", "flower-right"]
     # Standard scaling per channel: the training split's (after the validation carve) mean and std of R, G, B.
     assert len(state["scaling"]["mean"]) == len(state["scaling"]["std"]) == 3
-    from trainables.data import carve
-
     train, _ = carve(arrays["x_train"], arrays["y_train"], val, seed=0)
     mean, std = channel_stats(train.images)
     assert np.allclose(state["scaling"]["mean"], mean) and np.allclose(state["scaling"]["std"], std)
@@ -358,7 +365,10 @@ def test_user_model_searched_resumed_after_sigkill_exported_and_evaluated(
         assert (experiment / name / "result.json").read_bytes() == before, f"{name} was trained again"
     victim_rows = results(victim)
     assert surviving_epochs(victim_rows) == list(range(1, USER_EPOCHS + 1))
-    assert int(victim_rows[reported_before]["epoch"]) >= 2, "resumed from its checkpoint, not from scratch"
+    # Epochs trained after the rerun come from a new worker process; the first is past the checkpoint.
+    killed_pids = {r["pid"] for r in victim_rows[:reported_before]}
+    retrained = [int(r["epoch"]) for r in victim_rows[reported_before:] if r["pid"] not in killed_pids]
+    assert retrained and retrained[0] >= 2, "resumed from its checkpoint, not from scratch"
 
     frame = pd.read_parquet(experiment / "results.parquet")
     assert len(frame) == 4 and set(frame["status"]) == {"completed"}
@@ -433,6 +443,13 @@ def test_user_model_with_recipe_settings_histograms_and_gpu_preflight(
     assert refused.returncode == 2
     assert refused.stderr.strip().startswith("config error: resources.gpu: ")
     assert f"model {USER_MODEL}" in refused.stderr
+    # A model that does not fit the data is refused before Ray starts, not in every trial.
+    misfit = cli("launch", str(config), "--dry-run", "--set", "trial.model=usermodels.nets:digits_only",
+                 cwd=tmp_path, env=env)
+    assert misfit.returncode == 2
+    assert misfit.stderr.strip().startswith("config error: trial.model: usermodels.nets:digits_only {'width': 8, "
+                                            "'depth': 2} fails on a batch of this data's input shape [3, 32, 32] "
+                                            "(RuntimeError: ")
 
     launch(config, env=env)
     experiment = tmp_path / "runs" / "recipe"

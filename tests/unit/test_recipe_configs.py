@@ -25,7 +25,9 @@ def test_nine_studies_ship() -> None:
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: str(p.relative_to(ROOT)))
-def test_config_validates_and_dry_runs(path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_config_validates_and_dry_runs(path: Path, capsys: pytest.CaptureFixture[str],
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(path.parent))  # an example's own modules sit beside its config
     if load_config(path).search.algorithm == "optuna":
         pytest.importorskip("optuna")
     assert main([str(path), "--dry-run"]) == 0
