@@ -28,8 +28,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-reuse-actors", action="store_true", help="start a fresh worker for every trial")
     p.add_argument("--compare-reuse", action="store_true", help="also run the sweep with the other reuse_actors")
     p.add_argument("--tutorial-workers", type=int, default=0, help="DataLoader workers of the tutorial baseline")
-    p.add_argument("--tutorial-threads", type=int, default=0,
-                   help="torch threads of the tutorial baseline on a CPU; 0 = every CPU (it owns the machine)")
+    p.add_argument(
+        "--tutorial-threads",
+        type=int,
+        default=0,
+        help="torch threads of the tutorial baseline on a CPU; 0 = every CPU (it owns the machine)",
+    )
     p.add_argument("--output", default="bench.json", help="where the JSON results go")
-    p.add_argument("--scratch", default=None, help="parent of the run's scratch directory (Ray results, "
-                   "torchvision files; removed at the end); default: the system's temp directory")
+    p.add_argument(
+        "--scratch",
+        default=None,
+        help="parent of the run's scratch directory (Ray results, "
+        "torchvision files; removed at the end); default: the system's temp directory",
+    )

@@ -36,8 +36,15 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def raw_epochs(net: nn.Module, optimizer: torch.optim.Optimizer, images: torch.Tensor, labels: torch.Tensor,
-               batch_size: int, epochs: int, seed: int) -> list[float]:
+def raw_epochs(
+    net: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    batch_size: int,
+    epochs: int,
+    seed: int,
+) -> list[float]:
     """Seconds per epoch of the bare loop; `images` are float and already scaled, on the device."""
     device = labels.device
     generator = torch.Generator(device=device).manual_seed(seed)
@@ -49,7 +56,7 @@ def raw_epochs(net: nn.Module, optimizer: torch.optim.Optimizer, images: torch.T
         start = time.perf_counter()
         order = torch.randperm(n, generator=generator, device=device)
         for i in range(0, n, batch_size):
-            idx = order[i:i + batch_size]
+            idx = order[i : i + batch_size]
             loss = F.cross_entropy(net(images[idx]), labels[idx])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -109,8 +116,9 @@ def _accuracy(model: nn.Module, loader: DataLoader, device: torch.device) -> flo
     return correct / total
 
 
-def tutorial_trial(trial: TrialConfig, splits: dict[str, torch.utils.data.Dataset], device: torch.device,
-                   workers: int) -> TutorialResult:
+def tutorial_trial(
+    trial: TrialConfig, splits: dict[str, torch.utils.data.Dataset], device: torch.device, workers: int
+) -> TutorialResult:
     """One trial, tutorial style; evaluates val and test every epoch as a trial does."""
     start = time.perf_counter()
     torch.manual_seed(trial.seed)

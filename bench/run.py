@@ -56,17 +56,28 @@ def pick_device(choice: str) -> torch.device:
     return torch.device("cuda" if choice == "cuda" or (choice == "auto" and torch.cuda.is_available()) else "cpu")
 
 
-def experiment(args: argparse.Namespace, device: torch.device, storage: Path, name: str,
-               space: dict[str, Any], gpu: float, reuse: bool) -> ExperimentConfig:
-    return validate({
-        "name": name, "storage_path": str(storage), "seed": 0,
-        "data": {"train_limit": args.train_limit},
-        "trial": {"model": args.model, "batch_size": args.batch_size, "epochs": args.epochs},
-        "search": {"space": space},
-        "resources": {"cpu": args.cpus, "gpu": gpu if device.type == "cuda" else 0},
-        "asha": {"grace_period": args.epochs, "mode": "async"},  # no rung before the last epoch: nobody stopped
-        "runtime": {"precision": args.precision, "compile": args.compile, "reuse_actors": reuse},
-    })
+def experiment(
+    args: argparse.Namespace,
+    device: torch.device,
+    storage: Path,
+    name: str,
+    space: dict[str, Any],
+    gpu: float,
+    reuse: bool,
+) -> ExperimentConfig:
+    return validate(
+        {
+            "name": name,
+            "storage_path": str(storage),
+            "seed": 0,
+            "data": {"train_limit": args.train_limit},
+            "trial": {"model": args.model, "batch_size": args.batch_size, "epochs": args.epochs},
+            "search": {"space": space},
+            "resources": {"cpu": args.cpus, "gpu": gpu if device.type == "cuda" else 0},
+            "asha": {"grace_period": args.epochs, "mode": "async"},  # no rung before the last epoch: nobody stopped
+            "runtime": {"precision": args.precision, "compile": args.compile, "reuse_actors": reuse},
+        }
+    )
 
 
 def sweep_space(args: argparse.Namespace) -> tuple[dict[str, Any], list[int], int]:
@@ -95,8 +106,9 @@ def measure_startup(dataset: Dataset, trial: TrialConfig, device: torch.device) 
     return {"import_s": imports, "attach_s": attach, "build_s": time.perf_counter() - start}
 
 
-def raw_loop(dataset: Dataset, trial: TrialConfig, runtime: RuntimeConfig, device: torch.device,
-             epochs: int, warmup: int) -> list[float]:
+def raw_loop(
+    dataset: Dataset, trial: TrialConfig, runtime: RuntimeConfig, device: torch.device, epochs: int, warmup: int
+) -> list[float]:
     torch.manual_seed(trial.seed)
     model = build_model(trial.model_spec(dataset.input_shape, dataset.num_classes)).to(device)
     net = accelerate(model, device, resolve(runtime, device, trial.model))
@@ -138,13 +150,15 @@ def sweep(cfg: ExperimentConfig, dataset: Dataset, device: torch.device) -> dict
     gpu = sampler.stop() if sampler else {}
     trial_epochs = sum(len(o.history) for o in records)
     result = {
-        "trials": len(records), "fit_wall_s": wall, "trial_epochs": trial_epochs,
+        "trials": len(records),
+        "fit_wall_s": wall,
+        "trial_epochs": trial_epochs,
         "trial_epochs_per_s": trial_epochs / wall,
         "test_accuracy": {o.name: o.history[-1][m.TEST_ACCURACY] for o in records},
         **gpu,
     }
     if device.type == "cuda":
-        result["trials_per_gpu"] = min(len(records), int(1 / cfg.resources.gpu + 1e-9))
+        result["trials_per_gpu"] = min(len(records), int(1 / cfg.resources.gpus_per_trial(1.0) + 1e-9))
         # Tensors only (no CUDA context): compare with the preflight's estimate minus CONTEXT_BYTES.
         result["gpu_peak_gib_per_trial"] = max(h[m.GPU_PEAK_GIB] for o in records for h in o.history)
         estimate = check_gpu_packing(cfg, dataset.input_shape, dataset.num_classes, dataset.nbytes)
@@ -152,8 +166,9 @@ def sweep(cfg: ExperimentConfig, dataset: Dataset, device: torch.device) -> dict
     return result
 
 
-def tutorial(args: argparse.Namespace, dataset: Dataset, device: torch.device, sizes: list[int], seeds: int,
-             scratch: Path) -> dict[str, Any]:
+def tutorial(
+    args: argparse.Namespace, dataset: Dataset, device: torch.device, sizes: list[int], seeds: int, scratch: Path
+) -> dict[str, Any]:
     splits = vision_splits(dataset, torchvision_root(dataset, scratch / "torchvision"))
     if device.type == "cpu":  # one trial at a time owns the whole machine
         torch.set_num_threads(args.tutorial_threads or os.cpu_count() or 1)
@@ -165,14 +180,25 @@ def tutorial(args: argparse.Namespace, dataset: Dataset, device: torch.device, s
             runs.append((size, seed, tutorial_trial(trial, splits, device, args.tutorial_workers)))
     wall = time.perf_counter() - start
     trial_epochs = sum(r.epochs for _, _, r in runs)
-    return {"trials": len(runs), "wall_s": wall, "trial_epochs": trial_epochs,
-            "trial_epochs_per_s": trial_epochs / wall, "threads": torch.get_num_threads(),
-            "test_accuracy": {f"bs{size}-seed{seed}": r.test_accuracy for size, seed, r in runs}}
+    return {
+        "trials": len(runs),
+        "wall_s": wall,
+        "trial_epochs": trial_epochs,
+        "trial_epochs_per_s": trial_epochs / wall,
+        "threads": torch.get_num_threads(),
+        "test_accuracy": {f"bs{size}-seed{seed}": r.test_accuracy for size, seed, r in runs},
+    }
 
 
 def hardware(device: torch.device) -> dict[str, Any]:
-    info = {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count(),
-            "torch": torch.__version__, "device": str(device), "load_average": os.getloadavg()}
+    info = {
+        "platform": platform.platform(),
+        "processor": platform.processor(),
+        "cpus": os.cpu_count(),
+        "torch": torch.__version__,
+        "device": str(device),
+        "load_average": os.getloadavg(),
+    }
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
     return info
@@ -205,8 +231,9 @@ def run(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
         progress(out, "trial")
         raw += raw_loop(dataset, trial, runtime, device, args.epochs, warmup=1)
         space, sizes, seeds = sweep_space(args)
-        out["sweep"] = sweep(experiment(args, device, scratch, "bench-sweep", space, args.gpu_fraction, reuse),
-                             dataset, device)
+        out["sweep"] = sweep(
+            experiment(args, device, scratch, "bench-sweep", space, args.gpu_fraction, reuse), dataset, device
+        )
         progress(out, "sweep")
         if device.type == "cuda":
             whole = experiment(args, device, scratch, "bench-sweep-whole-gpu", space, 1.0, reuse)
@@ -235,4 +262,3 @@ def run_command(args: argparse.Namespace) -> int:
     Path(args.output).write_text(json.dumps(results, indent=2, default=str) + "\n")
     print(f"\nwritten: {args.output}")
     return 0
-

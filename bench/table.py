@@ -43,8 +43,10 @@ class GpuSampler:
             self._thread.join()
         if not self.samples:
             return {"gpu_utilization_pct": None, "gpu_memory_used_mib_peak": None}
-        return {"gpu_utilization_pct": statistics.mean(u for u, _ in self.samples),
-                "gpu_memory_used_mib_peak": max(mem for _, mem in self.samples)}
+        return {
+            "gpu_utilization_pct": statistics.mean(u for u, _ in self.samples),
+            "gpu_memory_used_mib_peak": max(mem for _, mem in self.samples),
+        }
 
 
 def targets(out: dict[str, Any], device: torch.device) -> dict[str, Any]:
@@ -73,8 +75,10 @@ def _fmt(value: Any) -> str:
 
 def print_table(out: dict[str, Any]) -> None:
     hw = out["hardware"]
-    print(f"\nbench on {hw['device']} ({hw.get('gpu', hw['processor'] or hw['platform'])}, {hw['cpus']} CPUs, "
-          f"load {hw['load_average'][0]:.1f}), torch {hw['torch']}")
+    print(
+        f"\nbench on {hw['device']} ({hw.get('gpu', hw['processor'] or hw['platform'])}, {hw['cpus']} CPUs, "
+        f"load {hw['load_average'][0]:.1f}), torch {hw['torch']}"
+    )
     rows: list[tuple[str, str, Any]] = []
     rows += [("startup", k, v) for k, v in out["startup"].items()]
     rows.append(("ray", "start_s", out["ray_start_s"]))

@@ -91,8 +91,9 @@ def read_record(location: Location) -> dict[str, Any] | None:
     except (OSError, ValueError) as exc:
         raise ConfigError(location.uri(RECORD), f"unreadable experiment record ({exc}); use --fresh") from None
     if not isinstance(record, dict) or not isinstance(record.get("config"), dict):
-        raise ConfigError(location.uri(RECORD), "not an experiment record (expected an object with a config); "
-                          "use --fresh")
+        raise ConfigError(
+            location.uri(RECORD), "not an experiment record (expected an object with a config); use --fresh"
+        )
     return record
 
 
@@ -157,8 +158,11 @@ def claim(cfg: ExperimentConfig, location: Location) -> Claim:
     started = location.exists(TUNE_STATE)
     if recorded is not None and started and recorded.get("sha256") != current["sha256"]:
         fields = changed_fields(recorded.get("config", {}), current["config"]) or ["config"]
-        raise ConfigError(", ".join(fields), f"changed since the experiment at {location.display} started; a "
-                          "resume needs the same config (use --fresh for a new experiment)")
+        raise ConfigError(
+            ", ".join(fields),
+            f"changed since the experiment at {location.display} started; a "
+            "resume needs the same config (use --fresh for a new experiment)",
+        )
     if started and location.local_dir is not None:
         check_trusted(location.local_dir)
     created = not location.exists()
@@ -183,9 +187,16 @@ def check_trusted(directory: Path) -> None:
     for path in [directory, *(p for p in directory.iterdir() if p.is_file() and not p.name.startswith(".launch"))]:
         info = path.lstat()
         if info.st_uid != me or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-            who = "owned by another user" if info.st_uid != me else f"writable by other users (mode {info.st_mode & 0o777:o})"
-            raise ConfigError("storage_path", f"{path} is {who}; resuming would unpickle what another user could "
-                              f"have written: `chmod -R go-w {directory}` if you trust it, or use --fresh")
+            who = (
+                "owned by another user"
+                if info.st_uid != me
+                else f"writable by other users (mode {info.st_mode & 0o777:o})"
+            )
+            raise ConfigError(
+                "storage_path",
+                f"{path} is {who}; resuming would unpickle what another user could "
+                f"have written: `chmod -R go-w {directory}` if you trust it, or use --fresh",
+            )
 
 
 def _flock(location: Location, name: str, created: bool) -> int:
@@ -203,8 +214,12 @@ def _flock(location: Location, name: str, created: bool) -> int:
         os.close(fd)
         if created:
             shutil.rmtree(directory, ignore_errors=True)
-        raise ConfigError("name", f"experiment {directory} is in use by another launch (pid {holder.get('pid', '?')}); "
-                          "wait for it to finish or use --fresh", name) from None
+        raise ConfigError(
+            "name",
+            f"experiment {directory} is in use by another launch (pid {holder.get('pid', '?')}); "
+            "wait for it to finish or use --fresh",
+            name,
+        ) from None
     reap_dead_session(_holder(os.pread(fd, 4096, 0).decode(errors="replace")))
     os.ftruncate(fd, 0)
     os.pwrite(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname()}).encode() + b"\n", 0)
@@ -273,18 +288,26 @@ class _Lease:
             age = time.time() - float(held.get("renewed", 0))
             same_host_dead = held.get("host") == socket.gethostname() and not _alive(held.get("pid"))
             if age < LEASE_S and not same_host_dead:
-                raise ConfigError("name", f"experiment {location.display} is in use by another launch (pid "
-                                  f"{held.get('pid', '?')} on {held.get('host', '?')}, lease renewed {age:.0f} s "
-                                  f"ago); wait for it to finish, rerun after {LEASE_S:.0f} s if it died, or use "
-                                  "--fresh", name)
+                raise ConfigError(
+                    "name",
+                    f"experiment {location.display} is in use by another launch (pid "
+                    f"{held.get('pid', '?')} on {held.get('host', '?')}, lease renewed {age:.0f} s "
+                    f"ago); wait for it to finish, rerun after {LEASE_S:.0f} s if it died, or use "
+                    "--fresh",
+                    name,
+                )
             reap_dead_session(held)
         lease = cls(location, uuid.uuid4().hex)
         lease._write()
         time.sleep(RACE_WAIT_S)
         won = cls._read(location)
         if won is None or won.get("token") != lease.token:
-            raise ConfigError("name", f"experiment {location.display} was claimed by another launch at the same "
-                              "moment; wait for it to finish or use --fresh", name)
+            raise ConfigError(
+                "name",
+                f"experiment {location.display} was claimed by another launch at the same "
+                "moment; wait for it to finish or use --fresh",
+                name,
+            )
         lease._thread.start()
         return lease
 
@@ -301,8 +324,16 @@ class _Lease:
         return value if isinstance(value, dict) else None
 
     def _write(self) -> None:
-        self.location.write_json({"token": self.token, "pid": os.getpid(), "host": socket.gethostname(),
-                                  "renewed": time.time(), "session": self.session}, LOCK)
+        self.location.write_json(
+            {
+                "token": self.token,
+                "pid": os.getpid(),
+                "host": socket.gethostname(),
+                "renewed": time.time(),
+                "session": self.session,
+            },
+            LOCK,
+        )
 
     def _renew_loop(self) -> None:
         while not self._stop.wait(RENEW_S):

@@ -73,14 +73,19 @@ class Location:
             return cls._local(path, name)
         scheme = storage_path.split("://", 1)[0].lower()
         if scheme not in SCHEMES:
-            raise ConfigError("storage_path", f"unknown URI scheme {scheme!r} (valid: a local path, or "
-                              f"{', '.join(s + '://' for s in SCHEMES if s != 'gcs')})", storage_path)
+            raise ConfigError(
+                "storage_path",
+                f"unknown URI scheme {scheme!r} (valid: a local path, or "
+                f"{', '.join(s + '://' for s in SCHEMES if s != 'gcs')})",
+                storage_path,
+            )
         if scheme == "file":
-            path = storage_path[len("file://"):]
-            if not path.startswith("/"):
-                raise ConfigError("storage_path", "a file:// URI needs an absolute path (file:///abs/dir)",
-                                  storage_path)
-            return cls.parse(path, name, must_exist)
+            local = storage_path[len("file://") :]
+            if not local.startswith("/"):
+                raise ConfigError(
+                    "storage_path", "a file:// URI needs an absolute path (file:///abs/dir)", storage_path
+                )
+            return cls.parse(local, name, must_exist)
         try:
             fs, root = pafs.FileSystem.from_uri(storage_path)
         except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
@@ -206,14 +211,20 @@ class Location:
             try:
                 info = future.result(timeout=REACH_TIMEOUT_S)
             except FutureTimeout:
-                raise ConfigError("storage_path", f"{self.storage} did not answer within {REACH_TIMEOUT_S:g} s "
-                                  "(check AWS_ENDPOINT_URL and the network)") from None
+                raise ConfigError(
+                    "storage_path",
+                    f"{self.storage} did not answer within {REACH_TIMEOUT_S:g} s "
+                    "(check AWS_ENDPOINT_URL and the network)",
+                ) from None
             except (OSError, ValueError) as exc:
-                raise ConfigError("storage_path", f"cannot reach {self.storage} ({_first_line(exc)}); check "
-                                  "AWS_ENDPOINT_URL and credentials") from None
+                raise ConfigError(
+                    "storage_path",
+                    f"cannot reach {self.storage} ({_first_line(exc)}); check AWS_ENDPOINT_URL and credentials",
+                ) from None
         if info.type == pafs.FileType.NotFound:
-            raise ConfigError("storage_path", f"bucket {self.root.split('/')[0]!r} does not exist; create it first",
-                              self.storage)
+            raise ConfigError(
+                "storage_path", f"bucket {self.root.split('/')[0]!r} does not exist; create it first", self.storage
+            )
 
 
 def _expand(text: str, field: str = "storage_path") -> Path:
@@ -226,8 +237,6 @@ def _expand(text: str, field: str = "storage_path") -> Path:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0][:200] if text else type(exc).__name__
-
-
 
 
 def split_experiment(path: str) -> Location:

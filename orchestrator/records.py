@@ -116,8 +116,10 @@ class TrialRecord:
         return row
 
     def history_rows(self) -> list[dict[str, Any]]:
-        return [{**{key: row.get(key) for key in HISTORY_COLUMNS}, "trial_id": self.trial_id, "trial_name": self.name}
-                for row in self.history]
+        return [
+            {**{key: row.get(key) for key in HISTORY_COLUMNS}, "trial_id": self.trial_id, "trial_name": self.name}
+            for row in self.history
+        ]
 
 
 def merge_history(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -167,28 +169,39 @@ def read_reports(location: Location, name: str) -> list[dict[str, Any]]:
 
 def trial_dirs(location: Location) -> list[str]:
     """Names of the experiment's trial directories (those Ray wrote a params.json into), sorted."""
-    names = [info.base_name for info in location.children() if info.type.name == "Directory"
-             and not info.base_name.startswith((".", "_"))]
+    names = [
+        info.base_name
+        for info in location.children()
+        if info.type.name == "Directory" and not info.base_name.startswith((".", "_"))
+    ]
     return sorted(name for name in names if location.is_file(name, PARAMS_JSON))
 
 
-def read_trial(location: Location, name: str, fixed: dict[str, Any], ended: dict[str, Any] | None,
-               max_failures: int | None, live: bool) -> TrialRecord:
+def read_trial(
+    location: Location,
+    name: str,
+    fixed: dict[str, Any],
+    ended: dict[str, Any] | None,
+    max_failures: int | None,
+    live: bool,
+) -> TrialRecord:
     """A trial read back from its directory: Ray's result.json and params.json, its checkpoint folders, and
     how it ended as the driver recorded it in status.json (`ended`: None while it had not ended)."""
     history = merge_history(read_reports(location, name))
     sampled = location.read_json(name, PARAMS_JSON)
     folders = {info.base_name for info in location.children(name) if info.base_name.startswith("checkpoint_")}
-    checkpoints = [CheckpointRef(f"{name}/{row['checkpoint_dir_name']}", row) for row in history
-                   if row.get("checkpoint_dir_name") in folders]
+    checkpoints = [
+        CheckpointRef(f"{name}/{row['checkpoint_dir_name']}", row)
+        for row in history
+        if row.get("checkpoint_dir_name") in folders
+    ]
     error = (ended or {}).get("error")
     if error is None and ended is None and max_failures is not None:
         failures = _failures(location, name)
         if failures > max_failures:
             error = f"{failures} failure(s), see {location.uri(name, ERROR_TXT)}"
     trial_id = str(history[-1].get("trial_id")) if history else name.rsplit("-", 1)[-1]
-    record = TrialRecord(trial_id, name, TrialConfig.resolve(fixed, sampled), history, checkpoints, error,
-                         live=live)
+    record = TrialRecord(trial_id, name, TrialConfig.resolve(fixed, sampled), history, checkpoints, error, live=live)
     record.state = "ended" if ended is not None or error else ("running" if history else "pending")
     return record
 
@@ -233,8 +246,11 @@ class Observers(Observer):
             try:
                 getattr(observer, hook)(*args)
             except Exception as exc:  # noqa: BLE001 - a display or tracking problem must not stop training
-                print(f"warning: {type(observer).__name__}.{hook} failed: {type(exc).__name__}: {exc}",
-                      file=sys.stderr, flush=True)
+                print(
+                    f"warning: {type(observer).__name__}.{hook} failed: {type(exc).__name__}: {exc}",
+                    file=sys.stderr,
+                    flush=True,
+                )
 
     def sweep_started(self, records: list[TrialRecord], resumed: bool) -> None:
         self._each("sweep_started", records, resumed)

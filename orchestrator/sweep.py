@@ -32,8 +32,11 @@ if TYPE_CHECKING:
     from orchestrator.review.tracking import MlflowTracker
 
 
-def _observers(cfg: ExperimentConfig, location: Location, plan: str,
-               ) -> tuple[list[Observer], StatusWriter, DriverBoard, MlflowTracker | None]:
+def _observers(
+    cfg: ExperimentConfig,
+    location: Location,
+    plan: str,
+) -> tuple[list[Observer], StatusWriter, DriverBoard, MlflowTracker | None]:
     status, board = StatusWriter(location), DriverBoard(cfg, location, plan)
     observers: list[Observer] = [Progress(cfg), status, board]
     tracker = None
@@ -45,16 +48,25 @@ def _observers(cfg: ExperimentConfig, location: Location, plan: str,
     return observers, status, board, tracker
 
 
-def run_sweep(cfg: ExperimentConfig, dataset: Dataset, location: Location, claim: claims.Claim,
-              address: str | None, plan: str, data_line: str, retry_errored: bool = False) -> int:
+def run_sweep(
+    cfg: ExperimentConfig,
+    dataset: Dataset,
+    location: Location,
+    claim: claims.Claim,
+    address: str | None,
+    plan: str,
+    data_line: str,
+    retry_errored: bool = False,
+) -> int:
     print(plan, flush=True)
     print(data_line, flush=True)
     try:
         cluster.start(address, cfg.ray.dashboard, on_timeout=claim.abandon)
     except Exception as exc:  # noqa: BLE001 - Ray's many ways to fail to start; one line, and nothing kept
         claim.abandon()
-        print(f"error: Ray did not start: {type(exc).__name__}: {str(exc).strip().splitlines()[0][:300]}",
-              file=sys.stderr)
+        print(
+            f"error: Ray did not start: {type(exc).__name__}: {str(exc).strip().splitlines()[0][:300]}", file=sys.stderr
+        )
         return 1
     # Installed after Ray's start (which sets its own SIGTERM handler) and kept through the outputs.
     with tuner.Interrupt() as interrupt:
@@ -76,14 +88,23 @@ def run_sweep(cfg: ExperimentConfig, dataset: Dataset, location: Location, claim
             print(f"resumed the experiment at {location.display}")
         if run.interrupted is not None:
             finished = sum(record.ended for record in run.records)
-            print(f"interrupted: {finished} of {cfg.trial_count} trials finished; rerun the same command to resume",
-                  file=sys.stderr, flush=True)
+            print(
+                f"interrupted: {finished} of {cfg.trial_count} trials finished; rerun the same command to resume",
+                file=sys.stderr,
+                flush=True,
+            )
             return 128 + run.interrupted
         return _outputs(cfg, run.records, location, status, board, tracker)
 
 
-def _outputs(cfg: ExperimentConfig, records: list[TrialRecord], location: Location, status: StatusWriter,
-             board: DriverBoard, tracker: MlflowTracker | None = None) -> int:
+def _outputs(
+    cfg: ExperimentConfig,
+    records: list[TrialRecord],
+    location: Location,
+    status: StatusWriter,
+    board: DriverBoard,
+    tracker: MlflowTracker | None = None,
+) -> int:
     metric = cfg.selection.metric
     rows = write_tables(records, location, metric)
     for record in records:
@@ -95,8 +116,9 @@ def _outputs(cfg: ExperimentConfig, records: list[TrialRecord], location: Locati
         if tracker is not None:
             tracker.finish(None)
         status.finish(FAILED)
-        print(f"sweep failed: no trial left a checkpoint with a finite {metric}; see {location.display}",
-              file=sys.stderr)
+        print(
+            f"sweep failed: no trial left a checkpoint with a finite {metric}; see {location.display}", file=sys.stderr
+        )
         return 1
     best, ref = ranked[0]
     manifest = export_best(best, ref, location, _context(cfg))
@@ -111,18 +133,29 @@ def _outputs(cfg: ExperimentConfig, records: list[TrialRecord], location: Locati
 def _context(cfg: ExperimentConfig) -> dict[str, Any]:
     """What a rerun needs to repeat the result, and what a reader needs to use it."""
     record = claims.fingerprint(cfg)
-    return {"selection_metric": cfg.selection.metric, "config_sha256": record["sha256"], "seed": cfg.seed,
-            "early_stopping": cfg.asha.mode, "data": cfg.data.model_dump(mode="json"),
-            "versions": versions.libraries()}
+    return {
+        "selection_metric": cfg.selection.metric,
+        "config_sha256": record["sha256"],
+        "seed": cfg.seed,
+        "early_stopping": cfg.asha.mode,
+        "data": cfg.data.model_dump(mode="json"),
+        "versions": versions.libraries(),
+    }
 
 
 def _print_summary(rows: list[dict[str, Any]], manifest: dict[str, Any], location: Location, metric: str) -> None:
     print("\nleaderboard (best checkpoint of each trial):")
     print(leaderboard(rows, metric))
-    print(f"\nbest: {manifest['trial_name']} epoch {manifest['epoch']}: test_accuracy "
-          f"{manifest['test_accuracy']:.4f}, val_accuracy {manifest['val_accuracy']:.4f}")
+    print(
+        f"\nbest: {manifest['trial_name']} epoch {manifest['epoch']}: test_accuracy "
+        f"{manifest['test_accuracy']:.4f}, val_accuracy {manifest['val_accuracy']:.4f}"
+    )
     print(f"exported: {location.uri('best')}\nresults:  {location.uri('results.parquet')}, history.parquet")
-    review = location.display if location.is_local else f"<local copy> (python -m orchestrator pull {location.display} DIR)"
-    print(f"review:   tensorboard --logdir {review} --host 127.0.0.1\n"
-          f"          python -m orchestrator report {location.display}\n"
-          f"          python -m orchestrator evaluate {location.uri('best')}")
+    review = (
+        location.display if location.is_local else f"<local copy> (python -m orchestrator pull {location.display} DIR)"
+    )
+    print(
+        f"review:   tensorboard --logdir {review} --host 127.0.0.1\n"
+        f"          python -m orchestrator report {location.display}\n"
+        f"          python -m orchestrator evaluate {location.uri('best')}"
+    )

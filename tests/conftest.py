@@ -29,17 +29,34 @@ def cli_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def cli(*args: str, cwd: Path = REPO, timeout: float = 900, env: dict[str, str] | None = None,
-        ) -> subprocess.CompletedProcess[str]:
+def cli(
+    *args: str,
+    cwd: Path = REPO,
+    timeout: float = 900,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
     """The real command in a subprocess: `cli("launch", "configs/smoke.yaml", "--dry-run")`."""
-    return subprocess.run([sys.executable, "-m", "orchestrator", *args], cwd=cwd, env=env or cli_env(),
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "orchestrator", *args],
+        cwd=cwd,
+        env=env or cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def start_cli(*args: str, cwd: Path = REPO, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     """The real command in its own session (so a test can signal it, or clean up all it started)."""
-    return subprocess.Popen([sys.executable, "-m", "orchestrator", *args], cwd=cwd, env=env or cli_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "orchestrator", *args],
+        cwd=cwd,
+        env=env or cli_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
 
 
 @dataclass(frozen=True)
@@ -73,8 +90,15 @@ def smoke_experiment(tmp_path_factory: pytest.TempPathFactory) -> Sweep:
 @pytest.fixture(scope="session")
 def good_model(tmp_path_factory: pytest.TempPathFactory) -> Sweep:
     """One mlp trial, 2 epochs on 20k samples: good enough (~85% test accuracy) to check predictions."""
-    return cached_sweep(tmp_path_factory, "good", "search.space={}", "trial.model=mlp", "trial.epochs=2",
-                        "data.train_limit=20000", "trial.mlp.hidden=[128]")
+    return cached_sweep(
+        tmp_path_factory,
+        "good",
+        "search.space={}",
+        "trial.model=mlp",
+        "trial.epochs=2",
+        "data.train_limit=20000",
+        "trial.mlp.hidden=[128]",
+    )
 
 
 @pytest.fixture(scope="session")

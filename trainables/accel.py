@@ -39,17 +39,29 @@ AUTOCAST_FAMILIES = ("mlp", "cnn")
 
 
 class RuntimeConfig(Section):
-
-    precision: Precision = Field(default="auto", description="auto: bf16 autocast on a bf16-capable GPU for "
-                                 "mlp/cnn, else fp32; bf16 forces autocast on any device")
+    precision: Precision = Field(
+        default="auto",
+        description="auto: bf16 autocast on a bf16-capable GPU for "
+        "mlp/cnn, else fp32; bf16 forces autocast on any device",
+    )
     channels_last: bool = Field(default=True, description="CNNs in channels_last memory format on a GPU")
     compile: bool = Field(default=False, description="torch.compile the model (slow start, measure first)")
-    reuse_actors: bool = Field(default=True, description="Tune reuses a finished trial's worker for the next "
-                               "trial (no process start, no re-import of torch)")
-    gpu_memory_gb: float | None = Field(default=None, gt=0, le=100_000, description="GiB per GPU for the memory "
-                                        "preflight; none = the driver's GPU, or an assumed 80 when it has none")
-    deterministic: bool = Field(default=False, description="deterministic kernels (cuDNN/cuBLAS flags, "
-                                "torch.use_deterministic_algorithms): identical GPU reruns, at some speed")
+    reuse_actors: bool = Field(
+        default=True,
+        description="Tune reuses a finished trial's worker for the next "
+        "trial (no process start, no re-import of torch)",
+    )
+    gpu_memory_gb: float | None = Field(
+        default=None,
+        gt=0,
+        le=100_000,
+        description="GiB per GPU for the memory preflight; none = the driver's GPU, or an assumed 80 when it has none",
+    )
+    deterministic: bool = Field(
+        default=False,
+        description="deterministic kernels (cuDNN/cuBLAS flags, "
+        "torch.use_deterministic_algorithms): identical GPU reruns, at some speed",
+    )
 
 
 @dataclass(frozen=True)
@@ -89,8 +101,7 @@ def has_conv(model: nn.Module) -> bool:
 class Accelerated(nn.Module):
     """Runs the wrapped model under autocast / channels_last and hands fp32 logits to the loss."""
 
-    def __init__(self, model: nn.Module, device_type: str, autocast: torch.dtype | None,
-                 channels_last: bool) -> None:
+    def __init__(self, model: nn.Module, device_type: str, autocast: torch.dtype | None, channels_last: bool) -> None:
         super().__init__()
         self.model = model
         self.device_type = device_type

@@ -43,6 +43,10 @@ def assemble(cfg: TrialConfig, spec: dict[str, Any], device: torch.device, steps
     model = initialize(build_model(spec), cfg.init).to(device)
     optimizer = build_optimizer(cfg.optimizer, model, cfg.lr, cfg.weight_decay, cfg.optim)
     schedule = Schedule(optimizer, cfg.schedule, steps_per_epoch, cfg.epochs)
-    hooks = StepHooks(loss_fn=build_objective(model, cfg.loss), augment=build_augment(cfg.augment),
-                      clip=build_clip(model, cfg.clip), after_step=schedule.after_step)
+    hooks = StepHooks(
+        loss_fn=build_objective(model, cfg.loss),
+        augment=build_augment(cfg.augment),
+        clip=build_clip(model, cfg.clip),
+        after_step=schedule.after_step,
+    )
     return Training(model, optimizer, schedule, hooks)

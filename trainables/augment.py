@@ -24,9 +24,12 @@ ERASE_RATIO = (0.3, 3.3)  # erased rectangle's aspect ratio
 
 
 class AugmentSpec(Section):
-
-    crop_padding: int = Field(default=0, ge=0, le=8, description="random crop after zero-padding by this "
-                              "many pixels (an integer shift of up to ±padding); 0 = off")
+    crop_padding: int = Field(
+        default=0,
+        ge=0,
+        le=8,
+        description="random crop after zero-padding by this many pixels (an integer shift of up to ±padding); 0 = off",
+    )
     flip: bool = Field(default=False, description="horizontal flip with probability 0.5")
     rotate: float = Field(default=0.0, ge=0, le=180, description="affine: rotation up to ±degrees")
     translate: float = Field(default=0.0, ge=0, lt=0.5, description="affine: shift up to ±fraction of the side")
@@ -87,8 +90,12 @@ def random_erasing(x: torch.Tensor, prob: float) -> torch.Tensor:
     left = (torch.rand(n, device=device) * (w - ew + 1)).floor()
     rows = torch.arange(h, device=device).view(1, h, 1)
     cols = torch.arange(w, device=device).view(1, 1, w)
-    inside = ((rows >= top.view(n, 1, 1)) & (rows < (top + eh).view(n, 1, 1))
-              & (cols >= left.view(n, 1, 1)) & (cols < (left + ew).view(n, 1, 1)))
+    inside = (
+        (rows >= top.view(n, 1, 1))
+        & (rows < (top + eh).view(n, 1, 1))
+        & (cols >= left.view(n, 1, 1))
+        & (cols < (left + ew).view(n, 1, 1))
+    )
     chosen = (torch.rand(n, device=device) < prob).view(n, 1, 1)
     return x.masked_fill((inside & chosen).unsqueeze(1), 0.0)
 

@@ -58,7 +58,7 @@ def load(path: Path, device: torch.device | str = "cpu") -> dict[str, Any]:
 
 
 def rng_state(generator: torch.Generator) -> dict[str, Any]:
-    state = {"torch": torch.get_rng_state(), "batch_order": generator.get_state()}
+    state: dict[str, Any] = {"torch": torch.get_rng_state(), "batch_order": generator.get_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state

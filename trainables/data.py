@@ -147,10 +147,11 @@ class InputScaling:
         if isinstance(shift, tuple):  # per channel of (N, C, H, W)
             view = (1, len(shift), 1, 1)
             return x.sub_(torch.tensor(shift, device=x.device).view(view)).mul_(
-                torch.tensor(factor, device=x.device).view(view))
+                torch.tensor(factor, device=x.device).view(view)
+            )
         if shift:
             x.sub_(shift)
-        return x.mul_(factor)
+        return x.mul_(float(factor))  # type: ignore[arg-type]  # one channel: shift and factor are numbers
 
 
 def input_scaling(scale: str, mean: Sequence[float], std: Sequence[float], pixel_max: float = 255.0) -> InputScaling:
@@ -166,8 +167,10 @@ def input_scaling(scale: str, mean: Sequence[float], std: Sequence[float], pixel
     if scale != "standard":
         raise DataError(f"input_scale: unknown scaling {scale!r} (valid: raw, unit, tiny, standard)")
     if len(mean) != len(std) or not mean or not all(np.isfinite(v) for v in (*mean, *std)) or min(std) <= 0:
-        raise DataError(f"scaling: standard scaling needs a finite mean and a std > 0 per channel (got mean "
-                        f"{list(mean)}, std {list(std)})")
+        raise DataError(
+            f"scaling: standard scaling needs a finite mean and a std > 0 per channel (got mean "
+            f"{list(mean)}, std {list(std)})"
+        )
     if len(mean) == 1:
         return InputScaling(mean[0] * pixel_max, 1 / (std[0] * pixel_max))
     return InputScaling(tuple(m * pixel_max for m in mean), tuple(1 / (s * pixel_max) for s in std))

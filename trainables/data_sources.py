@@ -43,29 +43,54 @@ IDX_NAMES = {
     "y_test": "t10k-labels-idx1-ubyte",
 }
 # torchvision classification datasets read from their own layout: name -> (split argument kind).
-TORCHVISION = {"MNIST": "train", "FashionMNIST": "train", "KMNIST": "train", "QMNIST": "train",
-               "CIFAR10": "train", "CIFAR100": "train", "SVHN": "split", "USPS": "train"}
-SOURCE_FIELDS = {"fashion_mnist": {"root", "download"}, "npz": {"path"}, "torchvision": {"dataset", "root", "download"},
-                 "entry_point": {"entry_point", "args"}}
+TORCHVISION = {
+    "MNIST": "train",
+    "FashionMNIST": "train",
+    "KMNIST": "train",
+    "QMNIST": "train",
+    "CIFAR10": "train",
+    "CIFAR100": "train",
+    "SVHN": "split",
+    "USPS": "train",
+}
+SOURCE_FIELDS = {
+    "fashion_mnist": {"root", "download"},
+    "npz": {"path"},
+    "torchvision": {"dataset", "root", "download"},
+    "entry_point": {"entry_point", "args"},
+}
 Size = int | float
 
 
 class DataConfig(Section):
     source: Literal["fashion_mnist", "npz", "torchvision", "entry_point"] = Field(
-        default="fashion_mnist", description="where the arrays come from")
+        default="fashion_mnist", description="where the arrays come from"
+    )
     root: str = Field(default="./data", min_length=1, description="fashion_mnist/torchvision: the dataset directory")
     download: bool = Field(default=False, description="fashion_mnist/torchvision: download when not found")
     path: str | None = Field(default=None, min_length=1, description="npz: a .npz file or a directory of them")
     dataset: str | None = Field(default=None, description=f"torchvision: one of {', '.join(TORCHVISION)}")
-    entry_point: str | None = Field(default=None, description="entry_point: package.module:function returning "
-                                    "a mapping of arrays (as in a .npz)")
+    entry_point: str | None = Field(
+        default=None, description="entry_point: package.module:function returning a mapping of arrays (as in a .npz)"
+    )
     args: dict[str, Any] = Field(default_factory=dict, description="entry_point: keyword arguments")
-    val_size: Size = Field(default=10_000, gt=0, description="validation samples carved from the training split "
-                           "(a count, or a fraction below 1)")
-    test_size: Size = Field(default=0.2, gt=0, description="test samples carved from the training data when the "
-                            "source has no test split (a count, or a fraction below 1)")
-    train_limit: int | None = Field(default=None, ge=1, le=2**40, description="train on the first N samples of "
-                                    "the training split only (quick looks and tests); none = all")
+    val_size: Size = Field(
+        default=10_000,
+        gt=0,
+        description="validation samples carved from the training split (a count, or a fraction below 1)",
+    )
+    test_size: Size = Field(
+        default=0.2,
+        gt=0,
+        description="test samples carved from the training data when the "
+        "source has no test split (a count, or a fraction below 1)",
+    )
+    train_limit: int | None = Field(
+        default=None,
+        ge=1,
+        le=2**40,
+        description="train on the first N samples of the training split only (quick looks and tests); none = all",
+    )
 
     @model_validator(mode="after")
     def _fields_fit_the_source(self) -> DataConfig:
@@ -91,14 +116,19 @@ def load_dataset(cfg: DataConfig, seed: int) -> Dataset:
     x_train, y_train, classes = _checked(arrays, source)
     if ("x_test" in arrays) != ("y_test" in arrays):
         given, missing = ("x_test", "y_test") if "x_test" in arrays else ("y_test", "x_test")
-        raise DataError(f"{source}: {given} without {missing}; give both (a test split) or neither (one is carved "
-                        "by data.test_size)")
+        raise DataError(
+            f"{source}: {given} without {missing}; give both (a test split) or neither (one is carved "
+            "by data.test_size)"
+        )
     if "x_test" in arrays:
-        x_test, y_test, _ = _checked({**arrays, "x_train": arrays["x_test"], "y_train": arrays["y_test"]}, source,
-                                     what="test", classes=classes)
+        x_test, y_test, _ = _checked(
+            {**arrays, "x_train": arrays["x_test"], "y_train": arrays["y_test"]}, source, what="test", classes=classes
+        )
         if x_test.shape[1:] != x_train.shape[1:] or x_test.dtype != x_train.dtype:
-            raise DataError(f"{source}: x_test samples are {x_test.dtype} {list(x_test.shape[1:])}, x_train's are "
-                            f"{x_train.dtype} {list(x_train.shape[1:])}")
+            raise DataError(
+                f"{source}: x_test samples are {x_test.dtype} {list(x_test.shape[1:])}, x_train's are "
+                f"{x_train.dtype} {list(x_train.shape[1:])}"
+            )
         rest = Split(x_train, y_train)
         test = Split(x_test, y_test)
     else:
@@ -108,8 +138,10 @@ def load_dataset(cfg: DataConfig, seed: int) -> Dataset:
         train = Split(train.images[: cfg.train_limit], train.labels[: cfg.train_limit])
     nbytes = sum(s.images.nbytes + s.labels.nbytes for s in (train, val, test))
     if nbytes > MAX_DATASET_BYTES:  # before the statistics: they read every training sample
-        raise DataError(f"data: {nbytes / 2**30:.1f} GiB is above the {MAX_DATASET_BYTES >> 30} GiB a trial "
-                        "keeps resident on its device; use data.train_limit or a smaller dataset")
+        raise DataError(
+            f"data: {nbytes / 2**30:.1f} GiB is above the {MAX_DATASET_BYTES >> 30} GiB a trial "
+            "keeps resident on its device; use data.train_limit or a smaller dataset"
+        )
     mean, std = channel_stats(train.images)
     return Dataset(train, val, test, source=source, classes=classes, mean=mean, std=std)
 
@@ -117,8 +149,10 @@ def load_dataset(cfg: DataConfig, seed: int) -> Dataset:
 def _count(size: Size, available: int, field: str) -> int:
     count = int(size) if isinstance(size, int) else round(size * available)
     if not 1 <= count < available:
-        raise DataError(f"{field}: {size} gives {count} of {available} samples; it must leave at least one on "
-                        f"either side (e.g. {field}: 0.2)")
+        raise DataError(
+            f"{field}: {size} gives {count} of {available} samples; it must leave at least one on "
+            f"either side (e.g. {field}: 0.2)"
+        )
     return count
 
 
@@ -142,23 +176,30 @@ def _expand(text: str, field: str) -> Path:
 # ------------------------------------------------------------------ the checks every source goes through
 
 
-def _checked(arrays: dict[str, Any], source: str, what: str = "train",
-             classes: tuple[str, ...] | None = None) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
+def _checked(
+    arrays: dict[str, Any], source: str, what: str = "train", classes: tuple[str, ...] | None = None
+) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
     for key in ("x_train", "y_train"):
         if key not in arrays:
-            raise DataError(f"{source}: missing array {key if what == 'train' else key.replace('train', 'test')} "
-                            "(expected x_train, y_train, and optionally x_test, y_test, classes)")
+            raise DataError(
+                f"{source}: missing array {key if what == 'train' else key.replace('train', 'test')} "
+                "(expected x_train, y_train, and optionally x_test, y_test, classes)"
+            )
     x, y = arrays["x_train"], arrays["y_train"]
     name = f"x_{what}"
     if not isinstance(x, np.ndarray) or not isinstance(y, np.ndarray):
-        raise DataError(f"{source}: x_{what} and y_{what} must be numpy arrays (got {type(x).__name__}, "
-                        f"{type(y).__name__})")
+        raise DataError(
+            f"{source}: x_{what} and y_{what} must be numpy arrays (got {type(x).__name__}, {type(y).__name__})"
+        )
     if x.ndim not in (2, 3, 4) or x.shape[0] == 0 or 0 in x.shape:
-        raise DataError(f"{source}: {name} must be (N, D), (N, H, W) or (N, C, H, W) with N > 0 (got shape "
-                        f"{list(x.shape)})")
+        raise DataError(
+            f"{source}: {name} must be (N, D), (N, H, W) or (N, C, H, W) with N > 0 (got shape {list(x.shape)})"
+        )
     if x.ndim == 4 and x.shape[1] > 16:
-        raise DataError(f"{source}: {name} has {x.shape[1]} channels on axis 1; images go as (N, C, H, W), channels "
-                        "first (transpose channels-last arrays)")
+        raise DataError(
+            f"{source}: {name} has {x.shape[1]} channels on axis 1; images go as (N, C, H, W), channels "
+            "first (transpose channels-last arrays)"
+        )
     if y.ndim != 1 or len(y) != len(x):
         raise DataError(f"{source}: y_{what} must be one label per sample ({len(x)}); got shape {list(y.shape)}")
     x = _pixels(x, source, name)
@@ -226,14 +267,23 @@ def _read_npz(path: Path) -> tuple[dict[str, Any], str]:
                         continue
                     total += _declared_bytes(archive, key)  # before reading: a header may claim terabytes
                     if total > MAX_DATASET_BYTES:
-                        raise DataError(f"data.path: {file}'s {key} makes the arrays larger than the "
-                                        f"{MAX_DATASET_BYTES >> 30} GiB a trial keeps resident on its device")
+                        raise DataError(
+                            f"data.path: {file}'s {key} makes the arrays larger than the "
+                            f"{MAX_DATASET_BYTES >> 30} GiB a trial keeps resident on its device"
+                        )
                     if key == "classes":
                         classes = archive[key]
                     else:
                         merged.setdefault(key, []).append(archive[key])
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, NotImplementedError,
-                RuntimeError) as exc:  # what numpy and zipfile raise for damaged, foreign or encrypted files
+        except (
+            OSError,
+            ValueError,
+            EOFError,
+            zipfile.BadZipFile,
+            zlib.error,
+            NotImplementedError,
+            RuntimeError,
+        ) as exc:  # what numpy and zipfile raise for damaged, foreign or encrypted files
             if isinstance(exc, DataError):
                 raise
             raise DataError(f"data.path: {file} is not a readable .npz ({_first_line(exc)})") from None
@@ -273,8 +323,10 @@ def _call_entry_point(target: str, args: dict[str, Any]) -> tuple[dict[str, Any]
     except Exception as exc:  # the user's function may raise anything
         raise DataError(f"data.entry_point: {target} raised {type(exc).__name__}: {_first_line(exc)}") from None
     if not isinstance(result, dict):
-        raise DataError(f"data.entry_point: {target} returned {type(result).__name__}; it must return a mapping "
-                        "with x_train, y_train and optionally x_test, y_test, classes")
+        raise DataError(
+            f"data.entry_point: {target} returned {type(result).__name__}; it must return a mapping "
+            "with x_train, y_train and optionally x_test, y_test, classes"
+        )
     return result, f"data.entry_point {target}"
 
 
@@ -319,8 +371,10 @@ def find_idx_dir(root: Path, download: bool = False) -> Path:
             FashionMNIST(str(root), train=train, download=True)
         return candidates[-1]
     looked = ", ".join(str(d) for d in candidates)
-    raise DataError(f"data.root: Fashion-MNIST IDX files not found (looked in {looked}); install them with "
-                    "`apt-get install dataset-fashion-mnist` or set data.download: true")
+    raise DataError(
+        f"data.root: Fashion-MNIST IDX files not found (looked in {looked}); install them with "
+        "`apt-get install dataset-fashion-mnist` or set data.download: true"
+    )
 
 
 def _idx_file(directory: Path, stem: str) -> Path | None:

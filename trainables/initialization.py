@@ -22,13 +22,15 @@ _LAYERS = (nn.Linear, nn.Conv2d, nn.LSTM, nn.GRU)
 
 
 class InitSpec(Section):
-
     scheme: Literal["default", "xavier", "kaiming", "uniform"] = Field(
-        default="default", description="default (PyTorch's), xavier (Glorot), kaiming (He, fan_in), uniform")
+        default="default", description="default (PyTorch's), xavier (Glorot), kaiming (He, fan_in), uniform"
+    )
     distribution: Literal["uniform", "normal"] = Field(
-        default="uniform", description="xavier/kaiming drawn from a uniform or a normal distribution")
-    bound: float = Field(default=0.05, gt=0, le=1e3,
-                         description="uniform scheme only: weights and biases ~ U(-bound, bound)")
+        default="uniform", description="xavier/kaiming drawn from a uniform or a normal distribution"
+    )
+    bound: float = Field(
+        default=0.05, gt=0, le=1e3, description="uniform scheme only: weights and biases ~ U(-bound, bound)"
+    )
 
 
 def _init_weight(weight: torch.Tensor, spec: InitSpec) -> None:

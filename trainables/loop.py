@@ -81,7 +81,7 @@ def predict_logits(
     was_training = model.training
     model.eval()
     try:
-        return torch.cat([model(scaling(images[i:i + batch_size])) for i in range(0, images.shape[0], batch_size)])
+        return torch.cat([model(scaling(images[i : i + batch_size])) for i in range(0, images.shape[0], batch_size)])
     finally:
         model.train(was_training)
 

@@ -44,6 +44,8 @@ def finite(value: Any) -> bool:
 def selection_score(metrics: Mapping[str, Any], metric: str) -> float:
     """The number every checkpoint is ranked by (higher is better); NaN when it cannot be ranked."""
     primary, tie = metrics.get(metric), metrics.get(VAL_ACCURACY)
+    if not isinstance(primary, int | float) or not isinstance(tie, int | float):
+        return float("nan")
     if not finite(primary) or not finite(tie) or metrics.get(DIVERGED):
         return float("nan")
     return float(primary) + float(tie) * TIE_BREAK_WEIGHT

@@ -45,8 +45,9 @@ class ModelError(ValueError):
 
 
 class MLPSpec(Section):
-    hidden: tuple[Width, ...] = Field(default=(256, 128), max_length=16,
-                                    description="widths of hidden layers; () = logistic regression")
+    hidden: tuple[Width, ...] = Field(
+        default=(256, 128), max_length=16, description="widths of hidden layers; () = logistic regression"
+    )
     activation: Activation = Field(default="relu", description="nonlinearity after each hidden layer")
     batch_norm: bool = Field(default=False, description="BatchNorm1d after each hidden linear layer")
     dropout: float = Field(default=0.0, ge=0.0, lt=1.0, description="dropout after each hidden layer")
@@ -54,8 +55,12 @@ class MLPSpec(Section):
 
 
 class CNNSpec(Section):
-    channels: tuple[Width, ...] = Field(default=(32, 64), min_length=1, max_length=4,
-                                      description="output channels of each conv block (conv, act, pool /2)")
+    channels: tuple[Width, ...] = Field(
+        default=(32, 64),
+        min_length=1,
+        max_length=4,
+        description="output channels of each conv block (conv, act, pool /2)",
+    )
     kernel_size: Literal[3, 5, 7] = Field(default=3, description="square conv kernel, 'same' padding")
     pool: Literal["max", "avg"] = Field(default="max", description="2x2 pooling after each conv block")
     hidden: int = Field(default=128, ge=0, le=MAX_WIDTH, description="width of the layer before the head; 0 = none")
@@ -106,8 +111,10 @@ def build_cnn(spec: CNNSpec, input_shape: tuple[int, ...], num_classes: int) -> 
     _check_widths(spec.channels, "cnn.channels")
     channels_in, height, width = input_shape
     if min(height, width) < 2 ** len(spec.channels):
-        raise ModelError(f"cnn.channels: {len(spec.channels)} blocks halve a {height}x{width} image to nothing; "
-                         f"use at most {max(int(math.log2(min(height, width))), 0)}")
+        raise ModelError(
+            f"cnn.channels: {len(spec.channels)} blocks halve a {height}x{width} image to nothing; "
+            f"use at most {max(int(math.log2(min(height, width))), 0)}"
+        )
     layers: list[nn.Module] = []
     pool = nn.MaxPool2d if spec.pool == "max" else nn.AvgPool2d
     for channels in spec.channels:
@@ -131,14 +138,19 @@ class RowRNN(nn.Module):
     """Reads an image as the sequence of its rows (a row's channels and pixels are one step); a flat
     feature vector is one step. Classifies the last state."""
 
-    def __init__(self, cell: type[nn.LSTM] | type[nn.GRU], spec: RNNSpec, input_shape: tuple[int, ...],
-                 num_classes: int) -> None:
+    def __init__(
+        self, cell: type[nn.LSTM] | type[nn.GRU], spec: RNNSpec, input_shape: tuple[int, ...], num_classes: int
+    ) -> None:
         super().__init__()
         self.steps = input_shape[1] if len(input_shape) == 3 else 1
         self.features = math.prod(input_shape) // self.steps
         self.rnn = cell(
-            self.features, spec.hidden_size, num_layers=spec.layers, batch_first=True,
-            bidirectional=spec.bidirectional, dropout=spec.dropout if spec.layers > 1 else 0.0,
+            self.features,
+            spec.hidden_size,
+            num_layers=spec.layers,
+            batch_first=True,
+            bidirectional=spec.bidirectional,
+            dropout=spec.dropout if spec.layers > 1 else 0.0,
         )
         self.head = nn.Linear(spec.hidden_size * (2 if spec.bidirectional else 1), num_classes)
 
@@ -174,8 +186,10 @@ def import_factory(path: str) -> Callable[..., nn.Module]:
     try:
         module = importlib.import_module(module_name)
     except Exception as exc:  # the user's module may raise anything while importing
-        raise ModelError(f"model: cannot import {module_name!r} for {path} ({type(exc).__name__}: "
-                         f"{_first_line(exc)}); is its package installed or on PYTHONPATH?") from None
+        raise ModelError(
+            f"model: cannot import {module_name!r} for {path} ({type(exc).__name__}: "
+            f"{_first_line(exc)}); is its package installed or on PYTHONPATH?"
+        ) from None
     factory = getattr(module, attribute, None)
     if not callable(factory):
         raise ModelError(f"model: {module_name} has no function {attribute!r} ({path})")
@@ -188,8 +202,12 @@ def _first_line(exc: BaseException) -> str:
 
 
 def make_spec(name: str, args: dict[str, Any], input_shape: Sequence[int], num_classes: int) -> dict[str, Any]:
-    return {"name": name, "args": dict(args), "input_shape": [int(s) for s in input_shape],
-            "num_classes": int(num_classes)}
+    return {
+        "name": name,
+        "args": dict(args),
+        "input_shape": [int(s) for s in input_shape],
+        "num_classes": int(num_classes),
+    }
 
 
 def _unpack(spec: dict[str, Any]) -> tuple[str, dict[str, Any], tuple[int, ...], int]:
@@ -200,8 +218,11 @@ def _unpack(spec: dict[str, Any]) -> tuple[str, dict[str, Any], tuple[int, ...],
         fields = {k: v for k, v in spec.items() if k != "name"}
         return spec["name"], fields, FASHION_SHAPE, FASHION_CLASSES
     shape, classes, args = spec.get("input_shape"), spec.get("num_classes"), spec.get("args")
-    if (not isinstance(shape, list | tuple) or not 1 <= len(shape) <= 3
-            or not all(isinstance(s, int) and 1 <= s <= MAX_WIDTH * 16 for s in shape)):
+    if (
+        not isinstance(shape, list | tuple)
+        or not 1 <= len(shape) <= 3
+        or not all(isinstance(s, int) and 1 <= s <= MAX_WIDTH * 16 for s in shape)
+    ):
         raise ModelError(f"model spec: input_shape must be 1 to 3 positive sizes (got {shape})")
     if not isinstance(classes, int) or isinstance(classes, bool) or not 2 <= classes <= MAX_WIDTH:
         raise ModelError(f"model spec: num_classes must be an integer from 2 to {MAX_WIDTH} (got {classes})")
@@ -224,13 +245,17 @@ def _construct(spec: dict[str, Any]) -> nn.Module:
     try:
         model = factory(input_shape=shape, num_classes=classes, **args)
     except Exception as exc:  # the user's factory may raise anything
-        raise ModelError(f"model: {name}(input_shape={list(shape)}, num_classes={classes}, "
-                         f"**{args}) raised {type(exc).__name__}: {_first_line(exc)}") from None
+        raise ModelError(
+            f"model: {name}(input_shape={list(shape)}, num_classes={classes}, "
+            f"**{args}) raised {type(exc).__name__}: {_first_line(exc)}"
+        ) from None
     if not isinstance(model, nn.Module):
         raise ModelError(f"model: {name} returned {type(model).__name__}, not a torch.nn.Module")
     if any(nn.parameter.is_lazy(p) for p in model.parameters()):
-        raise ModelError(f"model: {name} has lazy (uninitialized) parameters; size every layer from the "
-                         "input_shape argument instead (its parameters are counted and checked before training)")
+        raise ModelError(
+            f"model: {name} has lazy (uninitialized) parameters; size every layer from the "
+            "input_shape argument instead (its parameters are counted and checked before training)"
+        )
     return model
 
 
@@ -244,6 +269,8 @@ def build_model(spec: dict[str, Any]) -> nn.Module:
     """Rebuild a model from its saved spec; refuses one above MAX_PARAMETERS before allocating it."""
     parameters = count_parameters(spec)
     if parameters > MAX_PARAMETERS:
-        raise ModelError(f"model: {spec['name']} has {parameters:,} parameters, above the cap of "
-                         f"{MAX_PARAMETERS:,}; use a smaller model")
+        raise ModelError(
+            f"model: {spec['name']} has {parameters:,} parameters, above the cap of "
+            f"{MAX_PARAMETERS:,}; use a smaller model"
+        )
     return _construct(spec)

@@ -26,20 +26,23 @@ LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 class LossSpec(Section):
-
     l1: float = Field(default=0.0, ge=0, description="coefficient of sum |w| added to the loss")
     l2: float = Field(default=0.0, ge=0, description="coefficient of the L2 term added to the loss")
     l2_form: Literal["squared", "norm"] = Field(
-        default="squared", description="squared: sum w^2; norm: sum of each tensor's ||w||_2 (the seeds')")
-    penalize_bias: bool = Field(default=False, description="include biases and batch-norm parameters in "
-                                "the penalties; false = weight matrices and conv kernels only")
+        default="squared", description="squared: sum w^2; norm: sum of each tensor's ||w||_2 (the seeds')"
+    )
+    penalize_bias: bool = Field(
+        default=False,
+        description="include biases and batch-norm parameters in "
+        "the penalties; false = weight matrices and conv kernels only",
+    )
     label_smoothing: float = Field(default=0.0, ge=0.0, lt=1.0, description="cross-entropy label smoothing")
 
 
 class ClipSpec(Section):
-
     by: Literal["none", "norm", "value"] = Field(
-        default="none", description="norm: rescale so the global grad norm <= threshold; value: clamp each entry")
+        default="none", description="norm: rescale so the global grad norm <= threshold; value: clamp each entry"
+    )
     threshold: float = Field(default=1.0, gt=0, description="max global L2 norm, or max |gradient entry|")
 
 
@@ -60,8 +63,11 @@ class Objective:
         if self.spec.l1:
             total = total + self.spec.l1 * sum(p.abs().sum() for p in self.params)
         if self.spec.l2:
-            terms = (p.pow(2).sum() for p in self.params) if self.spec.l2_form == "squared" else \
-                (torch.linalg.vector_norm(p) for p in self.params)
+            terms = (
+                (p.pow(2).sum() for p in self.params)
+                if self.spec.l2_form == "squared"
+                else (torch.linalg.vector_norm(p) for p in self.params)
+            )
             total = total + self.spec.l2 * sum(terms)
         return total
 

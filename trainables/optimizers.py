@@ -28,8 +28,10 @@ class SGDParams(Section):
     @model_validator(mode="after")
     def _nesterov_needs_momentum(self) -> SGDParams:
         if self.nesterov and (self.momentum <= 0 or self.dampening != 0):
-            raise ValueError(f"nesterov needs momentum > 0 and dampening 0 (got momentum {self.momentum}, "
-                             f"dampening {self.dampening})")
+            raise ValueError(
+                f"nesterov needs momentum > 0 and dampening 0 (got momentum {self.momentum}, "
+                f"dampening {self.dampening})"
+            )
         return self
 
 
@@ -94,9 +96,11 @@ def family_params(name: str, optim: OptimSpec) -> dict[str, Any]:
     return dict(getattr(optim, name).model_dump())
 
 
-def build_optimizer(name: str, model: nn.Module, lr: float, weight_decay: float,
-                    optim: OptimSpec | None = None) -> torch.optim.Optimizer:
+def build_optimizer(
+    name: str, model: nn.Module, lr: float, weight_decay: float, optim: OptimSpec | None = None
+) -> torch.optim.Optimizer:
     if name not in OPTIMIZERS:
         raise ValueError(f"optimizer: unknown optimizer {name!r} (valid: {', '.join(OPTIMIZERS)})")
     params = family_params(name, optim or OptimSpec())
-    return OPTIMIZERS[name](model.parameters(), lr=lr, weight_decay=weight_decay, **params)
+    family: Any = OPTIMIZERS[name]  # each family's constructor takes lr, weight_decay and its own parameters
+    return family(model.parameters(), lr=lr, weight_decay=weight_decay, **params)

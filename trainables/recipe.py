@@ -40,13 +40,17 @@ class TrialConfig(Section):
     gru: RNNSpec = RNNSpec()
     optimizer: Optimizer = Field(default="adam", description="optimizer family; momentum = SGD with 0.9")
     lr: float = Field(default=1e-3, gt=0, le=1e3, description="learning rate")
-    batch_size: int = Field(default=128, gt=0, le=MAX_BATCH_SIZE,
-                            description="samples per step; up to the whole training split")
+    batch_size: int = Field(
+        default=128, gt=0, le=MAX_BATCH_SIZE, description="samples per step; up to the whole training split"
+    )
     epochs: int = Field(default=10, gt=0, le=MAX_EPOCHS, description="epochs per trial; also early stopping's max_t")
     weight_decay: float = Field(default=0.0, ge=0, le=1e3, description="decoupled (adamw) or L2-style weight decay")
     seed: int = Field(default=0, ge=0, le=MAX_SEED, description="seeds model init and batch order")
-    input_scale: InputScale = Field(default="unit", description="input scaling: raw, unit (/255 for bytes), tiny, "
-                                    "standard (channel mean/std of the training split)")
+    input_scale: InputScale = Field(
+        default="unit",
+        description="input scaling: raw, unit (/255 for bytes), tiny, "
+        "standard (channel mean/std of the training split)",
+    )
     init: InitSpec = InitSpec()
     optim: OptimSpec = OptimSpec()
     loss: LossSpec = LossSpec()
@@ -62,8 +66,9 @@ class TrialConfig(Section):
     @model_validator(mode="after")
     def _consistent(self) -> TrialConfig:
         if self.schedule.warmup_epochs >= self.epochs:
-            raise ValueError(f"schedule.warmup_epochs ({self.schedule.warmup_epochs:g}) must be shorter than "
-                             f"epochs ({self.epochs})")
+            raise ValueError(
+                f"schedule.warmup_epochs ({self.schedule.warmup_epochs:g}) must be shorter than epochs ({self.epochs})"
+            )
         return self
 
     @classmethod
@@ -97,8 +102,11 @@ class TrialConfig(Section):
 
 
 # Sections named after a choice: the top level's model sections, optim's families, schedule's kinds.
-_CHOICES = {"": set(MODELS), "optim": set(OptimSpec.model_fields),
-            "schedule": set(ScheduleSpec.model_fields) - {"name", "warmup_epochs", "warmup_start"}}
+_CHOICES = {
+    "": set(MODELS),
+    "optim": set(OptimSpec.model_fields),
+    "schedule": set(ScheduleSpec.model_fields) - {"name", "warmup_epochs", "warmup_start"},
+}
 
 
 def _flatten(prefix: str, values: dict[str, Any], chosen: dict[str, str]) -> dict[str, Any]:

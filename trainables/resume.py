@@ -55,18 +55,29 @@ def load_state(latest: Path, search_siblings: bool, device: torch.device | str =
         # "not this one", and weights_only refusals of code-running pickles land here too.
         except Exception as exc:
             problems.append(f"{directory.name}: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
-            warnings.warn(f"checkpoint {directory} is unusable ({problems[-1]}); trying an older one",
-                          RuntimeWarning, stacklevel=2)
+            warnings.warn(
+                f"checkpoint {directory} is unusable ({problems[-1]}); trying an older one",
+                RuntimeWarning,
+                stacklevel=2,
+            )
             continue
         if directory != latest:
-            warnings.warn(f"resuming from {directory} (epoch {state['epoch']}) instead of the unusable "
-                          f"{latest.name}", RuntimeWarning, stacklevel=2)
+            warnings.warn(
+                f"resuming from {directory} (epoch {state['epoch']}) instead of the unusable {latest.name}",
+                RuntimeWarning,
+                stacklevel=2,
+            )
         return state
     raise CheckpointUnusableError("no usable checkpoint to resume from: " + "; ".join(problems))
 
 
-def apply_state(state: dict[str, Any], model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                generator: torch.Generator, scheduler: Any = None) -> int:
+def apply_state(
+    state: dict[str, Any],
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    generator: torch.Generator,
+    scheduler: Any = None,
+) -> int:
     """Model, optimizer, LR scheduler (when both sides have one) and RNG back in place; returns the epoch."""
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])

@@ -25,7 +25,9 @@ from trainables.schema import MAX_EPOCHS, Section
 
 class PlateauParams(Section):
     factor: float = Field(default=0.5, gt=0, lt=1, description="lr *= factor on a plateau")
-    patience: int = Field(default=0, ge=0, le=MAX_EPOCHS, description="epochs without improvement tolerated before a cut")
+    patience: int = Field(
+        default=0, ge=0, le=MAX_EPOCHS, description="epochs without improvement tolerated before a cut"
+    )
     threshold: float = Field(default=0.001, ge=0, description="smallest validation-loss drop that counts")
     threshold_mode: Literal["abs", "rel"] = Field(default="abs", description="threshold in loss units or relative")
     min_lr: float = Field(default=1e-5, ge=0, description="the lr is never cut below this")
@@ -49,7 +51,8 @@ class OneCycleParams(Section):
 
 class ScheduleSpec(Section):
     name: Literal["none", "plateau", "cosine", "step", "onecycle"] = Field(
-        default="none", description="none (constant lr), plateau, cosine, step, onecycle")
+        default="none", description="none (constant lr), plateau, cosine, step, onecycle"
+    )
     warmup_epochs: float = Field(default=0.0, ge=0, description="linear warm-up length in epochs; 0 = none")
     warmup_start: float = Field(default=0.1, gt=0, le=1, description="warm-up starts at lr * warmup_start")
     plateau: PlateauParams = PlateauParams()
@@ -60,8 +63,10 @@ class ScheduleSpec(Section):
     @model_validator(mode="after")
     def _warmup_composes(self) -> ScheduleSpec:
         if self.warmup_epochs and self.name in ("plateau", "onecycle"):
-            raise ValueError(f"warmup_epochs combines with none, cosine or step, not {self.name} "
-                             "(onecycle warms up itself; plateau sets the lr from the validation loss)")
+            raise ValueError(
+                f"warmup_epochs combines with none, cosine or step, not {self.name} "
+                "(onecycle warms up itself; plateau sets the lr from the validation loss)"
+            )
         return self
 
 
@@ -92,15 +97,21 @@ def lr_factor(spec: ScheduleSpec, epoch: float, epochs: int) -> float:
 class Schedule:
     """Owns the optimizer's lr: `after_step` per batch (time-based), `after_epoch` per epoch (plateau)."""
 
-    def __init__(self, optimizer: torch.optim.Optimizer, spec: ScheduleSpec, steps_per_epoch: int,
-                 epochs: int) -> None:
+    def __init__(self, optimizer: torch.optim.Optimizer, spec: ScheduleSpec, steps_per_epoch: int, epochs: int) -> None:
         self.plateau: ReduceLROnPlateau | None = None
         self.stepwise: LambdaLR | None = None
         if spec.name == "plateau":
             p = spec.plateau
             self.plateau = ReduceLROnPlateau(
-                optimizer, mode="min", factor=p.factor, patience=p.patience, threshold=p.threshold,
-                threshold_mode=p.threshold_mode, min_lr=p.min_lr, cooldown=p.cooldown)
+                optimizer,
+                mode="min",
+                factor=p.factor,
+                patience=p.patience,
+                threshold=p.threshold,
+                threshold_mode=p.threshold_mode,
+                min_lr=p.min_lr,
+                cooldown=p.cooldown,
+            )
         elif spec.name != "none" or spec.warmup_epochs:
             # A plain function (not a callable object): LambdaLR then keeps it out of state_dict.
             def factor(step: int) -> float:
@@ -118,8 +129,10 @@ class Schedule:
             self.plateau.step(val_loss)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"plateau": self.plateau.state_dict() if self.plateau else None,
-                "stepwise": self.stepwise.state_dict() if self.stepwise else None}
+        return {
+            "plateau": self.plateau.state_dict() if self.plateau else None,
+            "stepwise": self.stepwise.state_dict() if self.stepwise else None,
+        }
 
     def load_state_dict(self, state: dict[str, Any] | None) -> None:
         if not state:

@@ -58,9 +58,16 @@ def _restore(training: Any, generator: torch.Generator, device: torch.device) ->
     return done, [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)], state.get("metrics", {})
 
 
-def train_trial(sampled: dict[str, Any], *, fixed: dict[str, Any], data: Dataset, board_root: str | None = None,
-                histogram_every: int = 0, runtime: dict[str, Any] | None = None,
-                selection_metric: str = m.TEST_ACCURACY) -> None:
+def train_trial(
+    sampled: dict[str, Any],
+    *,
+    fixed: dict[str, Any],
+    data: Dataset,
+    board_root: str | None = None,
+    histogram_every: int = 0,
+    runtime: dict[str, Any] | None = None,
+    selection_metric: str = m.TEST_ACCURACY,
+) -> None:
     started = time.perf_counter()
     cfg = TrialConfig.resolve(fixed, sampled)
     settings = RuntimeConfig.model_validate(runtime or {})

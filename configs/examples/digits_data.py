@@ -9,5 +9,8 @@ def load(limit: int | None = None) -> dict:
 
     digits = load_digits()
     pixels = np.round(digits.images * (255 / 16)).astype(np.uint8)  # 0..16 -> 0..255, shape (N, 8, 8)
-    return {"x_train": pixels[:limit], "y_train": digits.target[:limit],  # no x_test: a test split is carved
-            "classes": [str(d) for d in digits.target_names]}
+    return {
+        "x_train": pixels[:limit],
+        "y_train": digits.target[:limit],  # no x_test: a test split is carved
+        "classes": [str(d) for d in digits.target_names],
+    }

@@ -1,8 +1,8 @@
 """`evaluate`: score an exported model or any trial checkpoint on its test split, or classify image files.
 
-    python -m orchestrator evaluate runs/smoke/best                      # accuracy, per class, confusion
-    python -m orchestrator evaluate runs/smoke/<trial>/checkpoint_000002
-    python -m orchestrator evaluate runs/smoke/best --predict shoe.png bag.jpg [--invert] [--top-k 3] [--json]
+python -m orchestrator evaluate runs/smoke/best                      # accuracy, per class, confusion
+python -m orchestrator evaluate runs/smoke/<trial>/checkpoint_000002
+python -m orchestrator evaluate runs/smoke/best --predict shoe.png bag.jpg [--invert] [--top-k 3] [--json]
 """
 
 from __future__ import annotations
@@ -34,13 +34,16 @@ exit codes: 0 done; 2 a missing or corrupt checkpoint, an unreadable image, or d
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", help="best/ directory, trial checkpoint directory, or model.pt/checkpoint.pt "
-                        "(local or a URI)")
+    parser.add_argument(
+        "model", help="best/ directory, trial checkpoint directory, or model.pt/checkpoint.pt (local or a URI)"
+    )
     parser.add_argument("--predict", nargs="+", metavar="IMAGE", help="classify these PNG/JPEG files instead")
     parser.add_argument("--invert", action="store_true", help="invert images first (dark object, light background)")
     parser.add_argument("--top-k", type=int, default=3, help="predictions listed per image (default 3)")
-    parser.add_argument("--data-root", help="where the dataset is, for a fashion_mnist or torchvision source "
-                        "(default: the experiment's data.root)")
+    parser.add_argument(
+        "--data-root",
+        help="where the dataset is, for a fashion_mnist or torchvision source (default: the experiment's data.root)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON document instead of text")
 
 
@@ -48,14 +51,19 @@ def evaluation_text(matrix: torch.Tensor, loaded: LoadedModel, data: str) -> tup
     total = int(matrix.sum())
     accuracy = float(matrix.diag().sum()) / total
     result: dict[str, Any] = {"model": loaded.source, "data": data, "test_accuracy": accuracy, "images": total}
-    lines = [f"model: {loaded.source}", f"data:  {data}",
-             f"test accuracy: {accuracy:.4f} ({int(matrix.diag().sum())}/{total})"]
+    lines = [
+        f"model: {loaded.source}",
+        f"data:  {data}",
+        f"test accuracy: {accuracy:.4f} ({int(matrix.diag().sum())}/{total})",
+    ]
     if loaded.manifest and loaded.manifest.get("test_accuracy") is not None:
         recorded = float(loaded.manifest["test_accuracy"])
         verdict = "matches" if abs(recorded - accuracy) < 5e-5 else "DIFFERS from"
         result["manifest_test_accuracy"] = recorded
-        lines.append(f"  {verdict} best/manifest.json: {recorded:.4f} ({loaded.manifest.get('trial_name')} "
-                     f"epoch {loaded.manifest.get('epoch')})")
+        lines.append(
+            f"  {verdict} best/manifest.json: {recorded:.4f} ({loaded.manifest.get('trial_name')} "
+            f"epoch {loaded.manifest.get('epoch')})"
+        )
     width = max(len(c) for c in loaded.classes)
     lines.append("\nper-class accuracy:")
     per_class = {}
@@ -66,8 +74,10 @@ def evaluation_text(matrix: torch.Tensor, loaded: LoadedModel, data: str) -> tup
     short = [c.split("/")[0][:7] for c in loaded.classes]
     lines.append("\nconfusion matrix (rows: true class, columns: predicted):")
     lines.append(" " * (width + 2) + " ".join(s.rjust(7) for s in short))
-    lines += [f"  {name.ljust(width)}" + " ".join(str(int(v)).rjust(7) for v in matrix[i])
-              for i, name in enumerate(loaded.classes)]
+    lines += [
+        f"  {name.ljust(width)}" + " ".join(str(int(v)).rjust(7) for v in matrix[i])
+        for i, name in enumerate(loaded.classes)
+    ]
     result.update(per_class_accuracy=per_class, confusion=matrix.tolist(), classes=list(loaded.classes))
     return "\n".join(lines), result
 
@@ -79,12 +89,16 @@ def _predict(args: argparse.Namespace, loaded: LoadedModel) -> int:
     top = probabilities.topk(k, dim=1)
     results = []
     for path, (_, inverted), values, indices in zip(args.predict, read, top.values, top.indices, strict=True):
-        ranked = [{"class": loaded.classes[int(i)], "probability": float(p)} for p, i in zip(values, indices, strict=True)]
+        ranked = [
+            {"class": loaded.classes[int(i)], "probability": float(p)} for p, i in zip(values, indices, strict=True)
+        ]
         results.append({"image": path, "predictions": ranked, "looks_inverted": inverted})
         if inverted:
-            print(f"warning: {path} is {'light' if loaded.mean < 0.5 else 'dark'} where the training images are "
-                  f"{'dark' if loaded.mean < 0.5 else 'light'}; try {'without ' if args.invert else ''}--invert",
-                  file=sys.stderr)
+            print(
+                f"warning: {path} is {'light' if loaded.mean < 0.5 else 'dark'} where the training images are "
+                f"{'dark' if loaded.mean < 0.5 else 'light'}; try {'without ' if args.invert else ''}--invert",
+                file=sys.stderr,
+            )
     if args.json:
         print(json.dumps({"model": loaded.source, "results": results}, indent=2))
         return 0
@@ -92,8 +106,10 @@ def _predict(args: argparse.Namespace, loaded: LoadedModel) -> int:
     for result in results:
         best, *rest = result["predictions"]
         others = "  ".join(f"{r['class']} {r['probability']:.4f}" for r in rest)
-        print(f"{result['image'].ljust(width)}  {best['class']}  {best['probability']:.4f}"
-              + (f"   (then: {others})" if others else ""))
+        print(
+            f"{result['image'].ljust(width)}  {best['class']}  {best['probability']:.4f}"
+            + (f"   (then: {others})" if others else "")
+        )
     return 0
 
 
@@ -106,8 +122,11 @@ def run(args: argparse.Namespace) -> int:
             return _predict(args, loaded)
         dataset = evaluation_data(loaded, args.data_root)
         if dataset.input_shape != loaded.input_shape or dataset.num_classes != len(loaded.classes):
-            raise ConfigError(args.model, f"the model takes {list(loaded.input_shape)} with {len(loaded.classes)} "
-                              f"classes; the data has {list(dataset.input_shape)} with {dataset.num_classes}")
+            raise ConfigError(
+                args.model,
+                f"the model takes {list(loaded.input_shape)} with {len(loaded.classes)} "
+                f"classes; the data has {list(dataset.input_shape)} with {dataset.num_classes}",
+            )
     except (ConfigError, DataError) as exc:
         print(f"data error: {exc}", file=sys.stderr)
         return 2

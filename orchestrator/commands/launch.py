@@ -42,17 +42,29 @@ exit codes:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", help="experiment YAML")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override any config value, e.g. --set trial.epochs=1 (repeatable)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override any config value, e.g. --set trial.epochs=1 (repeatable)",
+    )
     parser.add_argument("--name", help="experiment name (same as --set name=...)")
     parser.add_argument("--storage-path", help="where experiments live: a directory or an s3:// gs:// file:// URI")
-    parser.add_argument("--address", help="join this Ray cluster (else ray.address, else RAY_ADDRESS, else a "
-                        "private local Ray)")
+    parser.add_argument(
+        "--address", help="join this Ray cluster (else ray.address, else RAY_ADDRESS, else a private local Ray)"
+    )
     parser.add_argument("--dry-run", action="store_true", help="print the plan and exit without starting Ray")
-    parser.add_argument("--fresh", action="store_true",
-                        help="start over in a new experiment (<name>-2, ...) instead of resuming; the old one is kept")
-    parser.add_argument("--retry-errored", action="store_true",
-                        help="on a resume, also rerun trials that failed past their retries (from their checkpoints)")
+    parser.add_argument(
+        "--fresh",
+        action="store_true",
+        help="start over in a new experiment (<name>-2, ...) instead of resuming; the old one is kept",
+    )
+    parser.add_argument(
+        "--retry-errored",
+        action="store_true",
+        help="on a resume, also rerun trials that failed past their retries (from their checkpoints)",
+    )
 
 
 def configure(args: argparse.Namespace) -> ExperimentConfig:
@@ -95,9 +107,11 @@ def prepare(args: argparse.Namespace) -> tuple[ExperimentConfig, Location, str |
 
 
 def data_line(dataset: Dataset) -> str:
-    return (f"data: {dataset.source} (train {len(dataset.train)}, val {len(dataset.val)}, test {len(dataset.test)}, "
-            f"input {list(dataset.input_shape)}, {dataset.num_classes} classes, {dataset.nbytes / 2**20:.0f} MiB "
-            "resident per trial)")
+    return (
+        f"data: {dataset.source} (train {len(dataset.train)}, val {len(dataset.val)}, test {len(dataset.test)}, "
+        f"input {list(dataset.input_shape)}, {dataset.num_classes} classes, {dataset.nbytes / 2**20:.0f} MiB "
+        "resident per trial)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -120,5 +134,13 @@ def run(args: argparse.Namespace) -> int:
     from orchestrator.sweep import run_sweep  # imports Ray: only once the launch is known to be good
 
     with claim:
-        return run_sweep(cfg, dataset, location, claim, address, describe(cfg, location.display),
-                         data_line(dataset), retry_errored=args.retry_errored)
+        return run_sweep(
+            cfg,
+            dataset,
+            location,
+            claim,
+            address,
+            describe(cfg, location.display),
+            data_line(dataset),
+            retry_errored=args.retry_errored,
+        )

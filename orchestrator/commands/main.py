@@ -18,7 +18,6 @@ from collections.abc import Callable
 
 from orchestrator.commands import evaluate, launch, pull, report
 
-
 EPILOG = """\
 examples:
   orchestrate launch configs/smoke.yaml           # a first sweep: 4 trials, about a minute on 2 CPU cores
@@ -56,25 +55,40 @@ HELP = {
 
 
 def parser() -> argparse.ArgumentParser:
-    root = _Parser(prog="orchestrate", description="Train many PyTorch models at once with Ray Tune, stop the "
-                   "weak ones early, review them, and keep the best by score.",
-                   formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG)
+    root = _Parser(
+        prog="orchestrate",
+        description="Train many PyTorch models at once with Ray Tune, stop the "
+        "weak ones early, review them, and keep the best by score.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=EPILOG,
+    )
     commands = root.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND")
     table: list[tuple[str, object, Callable[[argparse.Namespace], int]]] = [
-        ("launch", launch, launch.run), ("report", report, report.run), ("evaluate", evaluate, evaluate.run),
+        ("launch", launch, launch.run),
+        ("report", report, report.run),
+        ("evaluate", evaluate, evaluate.run),
         ("pull", pull, pull.run),
     ]
     for name, module, handler in table:
-        sub = commands.add_parser(name, help=HELP[name], description=HELP[name],
-                                  epilog=getattr(module, "EXAMPLES", None),
-                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+        sub = commands.add_parser(
+            name,
+            help=HELP[name],
+            description=HELP[name],
+            epilog=getattr(module, "EXAMPLES", None),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         module.add_arguments(sub)  # type: ignore[attr-defined]
         sub.set_defaults(handler=handler)
     from bench.cli import EXAMPLES as BENCH_EXAMPLES
     from bench.cli import add_arguments as bench_arguments
 
-    sub = commands.add_parser("bench", help=HELP["bench"], description=HELP["bench"], epilog=BENCH_EXAMPLES,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = commands.add_parser(
+        "bench",
+        help=HELP["bench"],
+        description=HELP["bench"],
+        epilog=BENCH_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     bench_arguments(sub)
     sub.set_defaults(handler=_bench)
     return root

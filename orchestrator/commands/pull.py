@@ -37,7 +37,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"data error: {exc}", file=sys.stderr)
         return 2
     destination.mkdir(parents=True)
-    pafs.copy_files(location.path, str(destination.resolve()), source_filesystem=location.fs,
-                    destination_filesystem=pafs.LocalFileSystem())
+    pafs.copy_files(
+        location.path,
+        str(destination.resolve()),
+        source_filesystem=location.fs,
+        destination_filesystem=pafs.LocalFileSystem(),
+    )
     print(f"copied {location.display} -> {destination}")
     return 0

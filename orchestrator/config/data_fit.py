@@ -41,16 +41,23 @@ def check_fits(cfg: ExperimentConfig, dataset: Dataset) -> None:
     forwarded: set[str] = set()
     for trial in candidate_trials(cfg, MEMORY_FIELDS | {"augment"}):
         if flat and trial.augment.enabled:
-            raise ConfigError("trial.augment", "augmentation needs images (C x H x W); this data is flat features "
-                              f"of shape {list(dataset.input_shape)}")
+            raise ConfigError(
+                "trial.augment",
+                "augmentation needs images (C x H x W); this data is flat features "
+                f"of shape {list(dataset.input_shape)}",
+            )
         spec = trial.model_spec(dataset.input_shape, dataset.num_classes)
         try:
             parameters = count_parameters(spec)
         except ModelError as exc:
             raise ConfigError("trial.model", str(exc).removeprefix("model: "), trial.model) from None
         if parameters > MAX_PARAMETERS:
-            raise ConfigError("trial.model", f"{parameters:,} parameters for {spec['name']} {spec['args']}, above the "
-                              f"cap of {MAX_PARAMETERS:,}; use a smaller model", trial.model)
+            raise ConfigError(
+                "trial.model",
+                f"{parameters:,} parameters for {spec['name']} {spec['args']}, above the "
+                f"cap of {MAX_PARAMETERS:,}; use a smaller model",
+                trial.model,
+            )
         key = json.dumps(spec, sort_keys=True, default=str)
         if spec["name"] not in MODELS and key not in forwarded:  # the built-in families adapt to any input
             forwarded.add(key)
@@ -68,12 +75,20 @@ def _check_forward(spec: dict[str, Any]) -> None:
         except ModelError as exc:
             raise ConfigError("trial.model", str(exc).removeprefix("model: "), spec["name"]) from None
         except Exception as exc:  # the user's forward may raise anything
-            raise ConfigError("trial.model", f"{what} fails on a batch of this data's input shape {list(shape)} "
-                              f"({type(exc).__name__}: {_first_line(exc)})", spec["name"]) from None
+            raise ConfigError(
+                "trial.model",
+                f"{what} fails on a batch of this data's input shape {list(shape)} "
+                f"({type(exc).__name__}: {_first_line(exc)})",
+                spec["name"],
+            ) from None
     got = list(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
     if got != [2, classes]:
-        raise ConfigError("trial.model", f"{what} must return one logit per class, a tensor of shape [batch, "
-                          f"{classes}], for input shape {list(shape)}; it returned {got}", spec["name"])
+        raise ConfigError(
+            "trial.model",
+            f"{what} must return one logit per class, a tensor of shape [batch, "
+            f"{classes}], for input shape {list(shape)}; it returned {got}",
+            spec["name"],
+        )
 
 
 def _first_line(exc: BaseException) -> str:

@@ -70,7 +70,7 @@ def per_sample_activations(model: nn.Module, input_shape: tuple[int, ...]) -> in
         out = output[0] if isinstance(output, tuple) else output
         gates = next((g for kind, g in RNN_GATES.items() if isinstance(module, kind)), 0)
         if gates:
-            layers = module.num_layers  # type: ignore[attr-defined]
+            layers = int(getattr(module, "num_layers", 1))
             counts.append(out.numel() * layers * (gates + 1))
         else:
             counts.append(out.numel())
@@ -138,15 +138,17 @@ def trials_per_gpu(gpu: float) -> int:
     return 1 if gpu >= 1 else math.floor(1 / gpu + 1e-9)
 
 
-def check_gpu_packing(cfg: ExperimentConfig, input_shape: tuple[int, ...], num_classes: int,
-                      data_bytes: int) -> Estimate | None:
+def check_gpu_packing(
+    cfg: ExperimentConfig, input_shape: tuple[int, ...], num_classes: int, data_bytes: int
+) -> Estimate | None:
     """Raises ConfigError when floor(1/resources.gpu) trials cannot share one GPU; None on a CPU sweep."""
     auto = cfg.resources.gpu == "auto"  # check the packing a GPU cluster would get
     gpu = 1 / cfg.resources.trials_per_gpu if auto else float(cfg.resources.gpu)
     if gpu <= 0:
         return None
-    worst = max((estimate(t, input_shape, num_classes, data_bytes) for t in candidate_trials(cfg)),
-                key=lambda e: e.total)
+    worst = max(
+        (estimate(t, input_shape, num_classes, data_bytes) for t in candidate_trials(cfg)), key=lambda e: e.total
+    )
     capacity_gb, source = gpu_memory_gb(cfg)
     usable = capacity_gb * GIB * HEADROOM
     packed = trials_per_gpu(gpu)

@@ -56,8 +56,17 @@ def validate(raw: dict[str, Any]) -> ExperimentConfig:
 # pydantic names the member of a union (`int | float`, `float | 'auto'`) after the field: one error per member.
 _UNION_MEMBER = re.compile(r"int|float|str|bool|literal\[.*\]|function-.*|.*\[.*\]")
 _EXPONENT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
-_TYPE_MISMATCH = {"int_type", "float_type", "string_type", "bool_type", "literal_error", "dict_type", "list_type",
-                  "tuple_type", "model_type"}
+_TYPE_MISMATCH = {
+    "int_type",
+    "float_type",
+    "string_type",
+    "bool_type",
+    "literal_error",
+    "dict_type",
+    "list_type",
+    "tuple_type",
+    "model_type",
+}
 
 
 def _to_config_error(exc: ValidationError) -> ConfigError:
@@ -67,13 +76,22 @@ def _to_config_error(exc: ValidationError) -> ConfigError:
     if isinstance(cause, ConfigError):
         return cause
     loc = [str(part) for part in error["loc"]]
-    members = [e for e in errors if len(e["loc"]) == len(loc) and [str(p) for p in e["loc"][:-1]] == loc[:-1]
-               and isinstance(e["loc"][-1], str) and _UNION_MEMBER.fullmatch(e["loc"][-1])]
+    members = [
+        e
+        for e in errors
+        if len(e["loc"]) == len(loc)
+        and [str(p) for p in e["loc"][:-1]] == loc[:-1]
+        and isinstance(e["loc"][-1], str)
+        and _UNION_MEMBER.fullmatch(e["loc"][-1])
+    ]
     if len(members) > 1:  # the field, not its union's members; the error that says most (not "wrong type")
         loc = loc[:-1]
         error = next((e for e in members if e["type"] not in _TYPE_MISMATCH), None) or {
-            **error, "msg": " or ".join(dict.fromkeys(
-                [members[0]["msg"]] + [e["msg"].removeprefix("Input should be ") for e in members[1:]]))}
+            **error,
+            "msg": " or ".join(
+                dict.fromkeys([members[0]["msg"]] + [e["msg"].removeprefix("Input should be ") for e in members[1:]])
+            ),
+        }
     field = ".".join(loc) or "config"
     if error["type"] == "extra_forbidden":
         valid = _valid_keys(ExperimentConfig, loc[:-1])
@@ -90,8 +108,11 @@ def _to_config_error(exc: ValidationError) -> ConfigError:
 def _number_as_text(error: Any) -> str:
     """YAML 1.1 reads `1e-3` as text (its floats need a dot and a signed exponent): say how to write it."""
     text = error.get("input")
-    if error["type"] not in ("float_type", "int_type") or not isinstance(text, str) \
-            or not _EXPONENT.fullmatch(text.strip()):
+    if (
+        error["type"] not in ("float_type", "int_type")
+        or not isinstance(text, str)
+        or not _EXPONENT.fullmatch(text.strip())
+    ):
         return ""
     value = float(text)
     if error["type"] == "int_type" and value.is_integer() and abs(value) <= 2**63:

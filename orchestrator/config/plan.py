@@ -14,11 +14,17 @@ RECIPE_SECTIONS = ("init", "optim", "loss", "clip", "schedule", "augment")
 
 def _default_recipe(cfg: ExperimentConfig) -> set[str]:
     """Recipe-section knobs left at their defaults: not worth a place on the plan's `fixed:` line."""
-    choices = {"model": cfg.trial.model, "optimizer": cfg.trial.optimizer,
-               "schedule": {"name": cfg.trial.schedule.name}}
+    choices = {
+        "model": cfg.trial.model,
+        "optimizer": cfg.trial.optimizer,
+        "schedule": {"name": cfg.trial.schedule.name},
+    }
     default = TrialConfig.model_validate(choices).knobs()
-    return {k for k, v in cfg.trial.knobs().items()
-            if k.split(".")[0] in RECIPE_SECTIONS and k != "schedule.name" and default.get(k) == v}
+    return {
+        k
+        for k, v in cfg.trial.knobs().items()
+        if k.split(".")[0] in RECIPE_SECTIONS and k != "schedule.name" and default.get(k) == v
+    }
 
 
 def describe(cfg: ExperimentConfig, location: str) -> str:
@@ -41,13 +47,16 @@ def describe(cfg: ExperimentConfig, location: str) -> str:
     lines.append(f"search algorithm: {algorithm}, seed {cfg.seed}")
     gpu = cfg.resources.gpu
     gpu_text = f"1/{cfg.resources.trials_per_gpu} GPU if the cluster has GPUs" if gpu == "auto" else f"{gpu:g} GPU"
-    lines.append(f"resources per trial: {cfg.resources.cpu:g} CPU, {gpu_text}; "
-                 f"concurrent trials: {concurrency}")
+    lines.append(f"resources per trial: {cfg.resources.cpu:g} CPU, {gpu_text}; concurrent trials: {concurrency}")
     milestones = rungs(cfg.asha.grace_period, cfg.asha.reduction_factor, cfg.max_t)
     mode = "deterministic (synchronous rungs)" if cfg.asha.mode == "deterministic" else "async"
-    lines.append(f"ASHA: {mode} on {m.ASHA_METRIC} (max), max_t = trial.epochs = {cfg.max_t}, grace "
-                 f"{cfg.asha.grace_period}, reduction {cfg.asha.reduction_factor:g}, brackets {cfg.asha.brackets}, "
-                 f"rungs at epochs {milestones}")
-    lines.append(f"selection: best {cfg.selection.metric} over every kept checkpoint "
-                 f"({cfg.selection.keep_checkpoints} best + latest kept per trial)")
+    lines.append(
+        f"ASHA: {mode} on {m.ASHA_METRIC} (max), max_t = trial.epochs = {cfg.max_t}, grace "
+        f"{cfg.asha.grace_period}, reduction {cfg.asha.reduction_factor:g}, brackets {cfg.asha.brackets}, "
+        f"rungs at epochs {milestones}"
+    )
+    lines.append(
+        f"selection: best {cfg.selection.metric} over every kept checkpoint "
+        f"({cfg.selection.keep_checkpoints} best + latest kept per trial)"
+    )
     return "\n".join(lines)

@@ -47,22 +47,34 @@ def check_address(address: str) -> None:
         try:
             target = note.read_text().strip()
         except OSError:
-            raise ConfigError(ADDRESS_FIELD, f"'auto' but no Ray cluster was started on this machine (no {note}; "
-                              "`ray start --head` writes it); leave the address unset for a private local Ray",
-                              address) from None
+            raise ConfigError(
+                ADDRESS_FIELD,
+                f"'auto' but no Ray cluster was started on this machine (no {note}; "
+                "`ray start --head` writes it); leave the address unset for a private local Ray",
+                address,
+            ) from None
     host, port = _host_port(target.removeprefix("ray://"), address)
     try:
         with socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S):
             pass
     except OSError as exc:
-        raise ConfigError(ADDRESS_FIELD, f"no Ray cluster answers at {host}:{port} ({exc.strerror or exc}); check "
-                          "the address, or leave it unset for a private local Ray", address) from None
+        raise ConfigError(
+            ADDRESS_FIELD,
+            f"no Ray cluster answers at {host}:{port} ({exc.strerror or exc}); check "
+            "the address, or leave it unset for a private local Ray",
+            address,
+        ) from None
 
 
 def _host_port(text: str, original: str) -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
-    if (not sep or not host or not port.isdigit() or not 0 < int(port) < 65536
-            or any(c.isspace() or ord(c) < 32 for c in text)):
+    if (
+        not sep
+        or not host
+        or not port.isdigit()
+        or not 0 < int(port) < 65536
+        or any(c.isspace() or ord(c) < 32 for c in text)
+    ):
         raise ConfigError(ADDRESS_FIELD, "not a Ray address (host:port, ray://host:port, or auto)", original)
     return host.strip("[]"), int(port)
 
@@ -83,8 +95,12 @@ def check_cluster(cfg: ExperimentConfig, nodes: Iterable[Mapping[str, float]]) -
     """A trial must fit on one live node of the joined cluster, unless the cluster autoscales."""
     if cfg.resources.autoscaling:
         return
-    _check_fits(cfg, list(nodes), "the largest live node of the cluster has",
-                hint="; on an autoscaling cluster set resources.autoscaling: true")
+    _check_fits(
+        cfg,
+        list(nodes),
+        "the largest live node of the cluster has",
+        hint="; on an autoscaling cluster set resources.autoscaling: true",
+    )
 
 
 def _check_fits(cfg: ExperimentConfig, nodes: list[Mapping[str, float]], where: str, hint: str) -> None:
@@ -94,5 +110,6 @@ def _check_fits(cfg: ExperimentConfig, nodes: list[Mapping[str, float]], where: 
     for field, key, wanted in wants:
         largest = max((float(node.get(key, 0.0)) for node in nodes), default=0.0)
         if wanted > largest:
-            raise ConfigError(field, f"more {key}s per trial than {where} ({largest:g}); the trial could "
-                              f"never start{hint}", wanted)
+            raise ConfigError(
+                field, f"more {key}s per trial than {where} ({largest:g}); the trial could never start{hint}", wanted
+            )

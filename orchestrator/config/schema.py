@@ -20,7 +20,6 @@ from orchestrator.config import limits
 from orchestrator.config.rungs import rungs
 from orchestrator.config.space import grid_size, validate_algorithm, validate_space
 from orchestrator.errors import ConfigError
-from trainables import metrics
 from trainables.accel import RuntimeConfig
 from trainables.data_sources import DataConfig
 from trainables.recipe import TrialConfig
@@ -109,7 +108,7 @@ class AshaConfig(Section):
 
 class SelectionConfig(Section):
     metric: Literal["test_accuracy", "val_accuracy"] = Field(
-        default=metrics.TEST_ACCURACY, description="score that ranks every kept checkpoint for best/"
+        default="test_accuracy", description="score that ranks every kept checkpoint for best/ (trainables.metrics)"
     )
     keep_checkpoints: int = Field(
         default=2, ge=1, le=100, description="checkpoints kept per trial: the best by `metric`, plus the latest"
@@ -167,8 +166,10 @@ class ExperimentConfig(Section):
     @classmethod
     def _plain_name(cls, name: str) -> str:
         if not _NAME.fullmatch(name) or ".." in name:
-            raise ValueError("must be a plain directory name: letters, digits, '.', '_', '-'; no '/', '..', "
-                             "spaces or control characters")
+            raise ValueError(
+                "must be a plain directory name: letters, digits, '.', '_', '-'; no '/', '..', "
+                "spaces or control characters"
+            )
         if len(name) > limits.MAX_NAME_LENGTH:
             raise ValueError(f"longer than {limits.MAX_NAME_LENGTH} characters")
         return name
@@ -189,8 +190,10 @@ class ExperimentConfig(Section):
             object.__setattr__(self, "asha", self.asha.model_copy(update={"mode": "async"}))
         if self.search.algorithm == "optuna" and self.asha.mode == "deterministic":
             raise ConfigError(
-                "asha.mode", "deterministic rungs hold trials back until a whole rung is done, and optuna's TPE "
-                "proposes from finished trials; use asha.mode: async with search.algorithm: optuna", self.asha.mode
+                "asha.mode",
+                "deterministic rungs hold trials back until a whole rung is done, and optuna's TPE "
+                "proposes from finished trials; use asha.mode: async with search.algorithm: optuna",
+                self.asha.mode,
             )
         if self.asha.grace_period > self.trial.epochs:
             raise ConfigError(

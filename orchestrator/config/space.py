@@ -56,8 +56,7 @@ def parse_dimension(path: str, spec: Any) -> tuple[str, list[Any]]:
 
 def _check_range(where: str, kind: str, args: list[Any]) -> None:
     shape = "[low, high, q]" if kind == "quniform" else "[low, high]"
-    if len(args) != RANGE_KINDS[kind] or not all(isinstance(a, int | float) and not isinstance(a, bool)
-                                                  for a in args):
+    if len(args) != RANGE_KINDS[kind] or not all(isinstance(a, int | float) and not isinstance(a, bool) for a in args):
         raise ConfigError(where, f"must be {shape} numbers", args)
     if not all(math.isfinite(a) for a in args) or any(abs(a) > INT64_MAX for a in args):
         raise ConfigError(where, f"must be {shape} finite numbers within +-2^63", args)
@@ -100,8 +99,8 @@ def _check_path(path: str) -> None:
             raise ConfigError(where, f"not {what} (valid: {', '.join(fields)})")
         annotation = fields[part].annotation
         if depth < len(parts) - 1:
-            if not _is_section(annotation):
-                raise ConfigError(where, f"{'.'.join(parts[:depth + 1])} has no sub-fields")
+            if annotation is None or not _is_section(annotation):
+                raise ConfigError(where, f"{'.'.join(parts[: depth + 1])} has no sub-fields")
             schema = annotation
 
 
@@ -117,8 +116,10 @@ def validate_space(space: dict[str, Any], fixed: dict[str, Any]) -> None:
         _check_path(path)
         inner = next((p for p in space if p.startswith(f"{path}.")), None)
         if inner is not None:
-            raise ConfigError(f"search.space.{path}", f"searches a whole section and also {inner} inside it; "
-                              "fold that field into the section's values")
+            raise ConfigError(
+                f"search.space.{path}",
+                f"searches a whole section and also {inner} inside it; fold that field into the section's values",
+            )
         kind, args = parse_dimension(path, spec)
         candidates = args if kind in LIST_KINDS else args[:2]
         if kind in FLOAT_KINDS:  # Tune samples these as floats, even between integer bounds
@@ -129,8 +130,11 @@ def validate_space(space: dict[str, Any], fixed: dict[str, Any]) -> None:
             except ValidationError as exc:
                 error = exc.errors(include_url=False)[0]
                 if kind in FLOAT_KINDS and error["type"] == "int_type":
-                    raise ConfigError(f"search.space.{path}.{kind}", f"{kind} samples floats and this field takes "
-                                      "integers; use randint or choice", args) from None
+                    raise ConfigError(
+                        f"search.space.{path}.{kind}",
+                        f"{kind} samples floats and this field takes integers; use randint or choice",
+                        args,
+                    ) from None
                 message = error["msg"].removeprefix("Value error, ")
                 raise ConfigError(f"search.space.{path}", message, value) from None
 
@@ -152,13 +156,16 @@ def validate_algorithm(algorithm: str, space: dict[str, Any]) -> None:
     for path, spec in space.items():
         kind, args = parse_dimension(path, spec)
         if kind == "grid":
-            raise ConfigError(f"search.space.{path}", "grid is not searchable by optuna (TPE samples "
-                              "distributions): write choice, or use search.algorithm: random", {kind: args})
+            raise ConfigError(
+                f"search.space.{path}",
+                "grid is not searchable by optuna (TPE samples "
+                "distributions): write choice, or use search.algorithm: random",
+                {kind: args},
+            )
 
 
 def grid_size(space: dict[str, Any]) -> int:
-    return math.prod(len(args) for kind, args in (parse_dimension(p, s) for p, s in space.items())
-                     if kind == "grid")
+    return math.prod(len(args) for kind, args in (parse_dimension(p, s) for p, s in space.items()) if kind == "grid")
 
 
 def searched_fields(space: dict[str, Any]) -> list[str]:

@@ -41,8 +41,8 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         self.depth += 1
         try:
             if self.depth > MAX_CONFIG_DEPTH + 1:  # the document's root is one level
-                raise _TooDeep(self.peek_event().start_mark)  # type: ignore[no-untyped-call]
-            return super().compose_node(parent, index)  # type: ignore[no-untyped-call]
+                raise _TooDeep(self.peek_event().start_mark)
+            return super().compose_node(parent, index)
         finally:
             self.depth -= 1
 
@@ -51,15 +51,17 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         for key_node, _ in node.value:
             if key_node.tag == "tag:yaml.org,2002:merge":
                 continue  # `<<: *defaults` merges are YAML's way to override on purpose
-            key = self.construct_object(key_node, deep=True)  # type: ignore[no-untyped-call]
+            key = self.construct_object(key_node, deep=True)
             try:
                 hash(key)
             except TypeError:
-                raise yaml.constructor.ConstructorError(None, None, "a mapping key must be a plain value",
-                                                        key_node.start_mark) from None
+                raise yaml.constructor.ConstructorError(
+                    None, None, "a mapping key must be a plain value", key_node.start_mark
+                ) from None
             if key in seen:
                 raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r} (first on line {seen[key] + 1})", key_node.start_mark)
+                    None, None, f"duplicate key {key!r} (first on line {seen[key] + 1})", key_node.start_mark
+                )
             seen[key] = key_node.start_mark.line
         return super().construct_mapping(node, deep=deep)
 
@@ -96,8 +98,9 @@ def parse(text: str, where: str, field: str = "") -> Any:
     try:
         data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
     except _TooDeep as exc:
-        raise ConfigError(f"{where}:{exc.problem_mark.line + 1}", f"YAML nested more than {MAX_CONFIG_DEPTH} "
-                          "levels deep") from None
+        raise ConfigError(
+            f"{where}:{exc.problem_mark.line + 1}", f"YAML nested more than {MAX_CONFIG_DEPTH} levels deep"
+        ) from None
     except yaml.YAMLError as exc:
         raise _yaml_error(where, exc) from None
     except RecursionError:
@@ -132,15 +135,19 @@ def check_plain(data: Any, where: str, field: str = "") -> None:
         node, path, depth = stack.pop()
         count += 1
         if count > MAX_CONFIG_NODES:
-            raise ConfigError(where, f"more than {MAX_CONFIG_NODES} values once YAML aliases are expanded "
-                              "(an alias bomb?); write the values out")
+            raise ConfigError(
+                where,
+                f"more than {MAX_CONFIG_NODES} values once YAML aliases are expanded "
+                "(an alias bomb?); write the values out",
+            )
         if depth > MAX_CONFIG_DEPTH:
             raise ConfigError(f"{where}: {path}", f"nested more than {MAX_CONFIG_DEPTH} levels deep")
         if isinstance(node, dict):
             for key, value in node.items():
                 if not isinstance(key, str):
-                    raise ConfigError(f"{path}.{key!r}" if path else repr(key),
-                                      f"keys must be text (got {type(key).__name__})")
+                    raise ConfigError(
+                        f"{path}.{key!r}" if path else repr(key), f"keys must be text (got {type(key).__name__})"
+                    )
                 stack.append((value, f"{path}.{key}" if path else key, depth + 1))
         elif isinstance(node, list):
             stack.extend((value, f"{path}[{i}]", depth + 1) for i, value in enumerate(node))
@@ -150,5 +157,9 @@ def check_plain(data: Any, where: str, field: str = "") -> None:
             if abs(node) > INT64_MAX:
                 raise ConfigError(path or where, "integer beyond 64 bits", node)
         else:
-            raise ConfigError(path or where, f"{type(node).__name__} values are not allowed here; write a "
-                              "number, text, true/false, a list or a mapping (quote dates)", str(node))
+            raise ConfigError(
+                path or where,
+                f"{type(node).__name__} values are not allowed here; write a "
+                "number, text, true/false, a list or a mapping (quote dates)",
+                str(node),
+            )

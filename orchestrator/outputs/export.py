@@ -43,7 +43,7 @@ def load_checkpoint(location: Location, ref: CheckpointRef) -> dict[str, Any]:
 def export_best(record: TrialRecord, ref: CheckpointRef, location: Location, context: dict[str, Any]) -> dict[str, Any]:
     """Writes best/; `context` adds what the experiment knows (metric, config hash, versions, data)."""
     state = load_checkpoint(location, ref)
-    model = {key: state[key] for key in ("model_spec", "input_scale", "scaling", "classes") if key in state}
+    model: dict[str, Any] = {k: state[k] for k in ("model_spec", "input_scale", "scaling", "classes") if k in state}
     payload = {"state_dict": state["model"], **model, "metrics": state.get("metrics", {})}
     buffer = io.BytesIO()
     torch.save(payload, buffer)

@@ -70,8 +70,10 @@ def _table(location: Location, name: str) -> pd.DataFrame:
     try:
         return pq.read_table(io.BytesIO(location.read_bytes(name))).to_pandas()
     except (OSError, ValueError) as exc:  # truncated, or not Parquet at all
-        raise ConfigError(location.uri(name), f"unreadable table ({str(exc).splitlines()[0][:120]}); rerun the "
-                          "launch command to rewrite it") from None
+        raise ConfigError(
+            location.uri(name),
+            f"unreadable table ({str(exc).splitlines()[0][:120]}); rerun the launch command to rewrite it",
+        ) from None
 
 
 def _manifest(location: Location) -> dict[str, Any] | None:

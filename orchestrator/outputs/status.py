@@ -42,15 +42,21 @@ class StatusWriter(Observer):
         self._write(RUNNING)
 
     def trial_ended(self, record: TrialRecord) -> None:
-        self.status["trials"][record.name] = {"status": record.status, "epochs_run": record.epochs_run,
-                                              "error": record.error}
+        self.status["trials"][record.name] = {
+            "status": record.status,
+            "epochs_run": record.epochs_run,
+            "error": record.error,
+        }
         self._write(RUNNING)
 
     def sweep_ended(self, records: list[TrialRecord], interrupted: bool) -> None:
         for record in records:
             if record.ended:
-                self.status["trials"][record.name] = {"status": record.status, "epochs_run": record.epochs_run,
-                                                      "error": record.error}
+                self.status["trials"][record.name] = {
+                    "status": record.status,
+                    "epochs_run": record.epochs_run,
+                    "error": record.error,
+                }
         self._write(INTERRUPTED if interrupted else RUNNING)  # the sweep says FINISHED once outputs exist
 
     def finish(self, state: str) -> None:

@@ -33,8 +33,11 @@ def _parquet(rows: list[dict[str, Any]], columns: tuple[str, ...] = ()) -> bytes
     # from_pylist takes its columns from the first row: pad every row to the union of keys, or knobs
     # that only later trials have (a cnn's cnn.* after an mlp) would be dropped.
     keys = list(columns) or list(dict.fromkeys(k for row in rows for k in row))
-    table = pa.Table.from_pylist([{k: row.get(k) for k in keys} for row in rows]) if rows else \
-        pa.table({k: pa.array([], pa.null()) for k in keys})
+    table = (
+        pa.Table.from_pylist([{k: row.get(k) for k in keys} for row in rows])
+        if rows
+        else pa.table({k: pa.array([], pa.null()) for k in keys})
+    )
     sink = io.BytesIO()
     pq.write_table(table, sink)
     return sink.getvalue()
@@ -62,8 +65,17 @@ def leaderboard(rows: list[dict[str, Any]], metric: str, top: int = 10) -> str:
     header = ["#", "trial", *[k.removeprefix("config.") for k in knobs], "epochs", "status", "val_acc", "test_acc"]
     table = [header]
     for i, row in enumerate(ordered(rows, metric)[:top], 1):
-        table.append([str(i), str(row["trial_name"]), *[cell(row.get(k)) for k in knobs], str(row["epochs_run"]),
-                      str(row["status"]), cell(row.get("best_val_accuracy")), cell(row.get("best_test_accuracy"))])
+        table.append(
+            [
+                str(i),
+                str(row["trial_name"]),
+                *[cell(row.get(k)) for k in knobs],
+                str(row["epochs_run"]),
+                str(row["status"]),
+                cell(row.get("best_val_accuracy")),
+                cell(row.get("best_test_accuracy")),
+            ]
+        )
     widths = [max(len(r[c]) for r in table) for c in range(len(header))]
     return "\n".join("  ".join(text.ljust(w) for text, w in zip(r, widths, strict=True)).rstrip() for r in table)
 

@@ -136,8 +136,17 @@ def load_model(path: str) -> LoadedModel:
     classes = tuple(str(c) for c in state.get("classes") or ()) or _default_classes(spec)
     manifest = _manifest(fs, file.rsplit("/", 1)[0] + "/" + BEST_MANIFEST) if file.endswith(BEST_MODEL) else None
     experiment = _experiment_dir(fs, file)
-    return LoadedModel(model, scale, shape, classes, pixel_max, float(np.mean(mean)), path, manifest,
-                       (fs, experiment) if experiment else None)
+    return LoadedModel(
+        model,
+        scale,
+        shape,
+        classes,
+        pixel_max,
+        float(np.mean(mean)),
+        path,
+        manifest,
+        (fs, experiment) if experiment else None,
+    )
 
 
 def _manifest(fs: pafs.FileSystem, path: str) -> dict[str, Any] | None:
@@ -152,8 +161,9 @@ def _manifest(fs: pafs.FileSystem, path: str) -> dict[str, Any] | None:
     if not isinstance(manifest, dict):
         raise ConfigError(path, f"not a manifest (expected a JSON object, got {type(manifest).__name__}); {fix}")
     accuracy = manifest.get("test_accuracy")
-    if accuracy is not None and (isinstance(accuracy, bool) or not isinstance(accuracy, int | float)
-                                 or not 0 <= accuracy <= 1):
+    if accuracy is not None and (
+        isinstance(accuracy, bool) or not isinstance(accuracy, int | float) or not 0 <= accuracy <= 1
+    ):
         raise ConfigError(path, f"test_accuracy must be a number from 0 to 1 (got {str(accuracy)[:40]!r}); {fix}")
     return manifest
 
@@ -183,11 +193,15 @@ def evaluation_data(loaded: LoadedModel, data_root: str | None) -> Dataset:
         config = record.get("config", {}) if isinstance(record.get("config"), dict) else {}
         data, seed = config.get("data", {}), config.get("seed", 0)
         if not isinstance(data, dict):
-            raise ConfigError(f"{directory}/{RECORD}", f"config.data must be a mapping (got {str(data)[:40]!r}); "
-                              "the experiment record is damaged")
+            raise ConfigError(
+                f"{directory}/{RECORD}",
+                f"config.data must be a mapping (got {str(data)[:40]!r}); the experiment record is damaged",
+            )
         if isinstance(seed, bool) or not isinstance(seed, int):
-            raise ConfigError(f"{directory}/{RECORD}", f"config.seed must be an integer (got {str(seed)[:40]!r}); "
-                              "the experiment record is damaged")
+            raise ConfigError(
+                f"{directory}/{RECORD}",
+                f"config.seed must be an integer (got {str(seed)[:40]!r}); the experiment record is damaged",
+            )
         data = dict(data)
     if data_root is not None:
         data["root"] = data_root
@@ -218,12 +232,15 @@ def read_image(path: Path, loaded: LoadedModel, invert: bool) -> tuple[torch.Ten
     from PIL import Image, UnidentifiedImageError
 
     if len(loaded.input_shape) != 3:
-        raise ConfigError("--predict", f"this model takes feature vectors of shape {list(loaded.input_shape)}, not "
-                          "images")
+        raise ConfigError(
+            "--predict", f"this model takes feature vectors of shape {list(loaded.input_shape)}, not images"
+        )
     channels, height, width = loaded.input_shape
     if channels not in (1, 3):
-        raise ConfigError("--predict", f"this model takes {channels}-channel inputs; only 1 (gray) or 3 (RGB) "
-                          "channel images can be read")
+        raise ConfigError(
+            "--predict",
+            f"this model takes {channels}-channel inputs; only 1 (gray) or 3 (RGB) channel images can be read",
+        )
     try:
         info = path.stat()
         if not stat.S_ISREG(info.st_mode):  # a FIFO would block, a device could be endless
@@ -240,8 +257,13 @@ def read_image(path: Path, loaded: LoadedModel, invert: bool) -> tuple[torch.Ten
                 pixels = np.array(converted, dtype=np.uint8)  # a writable copy, for torch
     except ConfigError:
         raise
-    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError,
-            Image.DecompressionBombWarning) as exc:
+    except (
+        OSError,
+        UnidentifiedImageError,
+        ValueError,
+        Image.DecompressionBombError,
+        Image.DecompressionBombWarning,
+    ) as exc:
         raise ConfigError(str(path), f"cannot read the image ({_first_line(exc)})") from None
     if invert:
         pixels = 255 - pixels

@@ -208,7 +208,7 @@ def plot_parallel(
     scores = [r.get(key) if finite(r.get(key)) else None for r in rows]
     metric_knob = Knob(f"best {metric}", "metric", [], scores)
     axes = [*knobs, metric_knob]
-    placed = [_axis(k) if k.used else ([None] * len(rows), []) for k in axes]
+    placed: list[tuple[list[Any], list[Any]]] = [_axis(k) if k.used else ([None] * len(rows), []) for k in axes]
     fig, ax = plt.subplots(figsize=(max(7.0, 2.6 * len(axes)), 5.2))
     for i, (knob, (_, ticks)) in enumerate(zip(axes, placed, strict=True)):
         ax.plot([i, i], [0, 1], color="black", lw=1.2, zorder=1)

@@ -25,8 +25,12 @@ from orchestrator.outputs.tables import cell
 from orchestrator.records import Observer, TrialRecord
 from trainables import metrics as m
 
-ENDINGS = {"stopped": "stopped early after epoch {epoch}", "completed": "completed {epoch} epochs",
-           "diverged": "diverged at epoch {epoch}", "error": "failed after epoch {epoch}"}
+ENDINGS = {
+    "stopped": "stopped early after epoch {epoch}",
+    "completed": "completed {epoch} epochs",
+    "diverged": "diverged at epoch {epoch}",
+    "error": "failed after epoch {epoch}",
+}
 
 
 def planned_epochs(trials: int, epochs: int, grace: int, factor: float, brackets: int) -> int:
@@ -53,17 +57,28 @@ def lookup(values: dict[str, Any], dotted: str) -> Any:
 
 def _clock(seconds: float) -> str:
     seconds = max(int(seconds), 0)
-    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}" if seconds >= 3600 else \
-        f"{seconds // 60:02d}:{seconds % 60:02d}"
+    return (
+        f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+        if seconds >= 3600
+        else f"{seconds // 60:02d}:{seconds % 60:02d}"
+    )
 
 
 class Progress(Observer):
-    def __init__(self, cfg: ExperimentConfig, out: TextIO | None = None, live: bool | None = None,
-                 every_s: float = 30.0, max_rows: int = 12, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        cfg: ExperimentConfig,
+        out: TextIO | None = None,
+        live: bool | None = None,
+        every_s: float = 30.0,
+        max_rows: int = 12,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.knobs = searched_fields(cfg.search.space)
         self.epochs, self.trials = cfg.trial.epochs, cfg.trial_count
-        self.planned = planned_epochs(cfg.trial_count, cfg.trial.epochs, cfg.asha.grace_period,
-                                      cfg.asha.reduction_factor, cfg.asha.brackets)
+        self.planned = planned_epochs(
+            cfg.trial_count, cfg.trial.epochs, cfg.asha.grace_period, cfg.asha.reduction_factor, cfg.asha.brackets
+        )
         self.out, self.every_s, self.max_rows, self.clock = out, every_s, max_rows, clock
         stream = out or sys.stdout
         self.live = stream.isatty() if live is None else live
@@ -90,8 +105,9 @@ class Progress(Observer):
             from rich.console import Console
             from rich.live import Live
 
-            self._live = Live(self._rich_table([]), console=Console(file=self._stream()), refresh_per_second=2,
-                              transient=False)
+            self._live = Live(
+                self._rich_table([]), console=Console(file=self._stream()), refresh_per_second=2, transient=False
+            )
             self._live.start()
 
     def sweep_ended(self, records: list[TrialRecord], interrupted: bool) -> None:
@@ -117,8 +133,10 @@ class Progress(Observer):
     def trial_reported(self, record: TrialRecord) -> None:
         self.trained_here += 1
         last = record.last
-        self._print(f"{record.name}  epoch {last.get(m.EPOCH)}/{self.epochs}  val_acc {cell(last.get(m.VAL_ACCURACY))}"
-                    f"  | {self.eta_text()}")
+        self._print(
+            f"{record.name}  epoch {last.get(m.EPOCH)}/{self.epochs}  val_acc {cell(last.get(m.VAL_ACCURACY))}"
+            f"  | {self.eta_text()}"
+        )
 
     def trial_ended(self, record: TrialRecord) -> None:
         how = ENDINGS.get(record.status, "ended after epoch {epoch}").format(epoch=record.epochs_run)
@@ -162,13 +180,24 @@ class Progress(Observer):
 
     def _rows(self, records: list[TrialRecord]) -> tuple[list[str], list[list[str]], int]:
         active = [r for r in records if r.status in ("running", "paused")]
-        others = sorted((r for r in records if r.status not in ("running", "paused", "pending")),
-                        key=lambda r: -(r.best(m.VAL_ACCURACY) or -1.0))
+        others = sorted(
+            (r for r in records if r.status not in ("running", "paused", "pending")),
+            key=lambda r: -(r.best(m.VAL_ACCURACY) or -1.0),
+        )
         shown = (active + others)[: self.max_rows]
         header = ["trial", *self.knobs, "status", "epoch", "val_acc", "best_val", "test_acc"]
-        body = [[r.name, *[cell(lookup(r.config.model_dump(mode="json"), k)) for k in self.knobs], r.status,
-                 cell(r.last.get(m.EPOCH)), cell(r.last.get(m.VAL_ACCURACY)), cell(r.best(m.VAL_ACCURACY)),
-                 cell(r.last.get(m.TEST_ACCURACY))] for r in shown]
+        body = [
+            [
+                r.name,
+                *[cell(lookup(r.config.model_dump(mode="json"), k)) for k in self.knobs],
+                r.status,
+                cell(r.last.get(m.EPOCH)),
+                cell(r.last.get(m.VAL_ACCURACY)),
+                cell(r.best(m.VAL_ACCURACY)),
+                cell(r.last.get(m.TEST_ACCURACY)),
+            ]
+            for r in shown
+        ]
         return header, body, len(records) - len(shown)
 
     def table(self, records: list[TrialRecord]) -> str:

@@ -279,7 +279,9 @@ class MlflowTracker(Observer):
         from mlflow.entities import Metric
 
         stamp = row.get("timestamp")  # Ray's report time (seconds): the epoch's own time, also when backfilled
-        millis = int(stamp * 1000) if finite(stamp) else int(time.time() * 1000)
+        millis = (
+            int(float(stamp) * 1000) if isinstance(stamp, int | float) and finite(stamp) else int(time.time() * 1000)
+        )
         return [Metric(name, float(row[name]), millis, step) for name in EPOCH_METRICS if finite(row.get(name))]
 
     def _child(self, record: TrialRecord) -> str:
@@ -290,9 +292,9 @@ class MlflowTracker(Observer):
             return run_id
         if run_id is None or not self._reopen(run_id):
             run = self.client.create_run(
-                self.experiment_id,
+                str(self.experiment_id),
                 run_name=record.name,
-                tags={"mlflow.parentRunId": self.parent_id, "trial_id": record.trial_id, "sweep": self.cfg.name},
+                tags={"mlflow.parentRunId": str(self.parent_id), "trial_id": record.trial_id, "sweep": self.cfg.name},
             )
             run_id = run.info.run_id
             metrics = [metric for row in record.history for metric in self._metrics(row, int(row[m.EPOCH]))]

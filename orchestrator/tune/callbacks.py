@@ -17,7 +17,7 @@ import numpy as np
 from ray import tune
 
 from orchestrator.location import REPORTS, Location
-from orchestrator.records import Observer, TrialRecord
+from orchestrator.records import Observer, State, TrialRecord
 from orchestrator.tune.schedulers import recorded_results
 from trainables.recipe import TrialConfig
 
@@ -28,6 +28,7 @@ class Interrupt(Protocol):
     def __call__(self) -> bool: ...
 
     def forward(self) -> None: ...
+
 
 WARNINGS = "warnings"  # a report's list of warnings the trial wants the driver to show
 
@@ -63,8 +64,13 @@ class LiveTrials:
             for row in recorded_results(trial) if directory else []:  # a trial restored from an earlier run
                 record.report(row)
             status = str(trial.status)
-            record.state = {"TERMINATED": "ended", "ERROR": "ended", "PAUSED": "paused", "RUNNING": "running"}.get(
-                status, "pending" if not record.history else "paused")
+            states: dict[str, State] = {
+                "TERMINATED": "ended",
+                "ERROR": "ended",
+                "PAUSED": "paused",
+                "RUNNING": "running",
+            }
+            record.state = states.get(status, "pending" if not record.history else "paused")
             if status == "ERROR":
                 record.error = error_text(trial)
             self.records[trial.trial_id] = record
@@ -73,10 +79,9 @@ class LiveTrials:
     def record_from_result(self, name: str, result: Any) -> TrialRecord:
         """A trial the loop never showed (it can happen to one restored as finished): from its result."""
         config = TrialConfig.resolve(self.fixed, plain(result.config or {}))
-        record = TrialRecord(str(result.metrics.get("trial_id", name.rsplit("-", 1)[-1])), name, config,
-                             state="ended")
+        record = TrialRecord(str(result.metrics.get("trial_id", name.rsplit("-", 1)[-1])), name, config, state="ended")
         frame = result.metrics_dataframe
-        for row in (frame.to_dict("records") if frame is not None else []):
+        for row in frame.to_dict("records") if frame is not None else []:
             record.report(plain(row))
         return record
 

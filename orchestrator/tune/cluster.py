@@ -15,6 +15,7 @@ import os
 import sys
 import threading
 from collections.abc import Callable
+from typing import Any
 
 import ray
 
@@ -30,7 +31,7 @@ def start(address: str | None, dashboard: bool, on_timeout: Callable[[], None]) 
     # Ray says, at every start, that it turned token authentication on: that is the default we want, not news.
     logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
     try:
-        common = {"log_to_driver": False, "logging_level": logging.WARNING, "configure_logging": True}
+        common: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.WARNING, "configure_logging": True}
         if address:
             ray.init(address=address, **common)
         else:
@@ -42,8 +43,12 @@ def start(address: str | None, dashboard: bool, on_timeout: Callable[[], None]) 
 
 def _give_up(address: str | None, on_timeout: Callable[[], None]) -> None:
     on_timeout()
-    print(f"config error: --address: the Ray cluster at {address} accepted a connection but did not answer "
-          f"within {JOIN_TIMEOUT_S:g} s; check that it is a Ray head node", file=sys.stderr, flush=True)
+    print(
+        f"config error: --address: the Ray cluster at {address} accepted a connection but did not answer "
+        f"within {JOIN_TIMEOUT_S:g} s; check that it is a Ray head node",
+        file=sys.stderr,
+        flush=True,
+    )
     os._exit(2)  # ray.init cannot be interrupted from another thread
 
 

@@ -33,6 +33,7 @@ from orchestrator.config.rungs import rungs as rung_epochs
 from orchestrator.location import REPORTS, RESULT_JSON
 from orchestrator.records import merge_history, read_jsonl
 
+
 def recorded_results(trial: Any) -> list[dict[str, Any]]:
     """What the trial reported before the driver stopped, one row per epoch; nothing for a trial that never ran."""
     storage = getattr(trial, "storage", None)
@@ -51,7 +52,7 @@ def recorded_results(trial: Any) -> list[dict[str, Any]]:
 def name_trial(trial: Any) -> None:
     """Give a new trial its directory name now: Tune would at its first start, and a sweep interrupted
     before then cannot otherwise list the trial in its results."""
-    if not trial.relative_logdir:
+    if getattr(trial.storage, "trial_dir_name", None) is None:
         trial.init_local_path()
 
 
@@ -71,14 +72,25 @@ def trial_index(trial: Any) -> int:
 
 
 class SynchronousHalving(FIFOScheduler):
-    def __init__(self, *, metric: str, time_attr: str, max_t: int, grace_period: int, reduction_factor: float,
-                 brackets: int, total_trials: int, max_concurrent: int | None) -> None:
+    def __init__(
+        self,
+        *,
+        metric: str,
+        time_attr: str,
+        max_t: int,
+        grace_period: int,
+        reduction_factor: float,
+        brackets: int,
+        total_trials: int,
+        max_concurrent: int | None,
+    ) -> None:
         super().__init__()
         self._metric, self.time_attr, self.max_t = metric, time_attr, max_t
         self.reduction_factor, self.brackets, self.total_trials = reduction_factor, brackets, total_trials
         self.max_concurrent = max_concurrent
-        self.rungs = [[r for r in rung_epochs(grace_period, reduction_factor, max_t, b) if r < max_t]
-                      for b in range(brackets)]
+        self.rungs = [
+            [r for r in rung_epochs(grace_period, reduction_factor, max_t, b) if r < max_t] for b in range(brackets)
+        ]
         self._reset()
 
     def _reset(self) -> None:
@@ -143,7 +155,7 @@ class SynchronousHalving(FIFOScheduler):
         self.trials[index] = trial
         for result in recorded_results(trial):
             if self.time_attr in result:
-                self._record(index, int(result[self.time_attr]), result.get(self._metric))
+                self._record(index, int(result[self.time_attr]), result.get(self._metric or ""))
         if trial.status in (Trial.TERMINATED, Trial.ERROR):
             self.ended.add(index)
             return
@@ -156,7 +168,7 @@ class SynchronousHalving(FIFOScheduler):
         index = trial_index(trial)
         if self.time_attr not in result:
             return TrialScheduler.CONTINUE
-        self._record(index, int(result[self.time_attr]), result.get(self._metric))
+        self._record(index, int(result[self.time_attr]), result.get(self._metric or ""))
         self._decide()
         verdict = self._verdict(index)
         self._settle(tune_controller, exclude=index)
@@ -184,8 +196,12 @@ class SynchronousHalving(FIFOScheduler):
         """Stop the paused trials a decision cut; the ones it promoted wait for `choose_trial_to_run`.
         (Tune calls `on_trial_remove` from inside `stop_trial`: marking the trial ended first ends the loop.)"""
         for index, trial in sorted(self.trials.items()):
-            if (index != exclude and index not in self.ended and trial.status == Trial.PAUSED
-                    and self._verdict(index) == TrialScheduler.STOP):
+            if (
+                index != exclude
+                and index not in self.ended
+                and trial.status == Trial.PAUSED
+                and self._verdict(index) == TrialScheduler.STOP
+            ):
                 self.ended.add(index)
                 tune_controller.stop_trial(trial)
 

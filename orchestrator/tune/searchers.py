@@ -19,7 +19,7 @@ from ray.tune.search.basic_variant import BasicVariantGenerator
 from orchestrator.config.schema import ExperimentConfig
 from orchestrator.config.space import dimensions
 
-_DOMAINS = {
+_DOMAINS: dict[str, Any] = {
     "grid": tune.grid_search, "choice": tune.choice, "uniform": tune.uniform,
     "loguniform": tune.loguniform, "randint": tune.randint, "quniform": tune.quniform,
 }  # fmt: skip

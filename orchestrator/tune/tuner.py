@@ -68,18 +68,29 @@ class Interrupt:
         self.count += 1
         if self.signal is None:
             self.signal = signum
-            print(f"\n{signal.Signals(signum).name}: stopping the trials and saving the experiment state; it "
-                  "stays resumable (rerun the same command)", file=sys.stderr, flush=True)
+            print(
+                f"\n{signal.Signals(signum).name}: stopping the trials and saving the experiment state; it "
+                "stays resumable (rerun the same command)",
+                file=sys.stderr,
+                flush=True,
+            )
             # Tune now logs its own account of the stop (unfinished trials, how to restore them by hand);
             # the line above and the one the launch prints at the end say what a user needs.
             logging.getLogger("ray.tune").setLevel(logging.CRITICAL)
         elif self.count >= 3:
-            print("stopping now without a last save; a rerun resumes from the state saved at most "
-                  f"{EXPERIMENT_SYNC_S} s ago", file=sys.stderr, flush=True)
+            print(
+                "stopping now without a last save; a rerun resumes from the state saved at most "
+                f"{EXPERIMENT_SYNC_S} s ago",
+                file=sys.stderr,
+                flush=True,
+            )
             os._exit(128 + self.signal)
         else:
-            print("already stopping; the experiment stays resumable (a third signal stops at once)",
-                  file=sys.stderr, flush=True)
+            print(
+                "already stopping; the experiment stays resumable (a third signal stops at once)",
+                file=sys.stderr,
+                flush=True,
+            )
         self.forward()
 
     def forward(self) -> None:
@@ -113,12 +124,23 @@ def _trainable(cfg: ExperimentConfig, dataset: Dataset, location: Location) -> A
 
 def _scheduler(cfg: ExperimentConfig) -> Any:
     if cfg.asha.mode == "async":
-        return ResumableASHA(time_attr=m.EPOCH, max_t=cfg.max_t, grace_period=cfg.asha.grace_period,
-                             reduction_factor=cfg.asha.reduction_factor, brackets=cfg.asha.brackets)
-    return SynchronousHalving(metric=m.ASHA_METRIC, time_attr=m.EPOCH, max_t=cfg.max_t,
-                              grace_period=cfg.asha.grace_period, reduction_factor=cfg.asha.reduction_factor,
-                              brackets=cfg.asha.brackets, total_trials=cfg.trial_count,
-                              max_concurrent=cfg.search.max_concurrent_trials)
+        return ResumableASHA(
+            time_attr=m.EPOCH,
+            max_t=cfg.max_t,
+            grace_period=cfg.asha.grace_period,
+            reduction_factor=cfg.asha.reduction_factor,
+            brackets=cfg.asha.brackets,
+        )
+    return SynchronousHalving(
+        metric=m.ASHA_METRIC,
+        time_attr=m.EPOCH,
+        max_t=cfg.max_t,
+        grace_period=cfg.asha.grace_period,
+        reduction_factor=cfg.asha.reduction_factor,
+        brackets=cfg.asha.brackets,
+        total_trials=cfg.trial_count,
+        max_concurrent=cfg.search.max_concurrent_trials,
+    )
 
 
 def _run_config(cfg: ExperimentConfig, location: Location) -> tune.RunConfig:
@@ -149,12 +171,22 @@ def _build(cfg: ExperimentConfig, dataset: Dataset, location: Location) -> tune.
         num_samples=cfg.search.num_samples, trial_name_creator=namer, trial_dirname_creator=namer,
         reuse_actors=cfg.runtime.reuse_actors,  # measured: see README, Throughput
     )  # fmt: skip
-    return tune.Tuner(_trainable(cfg, dataset, location), param_space=param_space(cfg), tune_config=tune_config,
-                      run_config=_run_config(cfg, location))
+    return tune.Tuner(
+        _trainable(cfg, dataset, location),
+        param_space=param_space(cfg),
+        tune_config=tune_config,
+        run_config=_run_config(cfg, location),
+    )
 
 
-def run(cfg: ExperimentConfig, dataset: Dataset, location: Location, observer: Observer,
-        retry_errored: bool = False, interrupt: Interrupt | None = None) -> SweepRun:
+def run(
+    cfg: ExperimentConfig,
+    dataset: Dataset,
+    location: Location,
+    observer: Observer,
+    retry_errored: bool = False,
+    interrupt: Interrupt | None = None,
+) -> SweepRun:
     """Fit a new experiment, or resume the one at `location`; errored trials rerun only when asked.
     `interrupt` is the caller's, when it must cover more than the run (the outputs after it)."""
     os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
@@ -166,8 +198,12 @@ def run(cfg: ExperimentConfig, dataset: Dataset, location: Location, observer: O
     with interrupt or Interrupt() as interrupt:
         resumed = tune.Tuner.can_restore(experiment)
         if resumed:
-            tuner = tune.Tuner.restore(experiment, trainable=_trainable(cfg, dataset, location),
-                                       resume_unfinished=True, resume_errored=retry_errored)
+            tuner = tune.Tuner.restore(
+                experiment,
+                trainable=_trainable(cfg, dataset, location),
+                resume_unfinished=True,
+                resume_errored=retry_errored,
+            )
         else:
             tuner = _build(cfg, dataset, location)
         live = callbacks.LiveTrials(cfg.trial.model_dump(mode="json"), location, observer, interrupt)

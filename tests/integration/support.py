@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
-from conftest import REPO, start_cli
+from conftest import REPO, start_cli  # noqa: F401 - REPO is shared with the fault tests
 
 TINY = """\
 name: {name}
@@ -76,8 +76,9 @@ def trial_dirs(experiment: Path) -> list[Path]:
     return sorted(p for p in experiment.iterdir() if (p / "params.json").is_file()) if experiment.is_dir() else []
 
 
-def wait_for(condition: Callable[[], Any], proc: subprocess.Popen[str], timeout: float = 600,
-             what: str = "condition") -> Any:
+def wait_for(
+    condition: Callable[[], Any], proc: subprocess.Popen[str], timeout: float = 600, what: str = "condition"
+) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = condition()

@@ -37,8 +37,14 @@ def snapshot(root: Path) -> dict[str, tuple[int, int, int]]:
     return entries
 
 
-def refused(tmp_path: Path, args: list[str], fragments: list[str], prefix: str = "config error: ",
-            env: dict[str, str] | None = None, limit_s: float = 120.0) -> str:
+def refused(
+    tmp_path: Path,
+    args: list[str],
+    fragments: list[str],
+    prefix: str = "config error: ",
+    env: dict[str, str] | None = None,
+    limit_s: float = 120.0,
+) -> str:
     """The real command: exit 2, one stderr line naming the field, no traceback, nothing written."""
     before = snapshot(tmp_path)
     start = time.monotonic()
@@ -74,13 +80,15 @@ def npz(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def write_config(tmp_path: Path, npz: Path, extra: dict[str, Any] | None = None) -> Path:
     config: dict[str, Any] = {
-        "name": "bad", "storage_path": str(tmp_path / "runs"),
+        "name": "bad",
+        "storage_path": str(tmp_path / "runs"),
         "data": {"source": "npz", "path": str(npz), "val_size": 100},
         "trial": {"model": "mlp", "mlp": {"hidden": [8]}, "epochs": 2, "batch_size": 32},
     }
     for key, value in (extra or {}).items():
-        config[key] = {**config[key], **value} if isinstance(value, dict) and isinstance(config.get(key), dict) \
-            else value
+        config[key] = (
+            {**config[key], **value} if isinstance(value, dict) and isinstance(config.get(key), dict) else value
+        )
     path = tmp_path / "experiment.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
@@ -112,15 +120,20 @@ def _fifo(tmp_path: Path, npz: Path) -> str:
 
 
 BOMB = "a0: &a0 [x, x, x, x, x, x, x, x, x]\n" + "".join(
-    f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]\n" for i in range(1, 9))
+    f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]\n" for i in range(1, 9)
+)
 
 # (id, makes the config path, extra command-line arguments, fragments)
 CONFIG_CASES: list[tuple[str, Callable[[Path, Path], str], list[str], list[str]]] = [
     ("yaml-duplicate-key", _text("trial:\n  lr: 0.1\n  lr: 0.2\n"), [], ["experiment.yaml:5", "duplicate key 'lr'"]),
     ("yaml-alias-bomb", _text(BOMB), [], ["aliases are expanded"]),
     ("yaml-deep-nesting", _text("x: " + "[" * 50_000 + "]" * 50_000 + "\n"), [], ["nested more than 32 levels"]),
-    ("yaml-python-tag", _text("seed: !!python/object/apply:os.system ['touch pwned']\n"), [],
-     ["YAML tags are not allowed"]),
+    (
+        "yaml-python-tag",
+        _text("seed: !!python/object/apply:os.system ['touch pwned']\n"),
+        [],
+        ["YAML tags are not allowed"],
+    ),
     ("yaml-a-list", _bytes(b"- name: x\n"), [], ["experiment.yaml", "YAML mapping"]),
     ("yaml-empty", _bytes(b""), [], ["experiment.yaml", "YAML mapping"]),
     ("yaml-not-utf8", _bytes("name: café\n".encode("latin-1")), [], ["experiment.yaml", "not UTF-8"]),
@@ -128,49 +141,117 @@ CONFIG_CASES: list[tuple[str, Callable[[Path, Path], str], list[str], list[str]]
     ("config-dev-zero", lambda tmp_path, npz: "/dev/zero", [], ["/dev/zero", "not a regular file"]),
     ("config-directory", lambda tmp_path, npz: str(tmp_path), [], ["cannot read config file: a directory"]),
     ("nan-lr", lambda t, n: str(write_config(t, n)), ["--set", "trial.lr=.nan"], ["trial.lr", "finite"]),
-    ("inf-augment", lambda t, n: str(write_config(t, n, {"trial": {"augment": {"rotate": float("inf")}}})), [],
-     ["trial.augment.rotate", "finite"]),
-    ("bool-batch-size", lambda t, n: str(write_config(t, n, {"trial": {"batch_size": True}})), [],
-     ["trial.batch_size", "valid integer"]),
-    ("seed-above-32-bits", lambda t, n: str(write_config(t, n)), ["--set", "seed=4294967296"],
-     ["seed", "4294967295"]),
-    ("cpu-too-fine", lambda t, n: str(write_config(t, n)), ["--set", "resources.cpu=0.00001"],
-     ["resources.cpu", "0.0001"]),
-    ("gpu-more-than-machine", lambda t, n: str(write_config(t, n)), ["--set", "resources.gpu=64"],
-     ["resources.gpu", "more GPUs per trial than this machine"]),
-    ("reduction-factor-below-one", lambda t, n: str(write_config(t, n)), ["--set", "asha.reduction_factor=0.5"],
-     ["asha.reduction_factor", "greater than 1"]),
-    ("exponent-without-dot", lambda t, n: str(write_config(t, n)), ["--set", "trial.lr=1e-3"],
-     ["trial.lr", "write 1.0e-3"]),
-    ("trials-above-cap", lambda t, n: str(write_config(t, n, {"search": {
-        "num_samples": 10_000, "space": {"lr": {"grid": [0.1, 0.01]}}}})), [], ["search.num_samples", "20000"]),
-    ("mlp-above-parameter-cap", lambda t, n: str(write_config(t, n, {"trial": {"mlp": {"hidden": [60000, 60000]}}})),
-     [], ["trial.model", "above the cap"]),
-    ("batch-size-above-train-limit", lambda t, n: str(write_config(t, n, {"data": {"train_limit": 50},
-                                                                          "trial": {"batch_size": 64}})), [],
-     ["trial.batch_size", "(50 samples)"]),
-    ("quniform-off-grid", lambda t, n: str(write_config(t, n)),
-     ["--set", "search.space={mlp.dropout: {quniform: [0.05, 0.5, 0.1]}}"], ["multiples of q"]),
-    ("deterministic-asha-under-optuna", lambda t, n: str(write_config(t, n, {
-        "search": {"algorithm": "optuna", "space": {"lr": {"loguniform": [0.001, 0.1]}}},
-        "asha": {"mode": "deterministic"}})), [], ["asha.mode", "async"]),
+    (
+        "inf-augment",
+        lambda t, n: str(write_config(t, n, {"trial": {"augment": {"rotate": float("inf")}}})),
+        [],
+        ["trial.augment.rotate", "finite"],
+    ),
+    (
+        "bool-batch-size",
+        lambda t, n: str(write_config(t, n, {"trial": {"batch_size": True}})),
+        [],
+        ["trial.batch_size", "valid integer"],
+    ),
+    ("seed-above-32-bits", lambda t, n: str(write_config(t, n)), ["--set", "seed=4294967296"], ["seed", "4294967295"]),
+    (
+        "cpu-too-fine",
+        lambda t, n: str(write_config(t, n)),
+        ["--set", "resources.cpu=0.00001"],
+        ["resources.cpu", "0.0001"],
+    ),
+    (
+        "gpu-more-than-machine",
+        lambda t, n: str(write_config(t, n)),
+        ["--set", "resources.gpu=64"],
+        ["resources.gpu", "more GPUs per trial than this machine"],
+    ),
+    (
+        "reduction-factor-below-one",
+        lambda t, n: str(write_config(t, n)),
+        ["--set", "asha.reduction_factor=0.5"],
+        ["asha.reduction_factor", "greater than 1"],
+    ),
+    (
+        "exponent-without-dot",
+        lambda t, n: str(write_config(t, n)),
+        ["--set", "trial.lr=1e-3"],
+        ["trial.lr", "write 1.0e-3"],
+    ),
+    (
+        "trials-above-cap",
+        lambda t, n: str(
+            write_config(t, n, {"search": {"num_samples": 10_000, "space": {"lr": {"grid": [0.1, 0.01]}}}})
+        ),
+        [],
+        ["search.num_samples", "20000"],
+    ),
+    (
+        "mlp-above-parameter-cap",
+        lambda t, n: str(write_config(t, n, {"trial": {"mlp": {"hidden": [60000, 60000]}}})),
+        [],
+        ["trial.model", "above the cap"],
+    ),
+    (
+        "batch-size-above-train-limit",
+        lambda t, n: str(write_config(t, n, {"data": {"train_limit": 50}, "trial": {"batch_size": 64}})),
+        [],
+        ["trial.batch_size", "(50 samples)"],
+    ),
+    (
+        "quniform-off-grid",
+        lambda t, n: str(write_config(t, n)),
+        ["--set", "search.space={mlp.dropout: {quniform: [0.05, 0.5, 0.1]}}"],
+        ["multiples of q"],
+    ),
+    (
+        "deterministic-asha-under-optuna",
+        lambda t, n: str(
+            write_config(
+                t,
+                n,
+                {
+                    "search": {"algorithm": "optuna", "space": {"lr": {"loguniform": [0.001, 0.1]}}},
+                    "asha": {"mode": "deterministic"},
+                },
+            )
+        ),
+        [],
+        ["asha.mode", "async"],
+    ),
     ("name-trailing-newline", lambda t, n: str(write_config(t, n)), ["--name", "bad\n"], ["name", "plain directory"]),
-    ("storage-path-ftp", lambda t, n: str(write_config(t, n)), ["--storage-path", "ftp://host/runs"],
-     ["storage_path", "'ftp'"]),
-    ("storage-path-s3-no-bucket", lambda t, n: str(write_config(t, n)), ["--storage-path", "s3://"],
-     ["storage_path", "bucket"]),
-    ("storage-path-unknown-user", lambda t, n: str(write_config(t, n)), ["--storage-path", "~nosuchuser_x/runs"],
-     ["storage_path", "unknown user"]),
+    (
+        "storage-path-ftp",
+        lambda t, n: str(write_config(t, n)),
+        ["--storage-path", "ftp://host/runs"],
+        ["storage_path", "'ftp'"],
+    ),
+    (
+        "storage-path-s3-no-bucket",
+        lambda t, n: str(write_config(t, n)),
+        ["--storage-path", "s3://"],
+        ["storage_path", "bucket"],
+    ),
+    (
+        "storage-path-unknown-user",
+        lambda t, n: str(write_config(t, n)),
+        ["--storage-path", "~nosuchuser_x/runs"],
+        ["storage_path", "unknown user"],
+    ),
     ("npz-without-path", _text("data: {source: npz}\n"), [], ["needs data.path"]),
-    ("torchvision-unknown-dataset", _text("data: {source: torchvision, dataset: ImageNet}\n"), [],
-     ["unknown torchvision dataset 'ImageNet'"]),
+    (
+        "torchvision-unknown-dataset",
+        _text("data: {source: torchvision, dataset: ImageNet}\n"),
+        [],
+        ["unknown torchvision dataset 'ImageNet'"],
+    ),
 ]
 
 
-@pytest.mark.parametrize(("make", "args", "fragments"), [c[1:] for c in CONFIG_CASES],
-                         ids=[c[0] for c in CONFIG_CASES])
-def test_config_refused(make: Callable[[Path, Path], str], args: list[str], fragments: list[str], tmp_path: Path,
-                        npz: Path) -> None:
+@pytest.mark.parametrize(("make", "args", "fragments"), [c[1:] for c in CONFIG_CASES], ids=[c[0] for c in CONFIG_CASES])
+def test_config_refused(
+    make: Callable[[Path, Path], str], args: list[str], fragments: list[str], tmp_path: Path, npz: Path
+) -> None:
     refused(tmp_path, ["launch", make(tmp_path, npz), *args], fragments)
     assert not (tmp_path / "pwned").exists()
 
@@ -203,15 +284,17 @@ DATA_CASES: list[tuple[str, Callable[[Path], dict[str, Any]], list[str]]] = [
     ("npz-mismatched-lengths", _npz_case(x_train=X, y_train=np.arange(500) % 10), ["one label per sample"]),
     ("npz-float-labels", _npz_case(x_train=X, y_train=np.ones(600, np.float64)), ["integer class indices"]),
     ("npz-nan-pixels", _npz_case(x_train=np.full((600, 4), np.nan), y_train=np.arange(600) % 2), ["NaN"]),
-    ("entry-point-raises", lambda _: {"source": "entry_point", "entry_point": "json:loads", "args": {"s": "{"}},
-     ["data.entry_point", "JSONDecodeError"]),
+    (
+        "entry-point-raises",
+        lambda _: {"source": "entry_point", "entry_point": "json:loads", "args": {"s": "{"}},
+        ["data.entry_point", "JSONDecodeError"],
+    ),
     ("truncated-idx", _truncated_fashion, ["data.root", "t10k-images-idx3-ubyte.gz", "unreadable"]),
 ]
 
 
 @pytest.mark.parametrize(("make", "fragments"), [c[1:] for c in DATA_CASES], ids=[c[0] for c in DATA_CASES])
-def test_data_refused(make: Callable[[Path], dict[str, Any]], fragments: list[str], tmp_path: Path,
-                      npz: Path) -> None:
+def test_data_refused(make: Callable[[Path], dict[str, Any]], fragments: list[str], tmp_path: Path, npz: Path) -> None:
     if make is _truncated_fashion and not FASHION_DIR.is_dir():
         pytest.skip("needs Debian's dataset-fashion-mnist")
     path = write_config(tmp_path, npz)
@@ -241,8 +324,9 @@ ADDRESS_CASES = [
 ]
 
 
-@pytest.mark.parametrize(("via", "address", "fragments"), [c[1:] for c in ADDRESS_CASES],
-                         ids=[c[0] for c in ADDRESS_CASES])
+@pytest.mark.parametrize(
+    ("via", "address", "fragments"), [c[1:] for c in ADDRESS_CASES], ids=[c[0] for c in ADDRESS_CASES]
+)
 def test_address_refused(via: str, address: str, fragments: list[str], tmp_path: Path, npz: Path) -> None:
     address = address.format(port=_closed_port())
     args = ["launch", str(write_config(tmp_path, npz))]
@@ -290,8 +374,13 @@ def _checkpoint(path: Path, **changes: Any) -> Path:
     from trainables.models import build_model
 
     spec = {"name": "mlp", "args": {"hidden": [8]}, "input_shape": [1, 28, 28], "num_classes": 10}
-    state = {"model": build_model(spec).state_dict(), "model_spec": spec, "input_scale": "standard",
-             "scaling": {"mean": [0.3], "std": [0.3], "pixel_max": 255.0}, **changes}
+    state = {
+        "model": build_model(spec).state_dict(),
+        "model_spec": spec,
+        "input_scale": "standard",
+        "scaling": {"mean": [0.3], "std": [0.3], "pixel_max": 255.0},
+        **changes,
+    }
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(state, path)
     return path
@@ -305,8 +394,7 @@ def test_checkpoint_with_zero_std_refused_by_evaluate(tmp_path: Path) -> None:
 def test_huge_model_spec_refused_before_allocating(tmp_path: Path) -> None:
     spec = {"name": "mlp", "args": {"hidden": [60000, 60000]}, "input_shape": [1, 28, 28], "num_classes": 10}
     model = _checkpoint(tmp_path / "ck" / "checkpoint.pt", model_spec=spec)
-    refused(tmp_path, ["evaluate", str(model)], ["checkpoint.pt", "above the cap"], prefix="data error: ",
-            limit_s=30)
+    refused(tmp_path, ["evaluate", str(model)], ["checkpoint.pt", "above the cap"], prefix="data error: ", limit_s=30)
 
 
 def test_malformed_manifest_refused_by_evaluate(tmp_path: Path) -> None:
@@ -322,19 +410,32 @@ def test_decompression_bomb_refused_by_evaluate(tmp_path: Path) -> None:
     def chunk(kind: bytes, body: bytes) -> bytes:
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
-    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 30000, 30000, 8, 0, 0, 0, 0)) + chunk(
-        b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    png = (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", 30000, 30000, 8, 0, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+        + chunk(b"IEND", b"")
+    )
     (tmp_path / "bomb.png").write_bytes(png)
     model = _checkpoint(tmp_path / "ck" / "checkpoint.pt")
-    refused(tmp_path, ["evaluate", str(model), "--predict", str(tmp_path / "bomb.png")],
-            ["bomb.png", "cannot read the image"], prefix="data error: ")
+    refused(
+        tmp_path,
+        ["evaluate", str(model), "--predict", str(tmp_path / "bomb.png")],
+        ["bomb.png", "cannot read the image"],
+        prefix="data error: ",
+    )
 
 
 def test_image_fifo_refused_without_blocking(tmp_path: Path) -> None:
     os.mkfifo(tmp_path / "shoe.png")
     model = _checkpoint(tmp_path / "ck" / "checkpoint.pt")
-    refused(tmp_path, ["evaluate", str(model), "--predict", str(tmp_path / "shoe.png")],
-            ["shoe.png", "not a regular file"], prefix="data error: ", limit_s=60)
+    refused(
+        tmp_path,
+        ["evaluate", str(model), "--predict", str(tmp_path / "shoe.png")],
+        ["shoe.png", "not a regular file"],
+        prefix="data error: ",
+        limit_s=60,
+    )
 
 
 # ------------------------------------------------------------------ output into a pipe the reader closed
@@ -349,8 +450,14 @@ def _buffered_env() -> dict[str, str]:
 
 def _into_closed_pipe(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
     """`python -m orchestrator ARGS | head -0`, deterministically: the reader is gone before anything is written."""
-    proc = subprocess.Popen([sys.executable, "-m", "orchestrator", *args], cwd=cwd, env=_buffered_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "orchestrator", *args],
+        cwd=cwd,
+        env=_buffered_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     assert proc.stdout is not None and proc.stderr is not None
     proc.stdout.close()
     stderr = proc.stderr.read()
@@ -394,7 +501,13 @@ def test_evaluation_into_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
 def test_head_closing_the_pipe_ends_quietly(tmp_path: Path) -> None:
     """The shell's own `| head -1`."""
     command = f"{sys.executable} -m orchestrator evaluate model --help | head -1"
-    done = subprocess.run(["bash", "-o", "pipefail", "-c", command], cwd=tmp_path, env=_buffered_env(),
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        ["bash", "-o", "pipefail", "-c", command],
+        cwd=tmp_path,
+        env=_buffered_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.stdout.startswith("usage:"), done.stdout
     assert done.stderr == "", done.stderr

@@ -12,16 +12,40 @@ REPO = Path(__file__).resolve().parents[1]
 
 def test_bench_end_to_end_writes_json(tmp_path: Path) -> None:
     output = tmp_path / "bench.json"
-    args = [sys.executable, "-m", "orchestrator.bench", "--epochs", "1", "--trials", "2", "--train-limit", "2000",
-            "--batch-sizes", "256,2000", "--tutorial-threads", "1", "--precision", "bf16", "--output", str(output),
-            "--scratch", str(tmp_path)]
+    args = [
+        sys.executable,
+        "-m",
+        "orchestrator.bench",
+        "--epochs",
+        "1",
+        "--trials",
+        "2",
+        "--train-limit",
+        "2000",
+        "--batch-sizes",
+        "256,2000",
+        "--tutorial-threads",
+        "1",
+        "--precision",
+        "bf16",
+        "--output",
+        str(output),
+        "--scratch",
+        str(tmp_path),
+    ]
     done = subprocess.run(args, capture_output=True, text=True, cwd=REPO, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "targets  trial_epoch_over_raw" in done.stdout
     result = json.loads(output.read_text())
     assert result["settings"]["precision"] == "bf16"  # reached the trials through runtime: (bf16 on a CPU)
-    for part, key in [("raw", "epoch_s"), ("trial", "epoch_s"), ("trial", "startup_s"), ("sweep", "fit_wall_s"),
-                      ("tutorial", "wall_s"), ("startup", "import_s")]:
+    for part, key in [
+        ("raw", "epoch_s"),
+        ("trial", "epoch_s"),
+        ("trial", "startup_s"),
+        ("sweep", "fit_wall_s"),
+        ("tutorial", "wall_s"),
+        ("startup", "import_s"),
+    ]:
         assert result[part][key] > 0, (part, key)
     assert result["sweep"]["trials"] == result["tutorial"]["trials"] == 2
     assert result["sweep"]["trial_epochs"] == result["tutorial"]["trial_epochs"] == 2

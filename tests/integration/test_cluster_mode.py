@@ -27,12 +27,23 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 NAME = "cluster-test"
 # Two one-epoch trials: one per 1-CPU node, at the same time.
-BUDGET = ["--set", "trial.epochs=1", "--set", "data.train_limit=5000", "--set", "search.space.model={grid: [mlp]}",
-          "--set", "search.space.lr={grid: [3.0e-3, 1.0e-3]}"]
+BUDGET = [
+    "--set",
+    "trial.epochs=1",
+    "--set",
+    "data.train_limit=5000",
+    "--set",
+    "search.space.model={grid: [mlp]}",
+    "--set",
+    "search.space.lr={grid: [3.0e-3, 1.0e-3]}",
+]
 LAUNCH_TIMEOUT_S = 300
 # The CLI installed beside this interpreter, so the nodes run the same Ray as the launcher.
-RAY_CLI = str(Path(sys.executable).with_name("ray")) if Path(sys.executable).with_name("ray").exists() \
+RAY_CLI = (
+    str(Path(sys.executable).with_name("ray"))
+    if Path(sys.executable).with_name("ray").exists()
     else shutil.which("ray") or "ray"
+)
 
 
 def free_ports(count: int) -> list[int]:
@@ -71,31 +82,62 @@ class LocalCluster:
         self.procs: list[subprocess.Popen[bytes]] = []
         gcs, client, dashboard, *agents = free_ports(5)
         self.address = f"127.0.0.1:{gcs}"
-        common = ["--block", "--node-ip-address", "127.0.0.1", "--num-cpus", "1", "--num-gpus", "0",
-                  "--object-store-memory", str(300 * 2**20), "--disable-usage-stats"]
-        self._start("head", ["--head", "--port", str(gcs), "--include-dashboard=false",
-                             "--dashboard-host=127.0.0.1", "--dashboard-port", str(dashboard),
-                             "--ray-client-server-port", str(client),
-                             "--dashboard-agent-listen-port", str(agents[0]), *common])
+        common = [
+            "--block",
+            "--node-ip-address",
+            "127.0.0.1",
+            "--num-cpus",
+            "1",
+            "--num-gpus",
+            "0",
+            "--object-store-memory",
+            str(300 * 2**20),
+            "--disable-usage-stats",
+        ]
+        self._start(
+            "head",
+            [
+                "--head",
+                "--port",
+                str(gcs),
+                "--include-dashboard=false",
+                "--dashboard-host=127.0.0.1",
+                "--dashboard-port",
+                str(dashboard),
+                "--ray-client-server-port",
+                str(client),
+                "--dashboard-agent-listen-port",
+                str(agents[0]),
+                *common,
+            ],
+        )
         # The worker retries until the head's GCS answers, so no wait in between.
-        self._start("worker", ["--address", self.address,
-                               "--dashboard-agent-listen-port", str(agents[1]), *common])
+        self._start("worker", ["--address", self.address, "--dashboard-agent-listen-port", str(agents[1]), *common])
         self._wait_for_nodes(2)
 
     def _start(self, role: str, args: list[str]) -> None:
         log = (self.root / f"{role}.log").open("wb")
-        self.procs.append(subprocess.Popen(
-            [RAY_CLI, "start", "--temp-dir", str(self.root / role), *args],
-            stdout=log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True))
+        self.procs.append(
+            subprocess.Popen(
+                [RAY_CLI, "start", "--temp-dir", str(self.root / role), *args],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=self.env,
+                start_new_session=True,
+            )
+        )
 
     def _wait_for_nodes(self, count: int, timeout_s: float = 90) -> None:
-        probe = (f"import ray; ray.init(address={self.address!r}, log_to_driver=False); "
-                 "print(sum(n['Alive'] for n in ray.nodes()))")
+        probe = (
+            f"import ray; ray.init(address={self.address!r}, log_to_driver=False); "
+            "print(sum(n['Alive'] for n in ray.nodes()))"
+        )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             assert all(p.poll() is None for p in self.procs), self.logs()
-            done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
-                                  env=self.env, timeout=60, check=False)
+            done = subprocess.run(
+                [sys.executable, "-c", probe], capture_output=True, text=True, env=self.env, timeout=60, check=False
+            )
             if done.returncode == 0 and done.stdout.strip().splitlines()[-1:] == [str(count)]:
                 return
             time.sleep(1)
@@ -121,16 +163,30 @@ class LocalCluster:
 
 
 def launch(address: str, storage: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "orchestrator.launch", "configs/smoke.yaml", "--address", address,
-               "--storage-path", str(storage), "--name", NAME, *BUDGET]
-    return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=LAUNCH_TIMEOUT_S, check=False)
+    command = [
+        sys.executable,
+        "-m",
+        "orchestrator.launch",
+        "configs/smoke.yaml",
+        "--address",
+        address,
+        "--storage-path",
+        str(storage),
+        "--name",
+        NAME,
+        *BUDGET,
+    ]
+    return subprocess.run(
+        command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=LAUNCH_TIMEOUT_S, check=False
+    )
 
 
 def trial_records(experiment: Path) -> dict[str, list[dict[str, object]]]:
     """Every reported row of every trial, from Ray's per-trial result.json."""
-    return {path.parent.name: [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-            for path in sorted(experiment.glob("*/result.json"))}
+    return {
+        path.parent.name: [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        for path in sorted(experiment.glob("*/result.json"))
+    }
 
 
 @pytest.fixture
@@ -177,5 +233,7 @@ def test_sweep_spans_nodes_and_resumes_on_a_new_cluster(workdir: Path) -> None:
     assert trial_records(experiment) == records
     # The resumed launch selects again from the same kept checkpoints: the very same export.
     assert (experiment / "best" / "model.pt").read_bytes() == exported
-    assert json.loads((experiment / "best" / "manifest.json").read_text())["source_checkpoint"] == \
-        manifest["source_checkpoint"]
+    assert (
+        json.loads((experiment / "best" / "manifest.json").read_text())["source_checkpoint"]
+        == manifest["source_checkpoint"]
+    )

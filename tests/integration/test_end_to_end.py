@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import stat
-from pathlib import Path
 
 import pandas as pd
 import pyarrow.parquet as pq
@@ -23,8 +22,9 @@ def test_best_model_loads_weights_only_and_reproduces_test_accuracy(smoke_experi
     saved = torch.load(exp / "best" / "model.pt", weights_only=True)
     model = build_model(saved["model_spec"])  # no trial config needed
     model.load_state_dict(saved["state_dict"])
-    scaling = input_scaling(saved["input_scale"], saved["scaling"]["mean"], saved["scaling"]["std"],
-                            saved["scaling"]["pixel_max"])
+    scaling = input_scaling(
+        saved["input_scale"], saved["scaling"]["mean"], saved["scaling"]["std"], saved["scaling"]["pixel_max"]
+    )
     _, accuracy = evaluate(model, to_device(fashion.test, torch.device("cpu")), scaling)
     assert abs(accuracy - manifest["test_accuracy"]) < 1e-6
     assert (exp / manifest["source_checkpoint"] / CHECKPOINT_FILE).is_file()  # relative to the experiment
@@ -41,15 +41,17 @@ def test_results_have_one_row_per_trial_and_early_stopping_cut_some(smoke_experi
     assert set(results["status"]) <= {"completed", "stopped"}
     status = json.loads((smoke_experiment.experiment / "status.json").read_text())
     assert status["state"] == "finished"
-    assert {name: entry["status"] for name, entry in status["trials"].items()} == \
-        dict(zip(results["trial_name"], results["status"], strict=True))
+    assert {name: entry["status"] for name, entry in status["trials"].items()} == dict(
+        zip(results["trial_name"], results["status"], strict=True)
+    )
 
 
 def test_best_is_best_among_all_reported_checkpoints(smoke_experiment: Sweep) -> None:
     exp = smoke_experiment.experiment
     manifest = json.loads((exp / "best" / "manifest.json").read_text())
-    reported = pd.concat(pd.read_csv(p / "progress.csv").assign(trial=p.name)
-                         for p in exp.iterdir() if (p / "progress.csv").is_file())
+    reported = pd.concat(
+        pd.read_csv(p / "progress.csv").assign(trial=p.name) for p in exp.iterdir() if (p / "progress.csv").is_file()
+    )
     top = reported.sort_values(["test_accuracy", "val_accuracy", "epoch"], ascending=[False, False, False]).iloc[0]
     assert (manifest["trial_name"], manifest["epoch"]) == (top["trial"], int(top["epoch"]))
     assert manifest["test_accuracy"] == top["test_accuracy"]
@@ -65,8 +67,13 @@ def test_each_trial_wrote_tensorboard_events(smoke_experiment: Sweep) -> None:
 
 def test_outputs_honour_the_umask_and_no_staging_is_left(smoke_experiment: Sweep) -> None:
     exp = smoke_experiment.experiment
-    for path in [exp / "results.parquet", exp / "best" / "model.pt", exp / "best" / "manifest.json",
-                 exp / "experiment.json", exp / "status.json"]:
+    for path in [
+        exp / "results.parquet",
+        exp / "best" / "model.pt",
+        exp / "best" / "manifest.json",
+        exp / "experiment.json",
+        exp / "status.json",
+    ]:
         mode = stat.S_IMODE(path.stat().st_mode)
         assert mode & stat.S_IRGRP and not mode & (stat.S_IWGRP | stat.S_IWOTH), (path, oct(mode))
     assert not [p.name for p in exp.iterdir() if p.name.startswith(".best.")]

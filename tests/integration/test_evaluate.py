@@ -86,7 +86,7 @@ def test_predict_returns_the_labels_of_real_test_images(good: Sweep, tmp_path: P
     assert len(lines) == len(paths)
     for line, (path, label) in zip(lines, paths, strict=True):
         assert line.startswith(str(path))
-        first = line[len(str(path)):].split("(then:")[0].strip()
+        first = line[len(str(path)) :].split("(then:")[0].strip()
         name, probability = first.rsplit(None, 1)
         assert name == CLASSES[label], line
         assert 0.5 < float(probability) <= 1.0

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from ray.cluster_utils import Cluster
 from support import (
     SLOW_EPOCH,
     finish,
@@ -20,7 +21,6 @@ from support import (
     wait_for,
     write_config,
 )
-from ray.cluster_utils import Cluster
 
 EPOCHS = 4
 
@@ -28,11 +28,15 @@ EPOCHS = 4
 @pytest.fixture
 def two_nodes() -> Iterator[tuple[Cluster, object]]:
     # One CPU per node: with two trials wanting one CPU each, Ray must use both nodes.
-    cluster = Cluster(initialize_head=True, head_node_args={
-        "num_cpus": 1, "include_dashboard": False,
-        # Notice a vanished node within seconds, not the default ~30 s.
-        "_system_config": {"health_check_period_ms": 500, "health_check_failure_threshold": 4},
-    })
+    cluster = Cluster(
+        initialize_head=True,
+        head_node_args={
+            "num_cpus": 1,
+            "include_dashboard": False,
+            # Notice a vanished node within seconds, not the default ~30 s.
+            "_system_config": {"health_check_period_ms": 500, "health_check_failure_threshold": 4},
+        },
+    )
     worker = cluster.add_node(num_cpus=1)
     cluster.wait_for_nodes()
     try:
@@ -49,9 +53,16 @@ def test_trials_use_both_nodes_and_survive_removing_one(tmp_path: Path, two_node
     worker_id = worker.node_id
     proc = start(config, "--address", cluster.address, cwd=tmp_path)
     try:
+
         def trial_on_worker_node() -> Path | None:
-            return next((t for t in trial_dirs(exp_dir)
-                         if (rows := results(t)) and rows[-1]["node_id"] == worker_id and len(rows) < EPOCHS), None)
+            return next(
+                (
+                    t
+                    for t in trial_dirs(exp_dir)
+                    if (rows := results(t)) and rows[-1]["node_id"] == worker_id and len(rows) < EPOCHS
+                ),
+                None,
+            )
 
         moved = wait_for(trial_on_worker_node, proc, what="a trial reporting from the worker node")
         cluster.remove_node(worker, allow_graceful=False)  # preemption: no drain, no goodbye
@@ -70,13 +81,20 @@ def test_trials_use_both_nodes_and_survive_removing_one(tmp_path: Path, two_node
     assert moved_rows[0]["epoch"] == 1 and len({r["pid"] for r in moved_rows}) >= 2
 
 
-def test_trial_larger_than_every_node_is_refused_after_joining(tmp_path: Path,
-                                                                two_nodes: tuple[Cluster, object]) -> None:
+def test_trial_larger_than_every_node_is_refused_after_joining(
+    tmp_path: Path, two_nodes: tuple[Cluster, object]
+) -> None:
     cluster, _ = two_nodes
     config = write_config(tmp_path, "toobig", 1)
-    code, out, err = finish(start(config, "--address", cluster.address, "--set", "resources.cpu=2", cwd=tmp_path),
-                            timeout=300)
+    code, out, err = finish(
+        start(config, "--address", cluster.address, "--set", "resources.cpu=2", cwd=tmp_path), timeout=300
+    )
     assert code == 2, err[-3000:]
-    assert err.strip().splitlines()[-1].startswith(
-        "config error: resources.cpu: more CPUs per trial than the largest live node of the cluster has (1)")
+    assert (
+        err.strip()
+        .splitlines()[-1]
+        .startswith(
+            "config error: resources.cpu: more CPUs per trial than the largest live node of the cluster has (1)"
+        )
+    )
     assert not (tmp_path / "runs").exists()

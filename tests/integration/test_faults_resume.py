@@ -72,14 +72,18 @@ def wait_until(condition: Callable[[], bool], seconds: float) -> bool:
 
 
 def test_driver_sigkill_then_rerun_resumes_without_rerunning_finished_trials(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     extra = "search: {space: {lr: {grid: [1.0e-3, 2.0e-3, 3.0e-3]}}, max_concurrent_trials: 1}\n"
     config = write_config(tmp_path, "crash", EPOCHS, extra, train_limit=SLOW_EPOCH)
     exp_dir = tmp_path / "runs" / "crash"
     proc = start(config, cwd=tmp_path)
     try:
-        first_done = wait_for(lambda: next((t for t in trial_dirs(exp_dir) if len(results(t)) == EPOCHS), None),
-                              proc, what="a finished trial")
+        first_done = wait_for(
+            lambda: next((t for t in trial_dirs(exp_dir) if len(results(t)) == EPOCHS), None),
+            proc,
+            what="a finished trial",
+        )
         finished_at = time.monotonic()
 
         # A second launch on the same experiment while the first runs: refused, nothing started.
@@ -178,8 +182,15 @@ def test_changed_config_names_every_changed_field(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"^search\.space\.model\.grid, trial\.lr: changed since"):
         claims.claim(changed, location)
     # Where it runs is not what it computes: another storage path or cluster address still resumes.
-    moved = validate({"name": "exp", "trial": {"lr": 1e-3}, "search": {"space": {"model": {"grid": ["mlp"]}}},
-                      "ray": {"address": "ray://head:10001"}, "storage_path": "/elsewhere"})
+    moved = validate(
+        {
+            "name": "exp",
+            "trial": {"lr": 1e-3},
+            "search": {"space": {"model": {"grid": ["mlp"]}}},
+            "ray": {"address": "ray://head:10001"},
+            "storage_path": "/elsewhere",
+        }
+    )
     with claims.claim(moved, location):
         pass
 
@@ -197,12 +208,15 @@ def test_a_launch_that_never_trained_does_not_hold_its_config_against_the_next(t
 
 def test_lock_is_released_when_its_holder_is_killed(tmp_path: Path) -> None:
     cfg = validate({"name": "exp"})
-    code = ("import sys, time; from orchestrator import claim; from orchestrator.config import validate;"
-            "from orchestrator.location import Location;"
-            f"c = claim.claim(validate({{'name': 'exp'}}), Location.parse({str(tmp_path)!r}, 'exp'));"
-            "print('held', flush=True); time.sleep(600)")
-    holder = subprocess.Popen([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(REPO)},
-                              stdout=subprocess.PIPE, text=True)
+    code = (
+        "import sys, time; from orchestrator import claim; from orchestrator.config import validate;"
+        "from orchestrator.location import Location;"
+        f"c = claim.claim(validate({{'name': 'exp'}}), Location.parse({str(tmp_path)!r}, 'exp'));"
+        "print('held', flush=True); time.sleep(600)"
+    )
+    holder = subprocess.Popen(
+        [sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE, text=True
+    )
     location = Location.parse(str(tmp_path), "exp")
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"

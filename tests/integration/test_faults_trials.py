@@ -27,11 +27,13 @@ EPOCHS = 8
 
 def test_killed_worker_resumes_from_its_checkpoint_like_an_uninterrupted_twin(tmp_path: Path) -> None:
     # Two identical trials (same seed, same data): one is SIGKILLed, the other is the reference.
-    config = tiny_config(tmp_path, "twins", EPOCHS, "search: {num_samples: 2}\nfailure: {max_retries: 2}\n",
-                         train_limit=SLOW_EPOCH)
+    config = tiny_config(
+        tmp_path, "twins", EPOCHS, "search: {num_samples: 2}\nfailure: {max_retries: 2}\n", train_limit=SLOW_EPOCH
+    )
     experiment = tmp_path / "runs" / "twins"
     proc = start(config, cwd=tmp_path)
     try:
+
         def reported_once() -> tuple[Path, int] | None:
             for trial in trial_dirs(experiment):
                 rows = results(trial)
@@ -65,6 +67,7 @@ def test_trial_failing_past_its_retries_is_recorded_and_the_rest_still_selected(
     proc = start(config, cwd=tmp_path)
     killed: set[int] = set()
     try:
+
         def doomed_trial() -> Path | None:
             return next((t for t in trial_dirs(experiment) if "-lr2e-3-" in t.name), None)
 

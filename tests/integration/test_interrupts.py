@@ -18,16 +18,22 @@ EPOCHS = 4
 EXTRA = "search: {space: {lr: {grid: [1.0e-3, 2.0e-3, 3.0e-3]}}, max_concurrent_trials: 1}\n"
 
 
-@pytest.mark.parametrize(("signum", "code", "group", "twice"), [
-    (signal.SIGINT, 130, True, False),  # Ctrl-C in a terminal: every process of the group gets it
-    (signal.SIGTERM, 143, False, True),  # a scheduler's stop, sent again while the sweep is stopping
-], ids=["ctrl-c", "sigterm-twice"])
-def test_an_interrupted_sweep_says_so_exports_nothing_and_resumes(tmp_path: Path, signum: int, code: int,
-                                                                  group: bool, twice: bool) -> None:
+@pytest.mark.parametrize(
+    ("signum", "code", "group", "twice"),
+    [
+        (signal.SIGINT, 130, True, False),  # Ctrl-C in a terminal: every process of the group gets it
+        (signal.SIGTERM, 143, False, True),  # a scheduler's stop, sent again while the sweep is stopping
+    ],
+    ids=["ctrl-c", "sigterm-twice"],
+)
+def test_an_interrupted_sweep_says_so_exports_nothing_and_resumes(
+    tmp_path: Path, signum: int, code: int, group: bool, twice: bool
+) -> None:
     config = write_config(tmp_path, "stop", EPOCHS, EXTRA, train_limit=SLOW_EPOCH)
     experiment = tmp_path / "runs" / "stop"
     proc = start(config, cwd=tmp_path)
     try:
+
         def second_trial_mid_run() -> Path | None:
             done = [t for t in trial_dirs(experiment) if len(results(t)) == EPOCHS]
             running = [t for t in trial_dirs(experiment) if 1 <= len(results(t)) < EPOCHS]
@@ -47,8 +53,9 @@ def test_an_interrupted_sweep_says_so_exports_nothing_and_resumes(tmp_path: Path
         raise
     assert returncode == code, err[-3000:]
     assert "Traceback" not in err, err[-3000:]
-    assert err.strip().splitlines()[-1] == ("interrupted: 1 of 3 trials finished; rerun the same command to "
-                                            "resume"), err[-2000:]
+    assert err.strip().splitlines()[-1] == ("interrupted: 1 of 3 trials finished; rerun the same command to resume"), (
+        err[-2000:]
+    )
     # Nothing written as if the sweep had finished.
     assert not (experiment / "best").exists() and not (experiment / "results.parquet").exists()
     status = json.loads((experiment / "status.json").read_text())
@@ -58,8 +65,9 @@ def test_an_interrupted_sweep_says_so_exports_nothing_and_resumes(tmp_path: Path
     assert report.returncode == 0, report.stderr
     assert "UNFINISHED: interrupted" in report.stdout
     assert "stopped" not in {line.split()[-3] for line in report.stdout.splitlines()[2:] if line[:1].isdigit()}
-    finished_first = {t.name: (t / "result.json").read_bytes() for t in trial_dirs(experiment)
-                      if len(results(t)) == EPOCHS}
+    finished_first = {
+        t.name: (t / "result.json").read_bytes() for t in trial_dirs(experiment) if len(results(t)) == EPOCHS
+    }
 
     again, out, err = finish(start(config, cwd=tmp_path))
     assert again == 0, err[-3000:]

@@ -33,8 +33,12 @@ def s3_env() -> Iterator[dict[str, str]]:
     port = _free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
-    env = {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "test",
-           "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}
+    env = {
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)  # for this process's own reads of the store
     try:
@@ -58,7 +62,9 @@ def _store() -> pafs.FileSystem:
 def _files(prefix: str) -> set[str]:
     selector = pafs.FileSelector(f"{BUCKET}/{prefix}", recursive=True, allow_not_found=True)
     base = f"{BUCKET}/{prefix}/"
-    return {info.path.removeprefix(base) for info in _store().get_file_info(selector) if info.type == pafs.FileType.File}
+    return {
+        info.path.removeprefix(base) for info in _store().get_file_info(selector) if info.type == pafs.FileType.File
+    }
 
 
 def _read_json(key: str) -> dict:
@@ -73,14 +79,19 @@ def _config(tmp_path: Path, name: str, epochs: int, storage: str, train_limit: i
     return path
 
 
-def test_a_sweep_on_s3_writes_every_output_to_the_store_and_reads_back(s3_env: dict[str, str],
-                                                                        tmp_path: Path) -> None:
+def test_a_sweep_on_s3_writes_every_output_to_the_store_and_reads_back(s3_env: dict[str, str], tmp_path: Path) -> None:
     config = _config(tmp_path, "s3sweep", 2, f"s3://{BUCKET}/team")
     done = cli("launch", str(config), env=s3_env, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     files = _files("team/s3sweep")
-    for key in ("results.parquet", "history.parquet", "best/model.pt", "best/manifest.json", "experiment.json",
-                "status.json"):
+    for key in (
+        "results.parquet",
+        "history.parquet",
+        "best/model.pt",
+        "best/manifest.json",
+        "experiment.json",
+        "status.json",
+    ):
         assert key in files, (key, sorted(files))
     assert any(k.startswith("_summary/events.out.tfevents") for k in files)
     trials = {k.split("/")[0] for k in files if k.endswith("/params.json")}
@@ -103,19 +114,21 @@ def test_a_sweep_on_s3_writes_every_output_to_the_store_and_reads_back(s3_env: d
     pulled = cli("pull", uri, str(copy), env=s3_env)
     assert pulled.returncode == 0, pulled.stderr
     assert (copy / "best" / "model.pt").read_bytes() == _store().open_input_stream(
-        f"{BUCKET}/team/s3sweep/best/model.pt").read()
+        f"{BUCKET}/team/s3sweep/best/model.pt"
+    ).read()
     assert list((copy / "_summary").glob("events.out.tfevents.*"))  # tensorboard --logdir copy works
 
 
-def test_driver_sigkill_on_s3_then_rerun_resumes_and_a_second_launch_is_refused(s3_env: dict[str, str],
-                                                                                  tmp_path: Path) -> None:
+def test_driver_sigkill_on_s3_then_rerun_resumes_and_a_second_launch_is_refused(
+    s3_env: dict[str, str], tmp_path: Path
+) -> None:
     config = _config(tmp_path, "s3crash", 8, f"s3://{BUCKET}/team", train_limit=SLOW_EPOCH)
     proc = start_cli("launch", str(config), "--set", "search.max_concurrent_trials=1", env=s3_env, cwd=tmp_path)
     try:
+
         def epochs_reported() -> int:
             keys = [k for k in _files("team/s3crash") if k.endswith("/result.json")]
-            return sum(len(_store().open_input_stream(f"{BUCKET}/team/s3crash/{k}").read().splitlines())
-                       for k in keys)
+            return sum(len(_store().open_input_stream(f"{BUCKET}/team/s3crash/{k}").read().splitlines()) for k in keys)
 
         wait_for(lambda: epochs_reported() >= 2, proc, what="two epochs on the store", timeout=600)
         second = cli("launch", str(config), "--set", "search.max_concurrent_trials=1", env=s3_env, cwd=tmp_path)
@@ -126,16 +139,26 @@ def test_driver_sigkill_on_s3_then_rerun_resumes_and_a_second_launch_is_refused(
     finally:
         kill_session(proc)
     assert "results.parquet" not in _files("team/s3crash")
-    code, out, err = finish(start_cli("launch", str(config), "--set", "search.max_concurrent_trials=1", env=s3_env,
-                                      cwd=tmp_path))
+    code, out, err = finish(
+        start_cli("launch", str(config), "--set", "search.max_concurrent_trials=1", env=s3_env, cwd=tmp_path)
+    )
     assert code == 0, err[-3000:]
     assert "resumed the experiment" in out
     results = cli("report", f"s3://{BUCKET}/team/s3crash", "--out", str(tmp_path / "r"), env=s3_env)
     assert results.returncode == 0 and "2 completed" in results.stdout, results.stdout[-2000:]
     assert ".launch.lock" not in _files("team/s3crash")  # the lease is released when the launch ends
 
-    fresh = cli("launch", str(config), "--fresh", "--set", "trial.epochs=1", "--set", "asha.grace_period=1",
-                env=s3_env, cwd=tmp_path)
+    fresh = cli(
+        "launch",
+        str(config),
+        "--fresh",
+        "--set",
+        "trial.epochs=1",
+        "--set",
+        "asha.grace_period=1",
+        env=s3_env,
+        cwd=tmp_path,
+    )
     assert fresh.returncode == 0, fresh.stderr[-2000:]
     assert "experiment: s3crash-2 ->" in fresh.stdout
     assert "best/manifest.json" in _files("team/s3crash-2")

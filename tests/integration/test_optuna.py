@@ -28,10 +28,12 @@ def _first_suggestions(seed: int, count: int = 4) -> list[dict]:
     pytest.importorskip("optuna")
     from orchestrator.searchers import build_search_alg
     from orchestrator.tuning import param_space
+
     from trainables import metrics as m
 
-    cfg = validate({"name": "t", "seed": seed, "trial": {"epochs": 2},
-                    "search": {"algorithm": "optuna", "space": SPACE}})
+    cfg = validate(
+        {"name": "t", "seed": seed, "trial": {"epochs": 2}, "search": {"algorithm": "optuna", "space": SPACE}}
+    )
     searcher = build_search_alg(cfg.search, cfg.seed)
     assert searcher.set_search_properties(m.ASHA_METRIC, "max", param_space(cfg))
     return [searcher.suggest(f"trial_{i}") for i in range(count)]
@@ -46,12 +48,16 @@ def test_seeded_optuna_proposes_the_same_first_trials_twice() -> None:
 
 def test_optuna_concurrency_cap_is_the_searchers() -> None:
     pytest.importorskip("optuna")
+    from orchestrator.searchers import build_search_alg
     from ray.tune.search import ConcurrencyLimiter
 
-    from orchestrator.searchers import build_search_alg
-
-    cfg = validate({"name": "t", "trial": {"epochs": 2},
-                    "search": {"algorithm": "optuna", "max_concurrent_trials": 2, "space": SPACE}})
+    cfg = validate(
+        {
+            "name": "t",
+            "trial": {"epochs": 2},
+            "search": {"algorithm": "optuna", "max_concurrent_trials": 2, "space": SPACE},
+        }
+    )
     searcher = build_search_alg(cfg.search, cfg.seed)
     assert isinstance(searcher, ConcurrencyLimiter) and searcher.max_concurrent == 2
 
@@ -66,18 +72,26 @@ def test_random_search_is_seeded_and_capped() -> None:
 
 def _launch(args: list[str], timeout: int = 600) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "orchestrator.launch", *args], capture_output=True, text=True,
-                          cwd=ROOT, env=env, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "orchestrator.launch", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=timeout,
+    )
 
 
 def test_a_grid_under_optuna_is_one_line_and_exit_2(tmp_path: Path) -> None:
     pytest.importorskip("optuna")
-    proc = _launch([str(ROOT / "configs" / "smoke.yaml"), "--set", "search.algorithm=optuna",
-                    "--storage-path", str(tmp_path)])
+    proc = _launch(
+        [str(ROOT / "configs" / "smoke.yaml"), "--set", "search.algorithm=optuna", "--storage-path", str(tmp_path)]
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
         "config error: search.space.model: grid is not searchable by optuna (TPE samples distributions): "
-        "write choice, or use search.algorithm: random (got {'grid': ['mlp', 'cnn']})"]
+        "write choice, or use search.algorithm: random (got {'grid': ['mlp', 'cnn']})"
+    ]
     assert list(tmp_path.iterdir()) == []
 
 

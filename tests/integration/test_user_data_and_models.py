@@ -58,7 +58,7 @@ def load(dtype="float32"):
     return {"x_train": x, "y_train": digits.target, "classes": [str(c) for c in digits.target_names]}
 '''
 
-NETS = '''\
+NETS = """\
 from torch import nn
 
 
@@ -73,7 +73,7 @@ def build(input_shape, num_classes, width=32, depth=1):
 
 def digits_only(input_shape, num_classes, **unused):
     return nn.Sequential(nn.Flatten(), nn.Linear(64, num_classes))  # 8x8 pixels, whatever the data
-'''
+"""
 
 USER_MODEL = "usermodels.nets:build"
 DIGITS = 1797
@@ -142,8 +142,13 @@ def photo_patches() -> dict[str, np.ndarray]:
                 labels.append(2 * index + (c >= cols // 2))
     x, y = np.ascontiguousarray(np.stack(images), dtype=np.uint8), np.array(labels, dtype=np.int64)
     test = np.arange(len(y)) % 5 == 0
-    return {"x_train": x[~test], "y_train": y[~test], "x_test": x[test], "y_test": y[test],
-            "classes": np.array(classes)}
+    return {
+        "x_train": x[~test],
+        "y_train": y[~test],
+        "x_test": x[test],
+        "y_test": y[test],
+        "classes": np.array(classes),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -156,8 +161,15 @@ def patches(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, n
 
 
 def write_config(directory: Path, name: str, data: dict[str, Any], trial: dict[str, Any], **sections: Any) -> Path:
-    config = {"name": name, "storage_path": str(directory / "runs"), "data": data, "trial": trial,
-              "resources": {"cpu": 1}, "asha": {"grace_period": trial["epochs"]}, **sections}
+    config = {
+        "name": name,
+        "storage_path": str(directory / "runs"),
+        "data": data,
+        "trial": trial,
+        "resources": {"cpu": 1},
+        "asha": {"grace_period": trial["epochs"]},
+        **sections,
+    }
     path = directory / f"{name}.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
@@ -194,8 +206,9 @@ def digits_sweep(directory: Path, dtype: str, data: dict[str, Any], env: dict[st
     """mlp and cnn on the digits (float32: a 2-block cnn; uint8: 1 block)."""
     channels = [8, 16] if dtype == "float32" else [8]
     trial = {**TRIAL, "model": "mlp", "cnn": {"channels": channels, "hidden": 16}}
-    config = write_config(directory, f"digits-{dtype}", data, trial,
-                          search={"space": {"model": {"grid": ["mlp", "cnn"]}}})
+    config = write_config(
+        directory, f"digits-{dtype}", data, trial, search={"space": {"model": {"grid": ["mlp", "cnn"]}}}
+    )
     return directory / "runs" / config.stem, launch(config, env=env)
 
 
@@ -214,12 +227,15 @@ def npz_sweep(digits_npz: dict[str, Path], tmp_path_factory: pytest.TempPathFact
 
 
 @pytest.mark.parametrize("dtype", ["float32", "uint8"])
-def test_digits_npz_with_the_builtin_models(npz_sweep: Callable[[str], Sweep], digits_npz: dict[str, Path],
-                                            dtype: str) -> None:
+def test_digits_npz_with_the_builtin_models(
+    npz_sweep: Callable[[str], Sweep], digits_npz: dict[str, Path], dtype: str
+) -> None:
     experiment, done = npz_sweep(dtype)
     train, val, test = carved(DIGITS)
-    assert f"data: data.path {digits_npz[dtype]} (train {train}, val {val}, test {test}, input [1, 8, 8], " \
-           "10 classes" in done.stdout
+    assert (
+        f"data: data.path {digits_npz[dtype]} (train {train}, val {val}, test {test}, input [1, 8, 8], "
+        "10 classes" in done.stdout
+    )
     rows = table(experiment)
     assert {r["config.model"] for r in rows.values()} == {"mlp", "cnn"}
     assert {r["status"] for r in rows.values()} == {"completed"}
@@ -234,26 +250,38 @@ def test_digits_npz_with_the_builtin_models(npz_sweep: Callable[[str], Sweep], d
     scored = cli("evaluate", str(experiment / "best"))
     assert scored.returncode == 0, scored.stderr
     assert f"data:  data.path {digits_npz[dtype]}, test split ({test} samples)" in scored.stdout
-    assert f"test accuracy: {best['test_accuracy']:.4f} ({round(best['test_accuracy'] * test)}/{test})" \
-        in scored.stdout
+    assert f"test accuracy: {best['test_accuracy']:.4f} ({round(best['test_accuracy'] * test)}/{test})" in scored.stdout
     assert "matches best/manifest.json" in scored.stdout
 
 
-def test_digits_through_an_entry_point_match_the_npz(npz_sweep: Callable[[str], Sweep], package: Path,
-                                                     tmp_path: Path) -> None:
-    data = {"source": "entry_point", "entry_point": "digits_data:load", "args": {"dtype": "float32"},
-            "val_size": VAL_FRACTION}
+def test_digits_through_an_entry_point_match_the_npz(
+    npz_sweep: Callable[[str], Sweep], package: Path, tmp_path: Path
+) -> None:
+    data = {
+        "source": "entry_point",
+        "entry_point": "digits_data:load",
+        "args": {"dtype": "float32"},
+        "val_size": VAL_FRACTION,
+    }
     experiment, done = digits_sweep(tmp_path, "float32", data, env=env_with(package))
     train, val, test = carved(DIGITS)
-    assert f"data: data.entry_point digits_data:load (train {train}, val {val}, test {test}, input [1, 8, 8]" \
+    assert (
+        f"data: data.entry_point digits_data:load (train {train}, val {val}, test {test}, input [1, 8, 8]"
         in done.stdout
+    )
     # Same arrays, same seed: the same splits, so every trial's numbers are the .npz run's.
     npz_experiment = npz_sweep("float32")[0]
     npz_rows = {r["config.model"]: r for r in table(npz_experiment).values()}
     for row in table(experiment).values():
         other = npz_rows[row["config.model"]]
-        for column in ("final_train_loss", "final_val_accuracy", "final_test_accuracy", "best_val_accuracy",
-                       "best_test_accuracy", "best_epoch"):
+        for column in (
+            "final_train_loss",
+            "final_val_accuracy",
+            "final_test_accuracy",
+            "best_val_accuracy",
+            "best_test_accuracy",
+            "best_epoch",
+        ):
             assert row[column] == other[column], (row["config.model"], column)
     assert manifest(experiment)["test_accuracy"] == manifest(npz_experiment)["test_accuracy"]
     scored = cli("evaluate", str(experiment / "best"), env=env_with(package))
@@ -265,12 +293,12 @@ def test_digits_through_an_entry_point_match_the_npz(npz_sweep: Callable[[str], 
 # ------------------------------------------------------------------ c: a CIFAR-shaped set from real photographs
 
 
-def test_photo_patches_train_a_cnn_with_channelwise_scaling(patches: tuple[Path, dict[str, np.ndarray]],
-                                                            tmp_path: Path) -> None:
+def test_photo_patches_train_a_cnn_with_channelwise_scaling(
+    patches: tuple[Path, dict[str, np.ndarray]], tmp_path: Path
+) -> None:
     path, arrays = patches
     trial = {**TRIAL, "model": "cnn", "cnn": {"channels": [8, 16], "hidden": 32}, "input_scale": "standard"}
-    config = write_config(tmp_path, "patches", {"source": "npz", "path": str(path), "val_size": VAL_FRACTION},
-                          trial)
+    config = write_config(tmp_path, "patches", {"source": "npz", "path": str(path), "val_size": VAL_FRACTION}, trial)
     done = launch(config)
     n_train, n_test = len(arrays["y_train"]), len(arrays["y_test"])
     val = round(VAL_FRACTION * n_train)
@@ -324,7 +352,8 @@ def _working(pgid: int) -> list[str]:
 
 
 def test_user_model_searched_resumed_after_sigkill_exported_and_evaluated(
-        package: Path, digits_npz: dict[str, Path], tmp_path: Path) -> None:
+    package: Path, digits_npz: dict[str, Path], tmp_path: Path
+) -> None:
     trial = {"model": USER_MODEL, "model_args": {"width": 32, "depth": 1}, "batch_size": 1, "epochs": USER_EPOCHS}
     space = {"model_args.width": {"grid": [16, 32]}, "model_args.depth": {"grid": [1, 2]}}
     data = {"source": "npz", "path": str(digits_npz["uint8"]), "val_size": VAL_FRACTION}
@@ -341,8 +370,14 @@ def test_user_model_searched_resumed_after_sigkill_exported_and_evaluated(
                 seen.update(finished=finished, at=time.monotonic())
             if not finished or time.monotonic() - seen["at"] < 2 * EXPERIMENT_SYNC_S + 1:
                 return None
-            return next((t for t in trial_dirs(experiment)
-                         if 1 <= len(results(t)) <= USER_EPOCHS - 3 and any(t.glob("checkpoint_*"))), None)
+            return next(
+                (
+                    t
+                    for t in trial_dirs(experiment)
+                    if 1 <= len(results(t)) <= USER_EPOCHS - 3 and any(t.glob("checkpoint_*"))
+                ),
+                None,
+            )
 
         victim = wait_for(interrupted, proc, what="a trial mid-run with a checkpoint")
         os.kill(proc.pid, signal.SIGKILL)  # the driver only
@@ -353,8 +388,9 @@ def test_user_model_searched_resumed_after_sigkill_exported_and_evaluated(
         assert not _working(proc.pid), _working(proc.pid)
     finally:
         kill_session(proc)
-    finished = {t.name: (t / "result.json").read_bytes() for t in trial_dirs(experiment)
-                if len(results(t)) == USER_EPOCHS}
+    finished = {
+        t.name: (t / "result.json").read_bytes() for t in trial_dirs(experiment) if len(results(t)) == USER_EPOCHS
+    }
     assert finished and victim.name not in finished
     reported_before = len(results(victim))
 
@@ -374,7 +410,11 @@ def test_user_model_searched_resumed_after_sigkill_exported_and_evaluated(
     assert len(frame) == 4 and set(frame["status"]) == {"completed"}
     assert set(frame["epochs_run"]) == {USER_EPOCHS}
     assert sorted(zip(frame["config.model_args.width"], frame["config.model_args.depth"], strict=True)) == [
-        (16, 1), (16, 2), (32, 1), (32, 2)]
+        (16, 1),
+        (16, 2),
+        (32, 1),
+        (32, 2),
+    ]
     assert set(frame["config.model"]) == {USER_MODEL}
 
     best = manifest(experiment)
@@ -424,32 +464,67 @@ def test_user_model_searched_resumed_after_sigkill_exported_and_evaluated(
 
 
 def test_user_model_with_recipe_settings_histograms_and_gpu_preflight(
-        package: Path, patches: tuple[Path, dict[str, np.ndarray]], tmp_path: Path) -> None:
+    package: Path, patches: tuple[Path, dict[str, np.ndarray]], tmp_path: Path
+) -> None:
     path, _ = patches
-    trial = {"model": USER_MODEL, "model_args": {"width": 8, "depth": 2}, "batch_size": 32, "epochs": EPOCHS,
-             "input_scale": "standard", "augment": {"crop_padding": 2, "flip": True},
-             "schedule": {"name": "cosine"}, "clip": {"by": "norm", "threshold": 1.0}, "loss": {"l2": 1.0e-4}}
-    config = write_config(tmp_path, "recipe", {"source": "npz", "path": str(path), "val_size": VAL_FRACTION},
-                          trial, tensorboard={"histogram_every": 1},
-                          runtime={"precision": "fp32", "channels_last": True, "compile": False})
+    trial = {
+        "model": USER_MODEL,
+        "model_args": {"width": 8, "depth": 2},
+        "batch_size": 32,
+        "epochs": EPOCHS,
+        "input_scale": "standard",
+        "augment": {"crop_padding": 2, "flip": True},
+        "schedule": {"name": "cosine"},
+        "clip": {"by": "norm", "threshold": 1.0},
+        "loss": {"l2": 1.0e-4},
+    }
+    config = write_config(
+        tmp_path,
+        "recipe",
+        {"source": "npz", "path": str(path), "val_size": VAL_FRACTION},
+        trial,
+        tensorboard={"histogram_every": 1},
+        runtime={"precision": "fp32", "channels_last": True, "compile": False},
+    )
     env = env_with(package)
 
     # GPU preflight on the user's model: half a GPU of 80 GiB each fits; 100 trials on a 0.5 GiB GPU do not.
-    fits = cli("launch", str(config), "--dry-run", "--set", "resources.gpu=0.5", "--set",
-               "runtime.gpu_memory_gb=80", cwd=tmp_path, env=env)
+    fits = cli(
+        "launch",
+        str(config),
+        "--dry-run",
+        "--set",
+        "resources.gpu=0.5",
+        "--set",
+        "runtime.gpu_memory_gb=80",
+        cwd=tmp_path,
+        env=env,
+    )
     assert fits.returncode == 0, fits.stderr
-    refused = cli("launch", str(config), "--dry-run", "--set", "runtime.gpu_memory_gb=0.5", "--set",
-                  "resources.gpu=0.01", cwd=tmp_path, env=env)
+    refused = cli(
+        "launch",
+        str(config),
+        "--dry-run",
+        "--set",
+        "runtime.gpu_memory_gb=0.5",
+        "--set",
+        "resources.gpu=0.01",
+        cwd=tmp_path,
+        env=env,
+    )
     assert refused.returncode == 2
     assert refused.stderr.strip().startswith("config error: resources.gpu: ")
     assert f"model {USER_MODEL}" in refused.stderr
     # A model that does not fit the data is refused before Ray starts, not in every trial.
-    misfit = cli("launch", str(config), "--dry-run", "--set", "trial.model=usermodels.nets:digits_only",
-                 cwd=tmp_path, env=env)
+    misfit = cli(
+        "launch", str(config), "--dry-run", "--set", "trial.model=usermodels.nets:digits_only", cwd=tmp_path, env=env
+    )
     assert misfit.returncode == 2
-    assert misfit.stderr.strip().startswith("config error: trial.model: usermodels.nets:digits_only {'width': 8, "
-                                            "'depth': 2} fails on a batch of this data's input shape [3, 32, 32] "
-                                            "(RuntimeError: ")
+    assert misfit.stderr.strip().startswith(
+        "config error: trial.model: usermodels.nets:digits_only {'width': 8, "
+        "'depth': 2} fails on a batch of this data's input shape [3, 32, 32] "
+        "(RuntimeError: "
+    )
 
     launch(config, env=env)
     experiment = tmp_path / "runs" / "recipe"
@@ -492,13 +567,20 @@ def torchvision_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_torchvision_dataset_by_name_without_download(torchvision_root: Path, tmp_path: Path) -> None:
-    data = {"source": "torchvision", "dataset": "FashionMNIST", "root": str(torchvision_root),
-            "train_limit": 2000, "val_size": 1000}
+    data = {
+        "source": "torchvision",
+        "dataset": "FashionMNIST",
+        "root": str(torchvision_root),
+        "train_limit": 2000,
+        "val_size": 1000,
+    }
     trial = {"model": "mlp", "mlp": {"hidden": [16]}, "batch_size": 64, "epochs": 1}
     config = write_config(tmp_path, "tv", data, trial)
     done = launch(config)
-    assert f"data: torchvision FashionMNIST under {torchvision_root} (train 2000, val 1000, test 10000, " \
-           "input [1, 28, 28], 10 classes" in done.stdout
+    assert (
+        f"data: torchvision FashionMNIST under {torchvision_root} (train 2000, val 1000, test 10000, "
+        "input [1, 28, 28], 10 classes" in done.stdout
+    )
     assert manifest(tmp_path / "runs" / "tv")["classes"] == list(FASHION_CLASSES)
 
     absent = tmp_path / "no-such-root"
@@ -520,8 +602,18 @@ def test_the_worked_example_runs_as_documented(tmp_path: Path) -> None:
     header = EXAMPLE.read_text()
     assert "PYTHONPATH=configs/examples python -m orchestrator launch configs/examples/digits.yaml" in header
     env = cli_env(PYTHONPATH=os.pathsep.join([str(REPO), "configs/examples"]))  # relative, from the repo root
-    done = cli("launch", "configs/examples/digits.yaml", "--storage-path", str(tmp_path), "--set",
-               "trial.epochs=2", "--set", "asha.grace_period=2", cwd=REPO, env=env)
+    done = cli(
+        "launch",
+        "configs/examples/digits.yaml",
+        "--storage-path",
+        str(tmp_path),
+        "--set",
+        "trial.epochs=2",
+        "--set",
+        "asha.grace_period=2",
+        cwd=REPO,
+        env=env,
+    )
     assert done.returncode == 0, f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     train, val, test = carved(DIGITS, yaml.safe_load(header)["data"]["val_size"])
     assert f"data: data.entry_point digits_data:load (train {train}, val {val}, test {test}, " in done.stdout
@@ -535,8 +627,9 @@ def test_the_worked_example_runs_as_documented(tmp_path: Path) -> None:
     assert "matches best/manifest.json" in scored.stdout
 
 
-def test_the_worked_example_dry_runs_in_process(monkeypatch: pytest.MonkeyPatch,
-                                                capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_worked_example_dry_runs_in_process(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """What tests/unit/test_recipe_configs.py needs for this file: its modules on sys.path."""
     monkeypatch.syspath_prepend(str(EXAMPLE.parent))
     assert launch_main([str(EXAMPLE), "--dry-run"]) == 0

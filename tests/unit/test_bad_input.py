@@ -36,7 +36,7 @@ from trainables import data_sources
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 TIME_LIMIT_S = 5.0
 ENTRY_MODULE = "bad_input_entry_points"
-ENTRY_SOURCE = '''\
+ENTRY_SOURCE = """\
 import numpy as np
 
 
@@ -72,7 +72,7 @@ def returns_no_labels():
 
 def takes_nothing():
     return {"x_train": np.zeros((4, 2), np.float32), "y_train": np.array([0, 1, 0, 1])}
-'''
+"""
 
 
 # ------------------------------------------------------------------ the helper every case goes through
@@ -89,8 +89,14 @@ def snapshot(root: Path) -> dict[str, tuple[int, int, int]]:
     return entries
 
 
-def refused(capsys: pytest.CaptureFixture[str], root: Path, argv: list[str], fragments: list[str],
-            prefix: str = "config error: ", limit_s: float = TIME_LIMIT_S) -> str:
+def refused(
+    capsys: pytest.CaptureFixture[str],
+    root: Path,
+    argv: list[str],
+    fragments: list[str],
+    prefix: str = "config error: ",
+    limit_s: float = TIME_LIMIT_S,
+) -> str:
     """Runs the CLI; asserts exit 2, one stderr line naming the field (`fragments`), no traceback,
     nothing written under root, and an answer within limit_s. Returns the line."""
     capsys.readouterr()
@@ -123,8 +129,12 @@ def refused(capsys: pytest.CaptureFixture[str], root: Path, argv: list[str], fra
 
 def _tiny_npz(path: Path, n: int = 600, shape: tuple[int, ...] = (28, 28), **extra: Any) -> Path:
     rng = np.random.default_rng(0)
-    arrays = {"x_train": rng.integers(0, 256, (n, *shape), dtype=np.uint8), "y_train": np.arange(n) % 10,
-              "x_test": rng.integers(0, 256, (100, *shape), dtype=np.uint8), "y_test": np.arange(100) % 10}
+    arrays = {
+        "x_train": rng.integers(0, 256, (n, *shape), dtype=np.uint8),
+        "y_train": np.arange(n) % 10,
+        "x_test": rng.integers(0, 256, (100, *shape), dtype=np.uint8),
+        "y_test": np.arange(100) % 10,
+    }
     arrays.update(extra)
     np.savez(path, **{k: v for k, v in arrays.items() if v is not None})
     return path
@@ -170,13 +180,13 @@ def base(tmp_path: Path, shared: Path) -> dict[str, Any]:
 def deep_merge(into: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     merged = dict(into)
     for key, value in extra.items():
-        merged[key] = deep_merge(merged[key], value) if isinstance(value, dict) and isinstance(
-            merged.get(key), dict) else value
+        merged[key] = (
+            deep_merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) else value
+        )
     return merged
 
 
-def write_config(tmp_path: Path, shared: Path, extra: dict[str, Any] | None = None, drop: tuple[str, ...] = ()
-                 ) -> Path:
+def write_config(tmp_path: Path, shared: Path, extra: dict[str, Any] | None = None, drop: tuple[str, ...] = ()) -> Path:
     config = deep_merge(base(tmp_path, shared), extra or {})
     for key in drop:
         config.pop(key)
@@ -186,8 +196,10 @@ def write_config(tmp_path: Path, shared: Path, extra: dict[str, Any] | None = No
 
 
 def base_text(tmp_path: Path, shared: Path) -> str:
-    return (f"name: bad\nstorage_path: {tmp_path / 'runs'}\n"
-            f"data: {{source: npz, path: {shared / 'tiny.npz'}, val_size: 100}}\n")
+    return (
+        f"name: bad\nstorage_path: {tmp_path / 'runs'}\n"
+        f"data: {{source: npz, path: {shared / 'tiny.npz'}, val_size: 100}}\n"
+    )
 
 
 # ------------------------------------------------------------------ YAML: the file and its syntax
@@ -221,18 +233,22 @@ YAML_CASES = [
     ("duplicate-in-flow-mapping", "trial: {epochs: 2, epochs: 3}\n", ["duplicate key 'epochs'"]),
     ("duplicate-section", "trial: {epochs: 2}\ntrial: {epochs: 3}\n", ["duplicate key 'trial'"]),
     ("duplicate-deep-in-space", "search: {space: {lr: {grid: [0.1], grid: [0.2]}}}\n", ["duplicate key 'grid'"]),
-    ("duplicate-inside-list-item", "search: {space: {loss: {grid: [{l1: 0.1, l1: 0.2}]}}}\n",
-     ["duplicate key 'l1'"]),
+    ("duplicate-inside-list-item", "search: {space: {loss: {grid: [{l1: 0.1, l1: 0.2}]}}}\n", ["duplicate key 'l1'"]),
     ("alias-bomb-lists", _alias_bomb(), ["aliases are expanded", "alias bomb"]),
     ("alias-bomb-mappings", _mapping_bomb(), ["aliases are expanded"]),
-    ("alias-bomb-inside-a-field", "trial:\n  model_args:\n" + "".join("    " + line + "\n"
-                                                                     for line in _alias_bomb().splitlines()),
-     ["aliases are expanded"]),
+    (
+        "alias-bomb-inside-a-field",
+        "trial:\n  model_args:\n" + "".join("    " + line + "\n" for line in _alias_bomb().splitlines()),
+        ["aliases are expanded"],
+    ),
     ("nesting-past-the-cap", f"trial: {{model_args: {{x: {_nested(40)}}}}}\n", ["nested more than 32 levels"]),
     ("nesting-deep-lists", f"deep: {_nested(100_000)}\n", ["nested more than 32 levels"]),
     ("nesting-deep-mappings", "deep: " + "{a: " * 20_000 + "1" + "}" * 20_000 + "\n", ["nested more than 32"]),
-    ("nesting-deep-block-style", "".join("  " * i + f"k{i}:\n" for i in range(60)) + "  " * 60 + "v: 1\n",
-     ["nested more than 32 levels"]),
+    (
+        "nesting-deep-block-style",
+        "".join("  " * i + f"k{i}:\n" for i in range(60)) + "  " * 60 + "v: 1\n",
+        ["nested more than 32 levels"],
+    ),
     ("tag-python-object", "seed: !!python/object/apply:os.system ['touch pwned']\n", ["YAML tags are not allowed"]),
     ("tag-python-name", "seed: !!python/name:os.system\n", ["YAML tags are not allowed"]),
     ("tag-custom", "seed: !secret 3\n", ["YAML tags are not allowed"]),
@@ -249,8 +265,9 @@ YAML_CASES = [
 
 
 @pytest.mark.parametrize(("text", "fragments"), [c[1:] for c in YAML_CASES], ids=[c[0] for c in YAML_CASES])
-def test_yaml_refused(text: str, fragments: list[str], tmp_path: Path, shared: Path,
-                      capsys: pytest.CaptureFixture[str]) -> None:
+def test_yaml_refused(
+    text: str, fragments: list[str], tmp_path: Path, shared: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = tmp_path / "experiment.yaml"
     path.write_text(base_text(tmp_path, shared) + text)
     line = refused(capsys, tmp_path, ["launch", str(path)], fragments)
@@ -310,8 +327,9 @@ FILE_CASES: list[tuple[str, Callable[[Path], str], list[str]]] = [
 
 
 @pytest.mark.parametrize(("make", "fragments"), [c[1:] for c in FILE_CASES], ids=[c[0] for c in FILE_CASES])
-def test_config_file_refused(make: Callable[[Path], str], fragments: list[str], tmp_path: Path,
-                             capsys: pytest.CaptureFixture[str]) -> None:
+def test_config_file_refused(
+    make: Callable[[Path], str], fragments: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     refused(capsys, tmp_path, ["launch", make(tmp_path)], fragments)
 
 
@@ -330,21 +348,37 @@ VALUE_CASES: list[tuple[str, dict[str, Any], list[str], list[str]]] = [
     ("nan-init-bound", {"trial": {"init": {"scheme": "uniform", "bound": NAN}}}, [], ["trial.init.bound"]),
     ("inf-init-bound", {}, ["trial.init.bound=.inf"], ["trial.init.bound"]),
     ("huge-init-bound", {}, ["trial.init.bound=1.0e+300"], ["trial.init.bound", "less than or equal to 1000"]),
-    ("nan-uniform-bound", {"search": {"space": {"mlp.dropout": {"uniform": [0.0, NAN]}}}}, [],
-     ["search.space.mlp.dropout.uniform", "finite"]),
-    ("inf-loguniform-bound", {"search": {"space": {"lr": {"loguniform": [1e-4, INF]}}}}, [],
-     ["search.space.lr.loguniform", "finite"]),
+    (
+        "nan-uniform-bound",
+        {"search": {"space": {"mlp.dropout": {"uniform": [0.0, NAN]}}}},
+        [],
+        ["search.space.mlp.dropout.uniform", "finite"],
+    ),
+    (
+        "inf-loguniform-bound",
+        {"search": {"space": {"lr": {"loguniform": [1e-4, INF]}}}},
+        [],
+        ["search.space.lr.loguniform", "finite"],
+    ),
     ("nan-grid-value", {"search": {"space": {"lr": {"grid": [0.1, NAN]}}}}, [], ["search.space.lr", "finite"]),
     ("inf-choice-value", {}, ["search.space={lr: {choice: [.inf]}}"], ["search.space.lr", "finite"]),
     ("nan-cpu", {"resources": {"cpu": NAN}}, [], ["resources.cpu"]),
     ("inf-gpu", {}, ["resources.gpu=.inf"], ["resources.gpu"]),
     ("nan-reduction-factor", {"asha": {"reduction_factor": NAN}}, [], ["asha.reduction_factor"]),
     ("inf-reduction-factor", {}, ["asha.reduction_factor=.inf"], ["asha.reduction_factor"]),
-    ("nan-step-gamma", {"trial": {"schedule": {"name": "step", "step": {"gamma": NAN}}}}, [],
-     ["trial.schedule.step.gamma"]),
+    (
+        "nan-step-gamma",
+        {"trial": {"schedule": {"name": "step", "step": {"gamma": NAN}}}},
+        [],
+        ["trial.schedule.step.gamma"],
+    ),
     ("inf-plateau-threshold", {}, ["trial.schedule.plateau.threshold=.inf"], ["trial.schedule.plateau.threshold"]),
-    ("inf-onecycle-div-factor", {}, ["trial.schedule.onecycle.div_factor=.inf"],
-     ["trial.schedule.onecycle.div_factor"]),
+    (
+        "inf-onecycle-div-factor",
+        {},
+        ["trial.schedule.onecycle.div_factor=.inf"],
+        ["trial.schedule.onecycle.div_factor"],
+    ),
     ("nan-warmup-epochs", {}, ["trial.schedule.warmup_epochs=.nan"], ["trial.schedule.warmup_epochs"]),
     ("nan-augment-rotate", {"trial": {"augment": {"rotate": NAN}}}, [], ["trial.augment.rotate"]),
     ("inf-augment-translate", {}, ["trial.augment.translate=.inf"], ["trial.augment.translate"]),
@@ -373,19 +407,30 @@ VALUE_CASES: list[tuple[str, dict[str, Any], list[str], list[str]]] = [
     ("seed-negative", {}, ["seed=-1"], ["seed", "greater than or equal to 0"]),
     ("seed-beyond-int64", {}, ["seed=9223372036854775808"], ["seed", "beyond 64 bits"]),
     ("huge-int-in-yaml", {"trial": {"epochs": 10**30}}, [], ["trial.epochs", "beyond 64 bits"]),
-    ("huge-int-in-model-args", {}, ["trial.model_args={w: 100000000000000000000000}"],
-     ["trial.model_args.w", "beyond 64 bits"]),
-    ("randint-seed-above-32-bits", {"search": {"space": {"seed": {"randint": [0, 2**40]}}}}, [],
-     ["search.space.seed", "4294967295"]),
-    ("randint-beyond-int64", {}, ["search.space={seed: {randint: [0, 18446744073709551616]}}"],
-     ["search.space.seed.randint[1]", "beyond 64 bits"]),
+    (
+        "huge-int-in-model-args",
+        {},
+        ["trial.model_args={w: 100000000000000000000000}"],
+        ["trial.model_args.w", "beyond 64 bits"],
+    ),
+    (
+        "randint-seed-above-32-bits",
+        {"search": {"space": {"seed": {"randint": [0, 2**40]}}}},
+        [],
+        ["search.space.seed", "4294967295"],
+    ),
+    (
+        "randint-beyond-int64",
+        {},
+        ["search.space={seed: {randint: [0, 18446744073709551616]}}"],
+        ["search.space.seed.randint[1]", "beyond 64 bits"],
+    ),
     ("batch-size-huge", {}, ["trial.batch_size=4611686018427387904"], ["trial.batch_size", "10000000"]),
     ("train-limit-huge", {}, ["data.train_limit=4611686018427387904"], ["data.train_limit"]),
     ("max-retries-huge", {}, ["failure.max_retries=1000000000"], ["failure.max_retries"]),
     ("histogram-every-huge", {}, ["tensorboard.histogram_every=10000000000"], ["tensorboard.histogram_every"]),
     ("trials-per-gpu-huge", {}, ["resources.trials_per_gpu=10000000000"], ["resources.trials_per_gpu"]),
-    ("plateau-patience-huge", {}, ["trial.schedule.plateau.patience=10000000000"],
-     ["trial.schedule.plateau.patience"]),
+    ("plateau-patience-huge", {}, ["trial.schedule.plateau.patience=10000000000"], ["trial.schedule.plateau.patience"]),
     # CPU and GPU amounts Ray cannot represent
     ("cpu-too-fine", {}, ["resources.cpu=0.00001"], ["resources.cpu", "steps of 0.0001"]),
     ("cpu-fraction-above-one", {}, ["resources.cpu=1.5"], ["resources.cpu", "whole number"]),
@@ -397,11 +442,26 @@ VALUE_CASES: list[tuple[str, dict[str, Any], list[str], list[str]]] = [
     ("cpu-more-than-machine", {}, ["resources.cpu=1024"], ["resources.cpu", "more CPUs per trial than this machine"]),
     ("gpu-more-than-machine", {}, ["resources.gpu=64"], ["resources.gpu", "more GPUs per trial than this machine"]),
     # sizes
-    ("trials-above-cap", {"search": {"num_samples": 5001, "space": {"lr": {"grid": [0.1, 0.01]}}}}, [],
-     ["search.num_samples", "10002 trials", "10000"]),
-    ("grid-product-above-cap", {"search": {"num_samples": 10, "space": {
-        "lr": {"grid": [round(0.001 * (i + 1), 3) for i in range(40)]},
-        "seed": {"grid": list(range(30))}}}}, [], ["search.num_samples", "12000 trials"]),
+    (
+        "trials-above-cap",
+        {"search": {"num_samples": 5001, "space": {"lr": {"grid": [0.1, 0.01]}}}},
+        [],
+        ["search.num_samples", "10002 trials", "10000"],
+    ),
+    (
+        "grid-product-above-cap",
+        {
+            "search": {
+                "num_samples": 10,
+                "space": {
+                    "lr": {"grid": [round(0.001 * (i + 1), 3) for i in range(40)]},
+                    "seed": {"grid": list(range(30))},
+                },
+            }
+        },
+        [],
+        ["search.num_samples", "12000 trials"],
+    ),
     ("num-samples-above-cap", {}, ["search.num_samples=10001"], ["search.num_samples", "10000"]),
     ("epochs-above-cap", {}, ["trial.epochs=10001"], ["trial.epochs", "10000"]),
     ("epochs-zero", {}, ["trial.epochs=0"], ["trial.epochs", "greater than 0"]),
@@ -415,24 +475,48 @@ VALUE_CASES: list[tuple[str, dict[str, Any], list[str], list[str]]] = [
     ("rnn-layers-above-cap", {}, ["trial.model=lstm", "trial.lstm.layers=5"], ["trial.lstm.layers"]),
     ("max-concurrent-zero", {}, ["search.max_concurrent_trials=0"], ["search.max_concurrent_trials"]),
     # search spaces
-    ("inverted-bounds", {"search": {"space": {"lr": {"uniform": [0.1, 0.01]}}}}, [],
-     ["search.space.lr.uniform", "low must be below high"]),
+    (
+        "inverted-bounds",
+        {"search": {"space": {"lr": {"uniform": [0.1, 0.01]}}}},
+        [],
+        ["search.space.lr.uniform", "low must be below high"],
+    ),
     ("equal-bounds", {}, ["search.space={lr: {loguniform: [0.1, 0.1]}}"], ["search.space.lr.loguniform", "below"]),
     ("loguniform-low-zero", {}, ["search.space={lr: {loguniform: [0, 0.1]}}"], ["search.space.lr.loguniform", "> 0"]),
-    ("quniform-off-grid", {"search": {"space": {"mlp.dropout": {"quniform": [0.05, 0.5, 0.1]}}}}, [],
-     ["search.space.mlp.dropout.quniform", "multiples of q"]),
+    (
+        "quniform-off-grid",
+        {"search": {"space": {"mlp.dropout": {"quniform": [0.05, 0.5, 0.1]}}}},
+        [],
+        ["search.space.mlp.dropout.quniform", "multiples of q"],
+    ),
     ("quniform-q-zero", {}, ["search.space={mlp.dropout: {quniform: [0.0, 0.5, 0.0]}}"], ["q must be > 0"]),
-    ("quniform-wrong-arity", {}, ["search.space={mlp.dropout: {quniform: [0.0, 0.5]}}"],
-     ["search.space.mlp.dropout.quniform", "[low, high, q]"]),
+    (
+        "quniform-wrong-arity",
+        {},
+        ["search.space={mlp.dropout: {quniform: [0.0, 0.5]}}"],
+        ["search.space.mlp.dropout.quniform", "[low, high, q]"],
+    ),
     ("uniform-wrong-arity", {}, ["search.space={lr: {uniform: [0.1]}}"], ["search.space.lr.uniform", "[low, high]"]),
     ("uniform-three-bounds", {}, ["search.space={lr: {uniform: [0.1, 0.2, 0.3]}}"], ["search.space.lr.uniform"]),
     ("uniform-text-bounds", {}, ["search.space={lr: {uniform: [a, b]}}"], ["search.space.lr.uniform", "numbers"]),
-    ("randint-float-bounds", {}, ["search.space={seed: {randint: [0.5, 3]}}"],
-     ["search.space.seed.randint", "integers"]),
-    ("uniform-on-int-field", {"search": {"space": {"batch_size": {"uniform": [16, 64]}}}}, [],
-     ["search.space.batch_size.uniform", "integer", "randint"]),
-    ("quniform-int-field", {"search": {"space": {"batch_size": {"quniform": [16, 64, 16]}}}}, [],
-     ["search.space.batch_size.quniform", "integer"]),
+    (
+        "randint-float-bounds",
+        {},
+        ["search.space={seed: {randint: [0.5, 3]}}"],
+        ["search.space.seed.randint", "integers"],
+    ),
+    (
+        "uniform-on-int-field",
+        {"search": {"space": {"batch_size": {"uniform": [16, 64]}}}},
+        [],
+        ["search.space.batch_size.uniform", "integer", "randint"],
+    ),
+    (
+        "quniform-int-field",
+        {"search": {"space": {"batch_size": {"quniform": [16, 64, 16]}}}},
+        [],
+        ["search.space.batch_size.quniform", "integer"],
+    ),
     ("empty-grid", {}, ["search.space={lr: {grid: []}}"], ["search.space.lr.grid", "at least one value"]),
     ("empty-choice", {"search": {"space": {"lr": {"choice": []}}}}, [], ["search.space.lr.choice"]),
     ("unknown-kind", {}, ["search.space={lr: {normal: [0, 1]}}"], ["search.space.lr", "unknown search kind"]),
@@ -440,15 +524,25 @@ VALUE_CASES: list[tuple[str, dict[str, Any], list[str], list[str]]] = [
     ("kind-not-a-list", {}, ["search.space={lr: {grid: 0.1}}"], ["search.space.lr.grid", "must be a list"]),
     ("spec-not-a-mapping", {}, ["search.space={lr: [0.1, 0.2]}"], ["search.space.lr"]),
     ("space-not-a-mapping", {}, ["search.space=[lr]"], ["search.space"]),
-    ("section-and-field", {"search": {"space": {"loss": {"grid": [{}, {"l1": 0.001}]},
-                                                "loss.l2": {"grid": [0.1]}}}}, [],
-     ["search.space.loss", "loss.l2 inside it"]),
+    (
+        "section-and-field",
+        {"search": {"space": {"loss": {"grid": [{}, {"l1": 0.001}]}, "loss.l2": {"grid": [0.1]}}}},
+        [],
+        ["search.space.loss", "loss.l2 inside it"],
+    ),
     ("epochs-searched", {}, ["search.space={epochs: {grid: [1, 2]}}"], ["search.space.epochs", "not searched"]),
-    ("grid-under-optuna", {"search": {"algorithm": "optuna", "space": {"lr": {"grid": [0.1, 0.01]}}}}, [],
-     ["search.space.lr", "grid is not searchable by optuna"]),
-    ("deterministic-asha-under-optuna", {"search": {"algorithm": "optuna", "space": {"lr": {"choice": [0.1]}}},
-                                         "asha": {"mode": "deterministic"}}, [],
-     ["asha.mode", "optuna", "async"]),
+    (
+        "grid-under-optuna",
+        {"search": {"algorithm": "optuna", "space": {"lr": {"grid": [0.1, 0.01]}}}},
+        [],
+        ["search.space.lr", "grid is not searchable by optuna"],
+    ),
+    (
+        "deterministic-asha-under-optuna",
+        {"search": {"algorithm": "optuna", "space": {"lr": {"choice": [0.1]}}}, "asha": {"mode": "deterministic"}},
+        [],
+        ["asha.mode", "optuna", "async"],
+    ),
     ("unknown-field", {}, ["search.space={learning_rate: {grid: [0.1]}}"], ["search.space.learning_rate"]),
     ("field-of-a-value", {}, ["search.space={lr.x: {grid: [0.1]}}"], ["search.space.lr.x", "no sub-fields"]),
     ("empty-path-part", {}, ["search.space={mlp..hidden: {grid: [[8]]}}"], ["search.space.mlp..hidden"]),
@@ -468,8 +562,12 @@ VALUE_CASES: list[tuple[str, dict[str, Any], list[str], list[str]]] = [
     ("unknown-model", {}, ["trial.model=resnet"], ["trial.model", "unknown model 'resnet'"]),
     ("unknown-optimizer", {}, ["trial.optimizer=lion"], ["trial.optimizer", "'adam'"]),
     ("unknown-activation", {}, ["trial.mlp.activation=swish"], ["trial.mlp.activation", "'relu'"]),
-    ("space-wrong-model-field", {}, ["search.space={mlp.channels: {grid: [[8]]}}"],
-     ["search.space.mlp.channels", "not a mlp field"]),
+    (
+        "space-wrong-model-field",
+        {},
+        ["search.space={mlp.channels: {grid: [[8]]}}"],
+        ["search.space.mlp.channels", "not a mlp field"],
+    ),
     ("space-negative-lr", {"search": {"space": {"lr": {"grid": [0.1, -1]}}}}, [], ["search.space.lr", "got -1"]),
     ("num-samples-zero", {}, ["search.num_samples=0"], ["search.num_samples", "greater than or equal to 1"]),
     ("keep-checkpoints-zero", {}, ["selection.keep_checkpoints=0"], ["selection.keep_checkpoints"]),
@@ -493,8 +591,7 @@ VALUE_CASES: list[tuple[str, dict[str, Any], list[str], list[str]]] = [
     ("storage-path-blank", {}, ["storage_path='  '"], ["storage_path", "must not be empty"]),
     ("storage-path-nul", {"storage_path": "runs\x00x"}, [], ["storage_path", "NUL"]),
     ("storage-path-newline", {"storage_path": "runs\n"}, [], ["storage_path", "control character"]),
-    ("storage-path-unknown-user", {"storage_path": "~nosuchuser_bad_input/runs"}, [],
-     ["storage_path", "unknown user"]),
+    ("storage-path-unknown-user", {"storage_path": "~nosuchuser_bad_input/runs"}, [], ["storage_path", "unknown user"]),
     ("storage-path-ftp", {"storage_path": "ftp://example.com/runs"}, [], ["storage_path", "'ftp'"]),
     ("storage-path-foo", {}, ["storage_path=foo://bar"], ["storage_path", "unknown URI scheme 'foo'"]),
     ("storage-path-s3-no-bucket", {"storage_path": "s3://"}, [], ["storage_path", "bucket"]),
@@ -504,10 +601,15 @@ VALUE_CASES: list[tuple[str, dict[str, Any], list[str], list[str]]] = [
 ]
 
 
-@pytest.mark.parametrize(("extra", "sets", "fragments"), [c[1:] for c in VALUE_CASES],
-                         ids=[c[0] for c in VALUE_CASES])
-def test_value_refused(extra: dict[str, Any], sets: list[str], fragments: list[str], tmp_path: Path, shared: Path,
-                       capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(("extra", "sets", "fragments"), [c[1:] for c in VALUE_CASES], ids=[c[0] for c in VALUE_CASES])
+def test_value_refused(
+    extra: dict[str, Any],
+    sets: list[str],
+    fragments: list[str],
+    tmp_path: Path,
+    shared: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     path = write_config(tmp_path, shared, extra)
     refused(capsys, tmp_path, ["launch", str(path), *(f"--set={s}" for s in sets)], fragments)
 
@@ -530,28 +632,31 @@ def test_storage_path_under_a_file(tmp_path: Path, shared: Path, capsys: pytest.
     refused(capsys, tmp_path, ["launch", str(path)], ["storage_path", "not writable"])
 
 
-@pytest.mark.parametrize(("option", "value", "fragments"), [
-    ("--name", "bad\n", ["name", "plain directory name", "'bad\\n'"]),
-    ("--name", "a: b", ["name", "plain directory name"]),
-    ("--name", "[x]", ["name", "plain directory name"]),
-    ("--storage-path", "runs\x00", ["storage_path", "NUL"]),
-    ("--storage-path", "~nosuchuser_bad_input", ["storage_path", "unknown user"]),
-], ids=["name-newline", "name-yaml-mapping", "name-yaml-list", "storage-path-nul", "storage-path-unknown-user"])
-def test_command_line_values_are_text(option: str, value: str, fragments: list[str], tmp_path: Path, shared: Path,
-                                      capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    ("option", "value", "fragments"),
+    [
+        ("--name", "bad\n", ["name", "plain directory name", "'bad\\n'"]),
+        ("--name", "a: b", ["name", "plain directory name"]),
+        ("--name", "[x]", ["name", "plain directory name"]),
+        ("--storage-path", "runs\x00", ["storage_path", "NUL"]),
+        ("--storage-path", "~nosuchuser_bad_input", ["storage_path", "unknown user"]),
+    ],
+    ids=["name-newline", "name-yaml-mapping", "name-yaml-list", "storage-path-nul", "storage-path-unknown-user"],
+)
+def test_command_line_values_are_text(
+    option: str, value: str, fragments: list[str], tmp_path: Path, shared: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """--name and --storage-path are taken as given, not read as YAML (which would trim or reshape them)."""
     path = write_config(tmp_path, shared)
     refused(capsys, tmp_path, ["launch", str(path), option, value], fragments)
 
 
-def test_storage_path_from_the_command_line(tmp_path: Path, shared: Path, capsys: pytest.CaptureFixture[str]
-                                            ) -> None:
+def test_storage_path_from_the_command_line(tmp_path: Path, shared: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = write_config(tmp_path, shared)
     refused(capsys, tmp_path, ["launch", str(path), "--storage-path", ""], ["storage_path", "must not be empty"])
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes through permission bits: a 0o500 directory "
-                    "cannot refuse it")
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes through permission bits: a 0o500 directory cannot refuse it")
 def test_storage_path_not_writable(tmp_path: Path, shared: Path, capsys: pytest.CaptureFixture[str]) -> None:
     locked = tmp_path / "locked"
     locked.mkdir(mode=0o500)
@@ -588,10 +693,18 @@ ADDRESS_CASES = [
 ]
 
 
-@pytest.mark.parametrize(("source", "address", "fragments"), [c[1:] for c in ADDRESS_CASES],
-                         ids=[c[0] for c in ADDRESS_CASES])
-def test_address_refused(source: str, address: str, fragments: list[str], tmp_path: Path, shared: Path,
-                         capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(
+    ("source", "address", "fragments"), [c[1:] for c in ADDRESS_CASES], ids=[c[0] for c in ADDRESS_CASES]
+)
+def test_address_refused(
+    source: str,
+    address: str,
+    fragments: list[str],
+    tmp_path: Path,
+    shared: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     address = address.format(closed=_closed_port())
     argv = ["launch"]
     if source == "config":
@@ -684,6 +797,7 @@ def _npz_huge_header(tmp_path: Path) -> dict[str, Any]:
 
 def _fashion_copy(damage: Callable[[Path], None]) -> Callable[[Path], dict[str, Any]]:
     """A data.root holding a copy of the real Fashion-MNIST files, one of them damaged."""
+
     def make(tmp_path: Path) -> dict[str, Any]:
         root = tmp_path / "fmnist"
         root.mkdir()
@@ -697,6 +811,7 @@ def _fashion_copy(damage: Callable[[Path], None]) -> Callable[[Path], dict[str, 
 
 def _small_idx(damage: Callable[[Path], None]) -> Callable[[Path], dict[str, Any]]:
     """A data.root holding small IDX files in Fashion-MNIST's layout (quick to read), one of them damaged."""
+
     def make(tmp_path: Path) -> dict[str, Any]:
         root = tmp_path / "fmnist"
         root.mkdir()
@@ -740,8 +855,11 @@ X = np.zeros((600, 28, 28), np.uint8)
 DATA_CASES: list[tuple[str, Callable[[Path], dict[str, Any]], list[str]]] = [
     ("npz-mismatched-lengths", _npz(x_train=X, y_train=LABELS[:500]), ["one label per sample (600)", "[500]"]),
     ("npz-negative-label", _npz(x_train=X, y_train=LABELS - 1), ["y_train labels must be in", "-1"]),
-    ("npz-label-above-classes", _npz(x_train=X, y_train=LABELS, classes=np.array(["a", "b", "c"])),
-     ["y_train has label 9 but there are 3 classes"]),
+    (
+        "npz-label-above-classes",
+        _npz(x_train=X, y_train=LABELS, classes=np.array(["a", "b", "c"])),
+        ["y_train has label 9 but there are 3 classes"],
+    ),
     ("npz-float-labels", _npz(x_train=X, y_train=LABELS.astype(np.float32)), ["integer class indices", "float32"]),
     ("npz-bool-labels", _npz(x_train=X, y_train=LABELS % 2 == 0), ["integer class indices", "bool"]),
     ("npz-2d-labels", _npz(x_train=X, y_train=LABELS.reshape(600, 1)), ["one label per sample"]),
@@ -759,68 +877,140 @@ DATA_CASES: list[tuple[str, Callable[[Path], dict[str, Any]], list[str]]] = [
     ("npz-missing-labels", _npz(x_train=X), ["missing array y_train"]),
     ("npz-missing-images", _npz(y_train=LABELS), ["missing array x_train"]),
     ("npz-test-without-labels", _npz(x_train=X, y_train=LABELS, x_test=X[:10]), ["y_test"]),
-    ("npz-test-shape-differs", _npz(x_train=X, y_train=LABELS, x_test=np.zeros((10, 14, 14), np.uint8),
-                                    y_test=LABELS[:10]), ["x_test samples are"]),
+    (
+        "npz-test-shape-differs",
+        _npz(x_train=X, y_train=LABELS, x_test=np.zeros((10, 14, 14), np.uint8), y_test=LABELS[:10]),
+        ["x_test samples are"],
+    ),
     ("npz-classes-not-text", _npz(x_train=X, y_train=LABELS, classes=np.arange(10)), ["classes"]),
     ("npz-classes-repeated", _npz(x_train=X, y_train=LABELS, classes=np.array(["a"] * 10)), ["distinct"]),
     ("npz-not-a-zip", _npz_raw(b"this is not an archive\n" * 10), ["data.path", "not a .npz archive"]),
-    ("npz-truncated", lambda tmp_path: _npz_raw(_npz_bytes(x_train=X, y_train=LABELS)[:3000])(tmp_path),
-     ["not a readable .npz"]),
+    (
+        "npz-truncated",
+        lambda tmp_path: _npz_raw(_npz_bytes(x_train=X, y_train=LABELS)[:3000])(tmp_path),
+        ["not a readable .npz"],
+    ),
     ("npz-huge-header", _npz_huge_header, ["data.path", "x_train"]),
-    ("npz-is-a-npy", lambda tmp_path: _npz_at(_npy(tmp_path / "x.npy")),
-     ["data.path", "x.npy", "not a .npz archive"]),
-    ("npz-unknown-user", lambda _: {"source": "npz", "path": "~nosuchuser_bad_input/x.npz"},
-     ["data.path", "unknown user"]),
-    ("npz-missing-file", lambda tmp_path: {"source": "npz", "path": str(tmp_path / "nope.npz")},
-     ["data.path", "nope.npz"]),
-    ("npz-empty-directory", lambda tmp_path: _npz_at(_dir(tmp_path / "empty")),
-     ["data.path", "directory holding .npz"]),
-    ("npz-fifo", lambda tmp_path: _npz_at(_fifo_at(tmp_path / "x.npz")),
-     ["data.path", "x.npz"]),
-    ("fashion-mnist-not-found", lambda tmp_path: {"root": str(tmp_path / "nowhere")},
-     ["data.root", "Fashion-MNIST IDX files not found", "data.download: true"]),
+    ("npz-is-a-npy", lambda tmp_path: _npz_at(_npy(tmp_path / "x.npy")), ["data.path", "x.npy", "not a .npz archive"]),
+    (
+        "npz-unknown-user",
+        lambda _: {"source": "npz", "path": "~nosuchuser_bad_input/x.npz"},
+        ["data.path", "unknown user"],
+    ),
+    (
+        "npz-missing-file",
+        lambda tmp_path: {"source": "npz", "path": str(tmp_path / "nope.npz")},
+        ["data.path", "nope.npz"],
+    ),
+    (
+        "npz-empty-directory",
+        lambda tmp_path: _npz_at(_dir(tmp_path / "empty")),
+        ["data.path", "directory holding .npz"],
+    ),
+    ("npz-fifo", lambda tmp_path: _npz_at(_fifo_at(tmp_path / "x.npz")), ["data.path", "x.npz"]),
+    (
+        "fashion-mnist-not-found",
+        lambda tmp_path: {"root": str(tmp_path / "nowhere")},
+        ["data.root", "Fashion-MNIST IDX files not found", "data.download: true"],
+    ),
     ("val-size-whole-split", lambda tmp_path: {"val_size": 10_000}, ["data.val_size", "at least one"]),
-    ("test-size-whole-split", lambda tmp_path: {"source": "entry_point", "entry_point": f"{ENTRY_MODULE}:good",
-                                                "test_size": 64}, ["data.test_size"]),
-    ("entry-point-raises", lambda _: {"source": "entry_point", "entry_point": f"{ENTRY_MODULE}:raises"},
-     ["data.entry_point", "RuntimeError: the data server is down"]),
-    ("entry-point-missing-module", lambda _: {"source": "entry_point", "entry_point": "no_such_module_xyz:load"},
-     ["data.entry_point", "ModuleNotFoundError"]),
-    ("entry-point-missing-function", lambda _: {"source": "entry_point", "entry_point": f"{ENTRY_MODULE}:nope"},
-     ["data.entry_point", "nope"]),
-    ("entry-point-returns-list", lambda _: {"source": "entry_point", "entry_point": f"{ENTRY_MODULE}:returns_list"},
-     ["data.entry_point", "returned list"]),
-    ("entry-point-returns-none", lambda _: {"source": "entry_point", "entry_point": f"{ENTRY_MODULE}:returns_none"},
-     ["returned NoneType"]),
-    ("entry-point-returns-lists", lambda _: {"source": "entry_point",
-                                             "entry_point": f"{ENTRY_MODULE}:returns_lists"}, ["numpy arrays"]),
-    ("entry-point-returns-objects", lambda _: {"source": "entry_point",
-                                               "entry_point": f"{ENTRY_MODULE}:returns_objects"}, ["object"]),
-    ("entry-point-no-labels", lambda _: {"source": "entry_point",
-                                         "entry_point": f"{ENTRY_MODULE}:returns_no_labels"}, ["y_train"]),
-    ("entry-point-bad-args", lambda _: {"source": "entry_point", "entry_point": f"{ENTRY_MODULE}:takes_nothing",
-                                        "args": {"n": 3}}, ["data.entry_point", "TypeError"]),
-    ("entry-point-no-colon", lambda _: {"source": "entry_point", "entry_point": "module_only"},
-     ["data.entry_point", "package.module:function"]),
-    ("idx-truncated-gz", _fashion_copy(_truncate("train-images-idx3-ubyte", 1024)),
-     ["data.root", "train-images-idx3-ubyte.gz", "unreadable"]),
-    ("idx-truncated-raw", _small_idx(_replace("train-labels-idx1-ubyte", _idx((60000,), b"\1" * 10), False)),
-     ["data.root", "truncated IDX file", "[60000]"]),
-    ("idx-bad-magic", _small_idx(_replace("t10k-labels-idx1-ubyte", b"PK\3\4 not idx")),
-     ["data.root", "not an IDX file"]),
-    ("idx-overflowing-shape", _small_idx(_replace("train-labels-idx1-ubyte",
-                                                     _idx((2**32 - 1, 2**32 - 1, 2**32 - 1, 2**32 - 1), b"")
-                                                     )), ["data.root", "truncated IDX file"]),
-    ("idx-counts-differ", _small_idx(_replace("train-labels-idx1-ubyte", _idx((10,), bytes(range(10))))),
-     ["one label per sample (600)"]),
-    ("idx-label-out-of-range", _small_idx(_replace("t10k-labels-idx1-ubyte", _idx((100,), b"\xc8" * 100))),
-     ["y_test has label 200 but there are 10 classes"]),
+    (
+        "test-size-whole-split",
+        lambda tmp_path: {"source": "entry_point", "entry_point": f"{ENTRY_MODULE}:good", "test_size": 64},
+        ["data.test_size"],
+    ),
+    (
+        "entry-point-raises",
+        lambda _: {"source": "entry_point", "entry_point": f"{ENTRY_MODULE}:raises"},
+        ["data.entry_point", "RuntimeError: the data server is down"],
+    ),
+    (
+        "entry-point-missing-module",
+        lambda _: {"source": "entry_point", "entry_point": "no_such_module_xyz:load"},
+        ["data.entry_point", "ModuleNotFoundError"],
+    ),
+    (
+        "entry-point-missing-function",
+        lambda _: {"source": "entry_point", "entry_point": f"{ENTRY_MODULE}:nope"},
+        ["data.entry_point", "nope"],
+    ),
+    (
+        "entry-point-returns-list",
+        lambda _: {"source": "entry_point", "entry_point": f"{ENTRY_MODULE}:returns_list"},
+        ["data.entry_point", "returned list"],
+    ),
+    (
+        "entry-point-returns-none",
+        lambda _: {"source": "entry_point", "entry_point": f"{ENTRY_MODULE}:returns_none"},
+        ["returned NoneType"],
+    ),
+    (
+        "entry-point-returns-lists",
+        lambda _: {"source": "entry_point", "entry_point": f"{ENTRY_MODULE}:returns_lists"},
+        ["numpy arrays"],
+    ),
+    (
+        "entry-point-returns-objects",
+        lambda _: {"source": "entry_point", "entry_point": f"{ENTRY_MODULE}:returns_objects"},
+        ["object"],
+    ),
+    (
+        "entry-point-no-labels",
+        lambda _: {"source": "entry_point", "entry_point": f"{ENTRY_MODULE}:returns_no_labels"},
+        ["y_train"],
+    ),
+    (
+        "entry-point-bad-args",
+        lambda _: {"source": "entry_point", "entry_point": f"{ENTRY_MODULE}:takes_nothing", "args": {"n": 3}},
+        ["data.entry_point", "TypeError"],
+    ),
+    (
+        "entry-point-no-colon",
+        lambda _: {"source": "entry_point", "entry_point": "module_only"},
+        ["data.entry_point", "package.module:function"],
+    ),
+    (
+        "idx-truncated-gz",
+        _fashion_copy(_truncate("train-images-idx3-ubyte", 1024)),
+        ["data.root", "train-images-idx3-ubyte.gz", "unreadable"],
+    ),
+    (
+        "idx-truncated-raw",
+        _small_idx(_replace("train-labels-idx1-ubyte", _idx((60000,), b"\1" * 10), False)),
+        ["data.root", "truncated IDX file", "[60000]"],
+    ),
+    (
+        "idx-bad-magic",
+        _small_idx(_replace("t10k-labels-idx1-ubyte", b"PK\3\4 not idx")),
+        ["data.root", "not an IDX file"],
+    ),
+    (
+        "idx-overflowing-shape",
+        _small_idx(_replace("train-labels-idx1-ubyte", _idx((2**32 - 1, 2**32 - 1, 2**32 - 1, 2**32 - 1), b""))),
+        ["data.root", "truncated IDX file"],
+    ),
+    (
+        "idx-counts-differ",
+        _small_idx(_replace("train-labels-idx1-ubyte", _idx((10,), bytes(range(10))))),
+        ["one label per sample (600)"],
+    ),
+    (
+        "idx-label-out-of-range",
+        _small_idx(_replace("t10k-labels-idx1-ubyte", _idx((100,), b"\xc8" * 100))),
+        ["y_test has label 200 but there are 10 classes"],
+    ),
 ]
 
 
 @pytest.mark.parametrize(("make", "fragments"), [c[1:] for c in DATA_CASES], ids=[c[0] for c in DATA_CASES])
-def test_data_refused(make: Callable[[Path], dict[str, Any]], fragments: list[str], tmp_path: Path, shared: Path,
-                      capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_data_refused(
+    make: Callable[[Path], dict[str, Any]],
+    fragments: list[str],
+    tmp_path: Path,
+    shared: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     if make.__qualname__.startswith("_fashion_copy") and not FASHION_DIR.is_dir():
         pytest.skip("needs Debian's dataset-fashion-mnist")
     monkeypatch.setattr(data_sources, "DEBIAN_DIR", tmp_path / "no-debian-package")  # only the damaged copy
@@ -841,8 +1031,11 @@ SOURCE_CASES = [
     ("entry-point-with-npz", "{source: npz, path: x.npz, entry_point: 'a:b'}", ["data.entry_point does not apply"]),
     ("dataset-with-fashion-mnist", "{dataset: MNIST}", ["data.dataset does not apply"]),
     ("args-with-torchvision", "{source: torchvision, dataset: MNIST, args: {a: 1}}", ["data.args does not apply"]),
-    ("torchvision-unknown-dataset", "{source: torchvision, dataset: ImageNet}", ["unknown torchvision dataset",
-                                                                                  "'ImageNet'"]),
+    (
+        "torchvision-unknown-dataset",
+        "{source: torchvision, dataset: ImageNet}",
+        ["unknown torchvision dataset", "'ImageNet'"],
+    ),
     ("torchvision-without-dataset", "{source: torchvision}", ["needs data.dataset"]),
     ("entry-point-without-target", "{source: entry_point}", ["needs data.entry_point"]),
     ("unknown-source", "{source: hdf5}", ["data.source"]),
@@ -856,8 +1049,9 @@ SOURCE_CASES = [
 
 
 @pytest.mark.parametrize(("section", "fragments"), [c[1:] for c in SOURCE_CASES], ids=[c[0] for c in SOURCE_CASES])
-def test_source_fields_refused(section: str, fragments: list[str], tmp_path: Path,
-                               capsys: pytest.CaptureFixture[str]) -> None:
+def test_source_fields_refused(
+    section: str, fragments: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = tmp_path / "experiment.yaml"
     path.write_text(f"name: bad\nstorage_path: {tmp_path / 'runs'}\ndata: {section}\n")
     refused(capsys, tmp_path, ["launch", str(path)], fragments)
@@ -867,40 +1061,76 @@ def test_source_fields_refused(section: str, fragments: list[str], tmp_path: Pat
 
 # (id, merged into the base config, fragments)
 FIT_CASES: list[tuple[str, dict[str, Any], list[str]]] = [
-    ("batch-size-above-train-limit", {"data": {"train_limit": 50}, "trial": {"batch_size": 64}},
-     ["trial.batch_size", "larger than the training split (50 samples)", "64"]),
+    (
+        "batch-size-above-train-limit",
+        {"data": {"train_limit": 50}, "trial": {"batch_size": 64}},
+        ["trial.batch_size", "larger than the training split (50 samples)", "64"],
+    ),
     ("batch-size-above-split", {"trial": {"batch_size": 5000}}, ["trial.batch_size", "(500 samples)"]),
-    ("searched-batch-size-above-split", {"data": {"train_limit": 100},
-                                         "search": {"space": {"batch_size": {"choice": [32, 128]}}}},
-     ["search.space.batch_size", "128"]),
-    ("randint-batch-size-above-split", {"data": {"train_limit": 100},
-                                        "search": {"space": {"batch_size": {"randint": [16, 200]}}}},
-     ["search.space.batch_size", "199"]),
-    ("mlp-above-parameter-cap", {"trial": {"mlp": {"hidden": [60000, 60000]}}},
-     ["trial.model", "parameters", "above the cap of 100,000,000"]),
-    ("cnn-above-parameter-cap", {"trial": {"model": "cnn", "cnn": {"channels": [65536, 65536], "hidden": 8}}},
-     ["trial.model", "above the cap"]),
-    ("lstm-above-parameter-cap", {"trial": {"model": "lstm", "lstm": {"hidden_size": 65536, "layers": 4}}},
-     ["trial.model", "above the cap"]),
-    ("searched-model-above-cap", {"search": {"space": {"mlp.hidden": {"choice": [[8], [30000, 30000]]}}}},
-     ["trial.model", "above the cap"]),
-    ("cnn-blocks-beyond-the-image", {"data": {"path": "{shared}/small-images.npz"},
-                                     "trial": {"model": "cnn", "cnn": {"channels": [8, 8, 8, 8]}}},
-     ["trial.model", "4 blocks halve a 8x8 image to nothing", "at most 3"]),
-    ("cnn-on-flat-features", {"data": {"path": "{shared}/flat.npz"}, "trial": {"model": "cnn"}},
-     ["trial.model", "cnn needs images"]),
-    ("augment-on-flat-features", {"data": {"path": "{shared}/flat.npz"},
-                                  "trial": {"augment": {"flip": True}}}, ["trial.augment", "flat features"]),
+    (
+        "searched-batch-size-above-split",
+        {"data": {"train_limit": 100}, "search": {"space": {"batch_size": {"choice": [32, 128]}}}},
+        ["search.space.batch_size", "128"],
+    ),
+    (
+        "randint-batch-size-above-split",
+        {"data": {"train_limit": 100}, "search": {"space": {"batch_size": {"randint": [16, 200]}}}},
+        ["search.space.batch_size", "199"],
+    ),
+    (
+        "mlp-above-parameter-cap",
+        {"trial": {"mlp": {"hidden": [60000, 60000]}}},
+        ["trial.model", "parameters", "above the cap of 100,000,000"],
+    ),
+    (
+        "cnn-above-parameter-cap",
+        {"trial": {"model": "cnn", "cnn": {"channels": [65536, 65536], "hidden": 8}}},
+        ["trial.model", "above the cap"],
+    ),
+    (
+        "lstm-above-parameter-cap",
+        {"trial": {"model": "lstm", "lstm": {"hidden_size": 65536, "layers": 4}}},
+        ["trial.model", "above the cap"],
+    ),
+    (
+        "searched-model-above-cap",
+        {"search": {"space": {"mlp.hidden": {"choice": [[8], [30000, 30000]]}}}},
+        ["trial.model", "above the cap"],
+    ),
+    (
+        "cnn-blocks-beyond-the-image",
+        {"data": {"path": "{shared}/small-images.npz"}, "trial": {"model": "cnn", "cnn": {"channels": [8, 8, 8, 8]}}},
+        ["trial.model", "4 blocks halve a 8x8 image to nothing", "at most 3"],
+    ),
+    (
+        "cnn-on-flat-features",
+        {"data": {"path": "{shared}/flat.npz"}, "trial": {"model": "cnn"}},
+        ["trial.model", "cnn needs images"],
+    ),
+    (
+        "augment-on-flat-features",
+        {"data": {"path": "{shared}/flat.npz"}, "trial": {"augment": {"flip": True}}},
+        ["trial.augment", "flat features"],
+    ),
     ("factory-missing", {"trial": {"model": "no_such_pkg_xyz.nets:build"}}, ["trial.model", "cannot import"]),
     ("factory-returns-wrong-thing", {"trial": {"model": f"{ENTRY_MODULE}:good"}}, ["trial.model"]),
-    ("gpu-packing-above-memory", {"resources": {"cpu": 1, "gpu": 0.0001},
-                                  "runtime": {"gpu_memory_gb": 1}}, ["resources"]),
+    (
+        "gpu-packing-above-memory",
+        {"resources": {"cpu": 1, "gpu": 0.0001}, "runtime": {"gpu_memory_gb": 1}},
+        ["resources"],
+    ),
 ]
 
 
 @pytest.mark.parametrize(("extra", "fragments"), [c[1:] for c in FIT_CASES], ids=[c[0] for c in FIT_CASES])
-def test_fit_refused(extra: dict[str, Any], fragments: list[str], tmp_path: Path, shared: Path,
-                     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_fit_refused(
+    extra: dict[str, Any],
+    fragments: list[str],
+    tmp_path: Path,
+    shared: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     if "gpu" in extra.get("resources", {}):
         monkeypatch.setattr(resources, "local_resources", lambda: {"CPU": 2.0, "GPU": 1.0})
     text = yaml.safe_dump(extra).replace("{shared}", str(shared))
@@ -912,8 +1142,10 @@ def test_fit_refused(extra: dict[str, Any], fragments: list[str], tmp_path: Path
 def test_batch_size_above_the_real_training_split(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Fashion-MNIST itself (read in about a second): 50,000 training samples, cut to 1,000."""
     path = tmp_path / "experiment.yaml"
-    path.write_text(f"name: bad\nstorage_path: {tmp_path / 'runs'}\ndata: {{train_limit: 1000}}\n"
-                    "trial: {batch_size: 1024, epochs: 2}\n")
+    path.write_text(
+        f"name: bad\nstorage_path: {tmp_path / 'runs'}\ndata: {{train_limit: 1000}}\n"
+        "trial: {batch_size: 1024, epochs: 2}\n"
+    )
     refused(capsys, tmp_path, ["launch", str(path)], ["trial.batch_size", "(1000 samples)"])
 
 
@@ -951,8 +1183,9 @@ STATE_CASES = [
 
 
 @pytest.mark.parametrize(("kind", "fragments"), STATE_CASES, ids=[c[0] for c in STATE_CASES])
-def test_experiment_state_refused(kind: str, fragments: list[str], tmp_path: Path, shared: Path,
-                                  capsys: pytest.CaptureFixture[str]) -> None:
+def test_experiment_state_refused(
+    kind: str, fragments: list[str], tmp_path: Path, shared: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     _state(kind, tmp_path / "runs" / "bad")
     path = write_config(tmp_path, shared)
     refused(capsys, tmp_path, ["launch", str(path)], [str(tmp_path / "runs" / "bad"), *fragments])
@@ -987,17 +1220,32 @@ def _parquet() -> bytes:
 
 FINISHED = {"state": "finished", "trials": {}}
 REPORT_CASES: list[tuple[str, Callable[[Path], list[str]], list[str]]] = [
-    ("truncated-results", lambda t: [str(_experiment(t, FINISHED, _parquet()[:200]))],
-     ["results.parquet", "unreadable table"]),
-    ("results-not-parquet", lambda t: [str(_experiment(t, FINISHED, b"trial,acc\na,1\n"))],
-     ["results.parquet", "unreadable table"]),
+    (
+        "truncated-results",
+        lambda t: [str(_experiment(t, FINISHED, _parquet()[:200]))],
+        ["results.parquet", "unreadable table"],
+    ),
+    (
+        "results-not-parquet",
+        lambda t: [str(_experiment(t, FINISHED, b"trial,acc\na,1\n"))],
+        ["results.parquet", "unreadable table"],
+    ),
     ("results-empty", lambda t: [str(_experiment(t, FINISHED, b""))], ["results.parquet", "unreadable table"]),
-    ("truncated-history", lambda t: [str(_with_file(_experiment(t, FINISHED, _parquet()), "history.parquet",
-                                                   _parquet()[-100:]))], ["history.parquet", "unreadable table"]),
-    ("record-corrupt", lambda t: [str(_with_file(_experiment(t, FINISHED, _parquet()), "experiment.json",
-                                                b"{truncated"))], ["experiment.json", "unreadable"]),
-    ("record-a-list", lambda t: [str(_experiment(t, FINISHED, _parquet(), record=[1]))],
-     ["experiment.json", "not an experiment record"]),
+    (
+        "truncated-history",
+        lambda t: [str(_with_file(_experiment(t, FINISHED, _parquet()), "history.parquet", _parquet()[-100:]))],
+        ["history.parquet", "unreadable table"],
+    ),
+    (
+        "record-corrupt",
+        lambda t: [str(_with_file(_experiment(t, FINISHED, _parquet()), "experiment.json", b"{truncated"))],
+        ["experiment.json", "unreadable"],
+    ),
+    (
+        "record-a-list",
+        lambda t: [str(_experiment(t, FINISHED, _parquet(), record=[1]))],
+        ["experiment.json", "not an experiment record"],
+    ),
     ("record-a-directory", lambda t: [str(_record_directory(t))], ["experiment.json", "is not a file"]),
     ("not-an-experiment", lambda t: [str(_dir(t / "plain"))], ["not an experiment directory"]),
     ("missing", lambda t: [str(t / "runs" / "nope")], ["nope", "no such experiment directory"]),
@@ -1007,8 +1255,11 @@ REPORT_CASES: list[tuple[str, Callable[[Path], list[str]], list[str]]] = [
     ("unknown-user", lambda _: ["~nosuchuser_bad_input/runs/smoke"], ["~nosuchuser_bad_input", "unknown user"]),
     ("bucket-only", lambda _: ["s3://bucket"], ["name the experiment inside the bucket"]),
     ("top-zero", lambda t: [str(_experiment(t, FINISHED, _parquet())), "--top", "0"], ["--top", "between 1"]),
-    ("top-huge", lambda t: [str(_experiment(t, FINISHED, _parquet())), "--top", "10000000000000000000000"],
-     ["--top", "between 1"]),
+    (
+        "top-huge",
+        lambda t: [str(_experiment(t, FINISHED, _parquet())), "--top", "10000000000000000000000"],
+        ["--top", "between 1"],
+    ),
 ]
 
 
@@ -1024,8 +1275,9 @@ def _record_directory(root: Path) -> Path:
 
 
 @pytest.mark.parametrize(("make", "fragments"), [c[1:] for c in REPORT_CASES], ids=[c[0] for c in REPORT_CASES])
-def test_report_refused(make: Callable[[Path], list[str]], fragments: list[str], tmp_path: Path,
-                        capsys: pytest.CaptureFixture[str]) -> None:
+def test_report_refused(
+    make: Callable[[Path], list[str]], fragments: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     args = make(tmp_path)
     refused(capsys, tmp_path, ["report", *args], fragments, prefix="data error: ")
 
@@ -1042,8 +1294,13 @@ def _checkpoint(path: Path, **changes: Any) -> Path:
 
     spec = changes.pop("model_spec", TINY_SPEC)
     weights = build_model(TINY_SPEC).state_dict()
-    state = {"model": weights, "model_spec": spec, "input_scale": "standard",
-             "scaling": {"mean": [0.3], "std": [0.3], "pixel_max": 255.0}, **changes}
+    state = {
+        "model": weights,
+        "model_spec": spec,
+        "input_scale": "standard",
+        "scaling": {"mean": [0.3], "std": [0.3], "pixel_max": 255.0},
+        **changes,
+    }
     state = {k: v for k, v in state.items() if v is not None}
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(state, path)
@@ -1060,12 +1317,14 @@ def _best(tmp_path: Path, manifest: bytes | None = None, **changes: Any) -> Path
 
 def _png(width: int, height: int) -> bytes:
     """A PNG that declares width x height pixels: the header says so, the data is a few bytes."""
+
     def chunk(kind: bytes, body: bytes) -> bytes:
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
     header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(
-        b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    )
 
 
 def _image(tmp_path: Path, name: str, data: bytes) -> str:
@@ -1081,72 +1340,164 @@ def _real_png(tmp_path: Path, size: tuple[int, int] = (28, 28)) -> str:
 
 
 EVALUATE_CASES: list[tuple[str, Callable[[Path], list[str]], list[str]]] = [
-    ("scaling-std-zero", lambda t: [str(_checkpoint(t / "ck" / "checkpoint.pt",
-                                                    scaling={"mean": [0.3], "std": [0.0], "pixel_max": 255.0}))],
-     ["checkpoint.pt", "input scaling", "std > 0"]),
-    ("scaling-std-nan", lambda t: [str(_checkpoint(t / "ck" / "checkpoint.pt",
-                                                   scaling={"mean": [0.3], "std": [math.nan]}))], ["std > 0"]),
-    ("scaling-pixel-max-zero", lambda t: [str(_checkpoint(t / "ck" / "checkpoint.pt", input_scale="unit",
-                                                          scaling={"mean": [0.3], "std": [0.3], "pixel_max": 0.0}))],
-     ["checkpoint.pt", "pixel_max"]),
-    ("scaling-pixel-max-text", lambda t: [str(_checkpoint(t / "ck" / "checkpoint.pt",
-                                                          scaling={"mean": [0.3], "std": [0.3], "pixel_max": "x"}))],
-     ["checkpoint.pt"]),
-    ("scaling-not-a-mapping", lambda t: [str(_checkpoint(t / "ck" / "checkpoint.pt", scaling=[1, 2]))],
-     ["checkpoint.pt", "scaling: must be a mapping"]),
-    ("unknown-input-scale", lambda t: [str(_checkpoint(t / "ck" / "checkpoint.pt", input_scale="log"))],
-     ["checkpoint.pt", "unknown scaling 'log'"]),
-    ("huge-model-spec", lambda t: [str(_checkpoint(t / "ck" / "checkpoint.pt", model_spec={
-        **TINY_SPEC, "args": {"hidden": [60000, 60000]}}))], ["checkpoint.pt", "above the cap"]),
-    ("huge-input-shape", lambda t: [str(_checkpoint(t / "ck" / "checkpoint.pt", model_spec={
-        **TINY_SPEC, "input_shape": [1, 1048576, 1048576]}))], ["checkpoint.pt", "above the cap"]),
-    ("spec-not-a-mapping", lambda t: [str(_checkpoint(t / "ck" / "checkpoint.pt", model_spec="mlp"))],
-     ["checkpoint.pt", "model spec"]),
-    ("spec-unknown-model", lambda t: [str(_checkpoint(t / "ck" / "checkpoint.pt", model_spec={
-        **TINY_SPEC, "name": "resnet"}))], ["checkpoint.pt", "unknown model 'resnet'"]),
-    ("spec-bool-classes", lambda t: [str(_checkpoint(t / "ck" / "checkpoint.pt", model_spec={
-        **TINY_SPEC, "num_classes": True}))], ["checkpoint.pt", "num_classes"]),
-    ("weights-do-not-fit", lambda t: [str(_checkpoint(t / "ck" / "checkpoint.pt", model_spec={
-        **TINY_SPEC, "args": {"hidden": [16]}}))], ["checkpoint.pt", "does not rebuild"]),
-    ("no-spec", lambda t: [str(_checkpoint(t / "ck" / "checkpoint.pt", model_spec=None))],
-     ["checkpoint.pt", "not a model checkpoint"]),
+    (
+        "scaling-std-zero",
+        lambda t: [
+            str(_checkpoint(t / "ck" / "checkpoint.pt", scaling={"mean": [0.3], "std": [0.0], "pixel_max": 255.0}))
+        ],
+        ["checkpoint.pt", "input scaling", "std > 0"],
+    ),
+    (
+        "scaling-std-nan",
+        lambda t: [str(_checkpoint(t / "ck" / "checkpoint.pt", scaling={"mean": [0.3], "std": [math.nan]}))],
+        ["std > 0"],
+    ),
+    (
+        "scaling-pixel-max-zero",
+        lambda t: [
+            str(
+                _checkpoint(
+                    t / "ck" / "checkpoint.pt",
+                    input_scale="unit",
+                    scaling={"mean": [0.3], "std": [0.3], "pixel_max": 0.0},
+                )
+            )
+        ],
+        ["checkpoint.pt", "pixel_max"],
+    ),
+    (
+        "scaling-pixel-max-text",
+        lambda t: [
+            str(_checkpoint(t / "ck" / "checkpoint.pt", scaling={"mean": [0.3], "std": [0.3], "pixel_max": "x"}))
+        ],
+        ["checkpoint.pt"],
+    ),
+    (
+        "scaling-not-a-mapping",
+        lambda t: [str(_checkpoint(t / "ck" / "checkpoint.pt", scaling=[1, 2]))],
+        ["checkpoint.pt", "scaling: must be a mapping"],
+    ),
+    (
+        "unknown-input-scale",
+        lambda t: [str(_checkpoint(t / "ck" / "checkpoint.pt", input_scale="log"))],
+        ["checkpoint.pt", "unknown scaling 'log'"],
+    ),
+    (
+        "huge-model-spec",
+        lambda t: [
+            str(_checkpoint(t / "ck" / "checkpoint.pt", model_spec={**TINY_SPEC, "args": {"hidden": [60000, 60000]}}))
+        ],
+        ["checkpoint.pt", "above the cap"],
+    ),
+    (
+        "huge-input-shape",
+        lambda t: [
+            str(_checkpoint(t / "ck" / "checkpoint.pt", model_spec={**TINY_SPEC, "input_shape": [1, 1048576, 1048576]}))
+        ],
+        ["checkpoint.pt", "above the cap"],
+    ),
+    (
+        "spec-not-a-mapping",
+        lambda t: [str(_checkpoint(t / "ck" / "checkpoint.pt", model_spec="mlp"))],
+        ["checkpoint.pt", "model spec"],
+    ),
+    (
+        "spec-unknown-model",
+        lambda t: [str(_checkpoint(t / "ck" / "checkpoint.pt", model_spec={**TINY_SPEC, "name": "resnet"}))],
+        ["checkpoint.pt", "unknown model 'resnet'"],
+    ),
+    (
+        "spec-bool-classes",
+        lambda t: [str(_checkpoint(t / "ck" / "checkpoint.pt", model_spec={**TINY_SPEC, "num_classes": True}))],
+        ["checkpoint.pt", "num_classes"],
+    ),
+    (
+        "weights-do-not-fit",
+        lambda t: [str(_checkpoint(t / "ck" / "checkpoint.pt", model_spec={**TINY_SPEC, "args": {"hidden": [16]}}))],
+        ["checkpoint.pt", "does not rebuild"],
+    ),
+    (
+        "no-spec",
+        lambda t: [str(_checkpoint(t / "ck" / "checkpoint.pt", model_spec=None))],
+        ["checkpoint.pt", "not a model checkpoint"],
+    ),
     ("garbage-file", lambda t: [_image(t, "model.pt", b"\x80\x02garbage" * 10)], ["model.pt", "not a readable"]),
     ("empty-file", lambda t: [_image(t, "model.pt", b"")], ["model.pt", "not a readable"]),
-    ("truncated-checkpoint", lambda t: [_image(t, "model.pt", _checkpoint(t / "ck" / "whole.pt").read_bytes()[:500])],
-     ["model.pt", "not a readable"]),
+    (
+        "truncated-checkpoint",
+        lambda t: [_image(t, "model.pt", _checkpoint(t / "ck" / "whole.pt").read_bytes()[:500])],
+        ["model.pt", "not a readable"],
+    ),
     ("huge-sparse-file", lambda t: [_sparse_model(t)], ["model.pt", "larger than 2048 MiB"]),
     ("missing", lambda t: [str(t / "nope")], ["nope", "no such checkpoint"]),
     ("directory-without-model", lambda t: [str(_dir(t / "empty"))], ["no model.pt"]),
     ("manifest-not-json", lambda t: [str(_best(t, manifest=b"{oops"))], ["manifest.json"]),
     ("manifest-a-list", lambda t: [str(_best(t, manifest=b"[1, 2]"))], ["manifest.json"]),
-    ("manifest-accuracy-text", lambda t: [str(_best(t, manifest=b'{"trial_name": "a", "test_accuracy": "high"}'))],
-     ["manifest.json", "test_accuracy"]),
-    ("manifest-accuracy-list", lambda t: [str(_best(t, manifest=b'{"trial_name": "a", "test_accuracy": [1]}'))],
-     ["manifest.json", "test_accuracy"]),
-    ("record-seed-text", lambda t: [str(_best_with_record(t, {"config": {"seed": "zero"}}))],
-     ["experiment.json", "config.seed must be an integer"]),
-    ("record-data-not-a-mapping", lambda t: [str(_best_with_record(t, {"config": {"data": 5}}))],
-     ["experiment.json", "config.data must be a mapping"]),
-    ("record-data-unknown-key", lambda t: [str(_best_with_record(t, {"config": {"data": {"x": 1}}}))],
-     ["data.x", "data section is unusable"]),
-    ("record-data-missing-path", lambda t: [str(_best_with_record(t, {"config": {"data": {"source": "npz"}}}))],
-     ["data", "needs data.path"]),
+    (
+        "manifest-accuracy-text",
+        lambda t: [str(_best(t, manifest=b'{"trial_name": "a", "test_accuracy": "high"}'))],
+        ["manifest.json", "test_accuracy"],
+    ),
+    (
+        "manifest-accuracy-list",
+        lambda t: [str(_best(t, manifest=b'{"trial_name": "a", "test_accuracy": [1]}'))],
+        ["manifest.json", "test_accuracy"],
+    ),
+    (
+        "record-seed-text",
+        lambda t: [str(_best_with_record(t, {"config": {"seed": "zero"}}))],
+        ["experiment.json", "config.seed must be an integer"],
+    ),
+    (
+        "record-data-not-a-mapping",
+        lambda t: [str(_best_with_record(t, {"config": {"data": 5}}))],
+        ["experiment.json", "config.data must be a mapping"],
+    ),
+    (
+        "record-data-unknown-key",
+        lambda t: [str(_best_with_record(t, {"config": {"data": {"x": 1}}}))],
+        ["data.x", "data section is unusable"],
+    ),
+    (
+        "record-data-missing-path",
+        lambda t: [str(_best_with_record(t, {"config": {"data": {"source": "npz"}}}))],
+        ["data", "needs data.path"],
+    ),
     ("top-k-zero", lambda t: [str(_best(t)), "--top-k", "0"], ["--top-k"]),
     ("top-k-negative", lambda t: [str(_best(t)), "--top-k", "-3", "--predict", _real_png(t)], ["--top-k"]),
-    ("image-decompression-bomb", lambda t: [str(_best(t)), "--predict", _image(t, "bomb.png", _png(30000, 30000))],
-     ["bomb.png", "cannot read the image"]),
-    ("image-above-pixel-cap", lambda t: [str(_best(t)), "--predict", _image(t, "big.png", _png(8000, 8000))],
-     ["big.png", "cannot read the image"]),
-    ("image-not-an-image", lambda t: [str(_best(t)), "--predict", _image(t, "note.png", b"hello\n")],
-     ["note.png", "cannot read the image"]),
-    ("image-truncated", lambda t: [str(_best(t)), "--predict", _image(t, "cut.png", Path(_real_png(
-        t, (64, 64))).read_bytes()[:60])], ["cut.png", "cannot read the image"]),
+    (
+        "image-decompression-bomb",
+        lambda t: [str(_best(t)), "--predict", _image(t, "bomb.png", _png(30000, 30000))],
+        ["bomb.png", "cannot read the image"],
+    ),
+    (
+        "image-above-pixel-cap",
+        lambda t: [str(_best(t)), "--predict", _image(t, "big.png", _png(8000, 8000))],
+        ["big.png", "cannot read the image"],
+    ),
+    (
+        "image-not-an-image",
+        lambda t: [str(_best(t)), "--predict", _image(t, "note.png", b"hello\n")],
+        ["note.png", "cannot read the image"],
+    ),
+    (
+        "image-truncated",
+        lambda t: [str(_best(t)), "--predict", _image(t, "cut.png", Path(_real_png(t, (64, 64))).read_bytes()[:60])],
+        ["cut.png", "cannot read the image"],
+    ),
     ("image-missing", lambda t: [str(_best(t)), "--predict", str(t / "nope.png")], ["nope.png"]),
     ("image-directory", lambda t: [str(_best(t)), "--predict", str(_dir(t / "d.png"))], ["d.png"]),
     ("image-fifo", lambda t: [str(_best(t)), "--predict", str(_fifo_at(t / "f.png"))], ["f.png", "regular file"]),
     ("image-device", lambda t: [str(_best(t)), "--predict", "/dev/zero"], ["/dev/zero"]),
-    ("image-for-a-flat-model", lambda t: [str(_checkpoint(t / "ck" / "checkpoint.pt", model_spec={
-        **TINY_SPEC, "input_shape": [784]})), "--predict", _real_png(t)], ["--predict", "feature vectors"]),
+    (
+        "image-for-a-flat-model",
+        lambda t: [
+            str(_checkpoint(t / "ck" / "checkpoint.pt", model_spec={**TINY_SPEC, "input_shape": [784]})),
+            "--predict",
+            _real_png(t),
+        ],
+        ["--predict", "feature vectors"],
+    ),
 ]
 
 
@@ -1164,10 +1515,10 @@ def _best_with_record(tmp_path: Path, record: dict[str, Any]) -> Path:
     return best
 
 
-@pytest.mark.parametrize(("make", "fragments"), [c[1:] for c in EVALUATE_CASES],
-                         ids=[c[0] for c in EVALUATE_CASES])
-def test_evaluate_refused(make: Callable[[Path], list[str]], fragments: list[str], tmp_path: Path,
-                          capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(("make", "fragments"), [c[1:] for c in EVALUATE_CASES], ids=[c[0] for c in EVALUATE_CASES])
+def test_evaluate_refused(
+    make: Callable[[Path], list[str]], fragments: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     args = make(tmp_path)
     refused(capsys, tmp_path, ["evaluate", *args], fragments, prefix="data error: ")
 
@@ -1185,21 +1536,27 @@ USAGE_CASES = [
     ("set-unknown-key", ["launch", "{config}", "--set", "trial.lrr=0.1"], ["trial.lrr", "did you mean 'lr'"]),
     ("set-bad-yaml", ["launch", "{config}", "--set", "trial.mlp.hidden=[8"], ["--set trial.mlp.hidden", "YAML"]),
     ("set-duplicate-key", ["launch", "{config}", "--set", "trial={lr: 1, lr: 2}"], ["duplicate key 'lr'"]),
-    ("set-alias-bomb", ["launch", "{config}", "--set", "trial.model_args={" + ", ".join(_alias_bomb().splitlines())
-                        + "}"], ["--set trial.model_args", "aliases are expanded"]),
-    ("set-deep-nesting", ["launch", "{config}", "--set", f"trial.model_args={{x: {_nested(100_000)}}}"],
-     ["--set trial.model_args", "nested more than 32 levels"]),
+    (
+        "set-alias-bomb",
+        ["launch", "{config}", "--set", "trial.model_args={" + ", ".join(_alias_bomb().splitlines()) + "}"],
+        ["--set trial.model_args", "aliases are expanded"],
+    ),
+    (
+        "set-deep-nesting",
+        ["launch", "{config}", "--set", f"trial.model_args={{x: {_nested(100_000)}}}"],
+        ["--set trial.model_args", "nested more than 32 levels"],
+    ),
     ("top-k-not-a-number", ["evaluate", "x", "--top-k", "many"], ["usage error", "--top-k"]),
 ]
 
 
 @pytest.mark.parametrize(("argv", "fragments"), [c[1:] for c in USAGE_CASES], ids=[c[0] for c in USAGE_CASES])
-def test_usage_refused(argv: list[str], fragments: list[str], tmp_path: Path, shared: Path,
-                       capsys: pytest.CaptureFixture[str]) -> None:
+def test_usage_refused(
+    argv: list[str], fragments: list[str], tmp_path: Path, shared: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     config = str(write_config(tmp_path, shared))
     argv = [a.replace("{config}", config) for a in argv]
     refused(capsys, tmp_path, argv, fragments, prefix="")
-
 
 
 # ------------------------------------------------------------------ accepted on purpose
@@ -1223,8 +1580,9 @@ search:
 """
 
 
-def test_plain_anchors_and_merges_are_accepted(tmp_path: Path, shared: Path, capsys: pytest.CaptureFixture[str]
-                                              ) -> None:
+def test_plain_anchors_and_merges_are_accepted(
+    tmp_path: Path, shared: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = tmp_path / "experiment.yaml"
     path.write_text(ANCHORS.format(storage=tmp_path / "runs", npz=shared / "tiny.npz"))
     before = snapshot(tmp_path)

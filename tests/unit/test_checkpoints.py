@@ -29,8 +29,14 @@ def trained_state(epoch: int) -> dict:
     model(torch.rand(4, 1, 28, 28)).sum().backward()
     optimizer.step()
     generator = torch.Generator().manual_seed(epoch)
-    return {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": None, "epoch": epoch,
-            "rng": ckpt.rng_state(generator), "model_spec": SPEC}
+    return {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": None,
+        "epoch": epoch,
+        "rng": ckpt.rng_state(generator),
+        "model_spec": SPEC,
+    }
 
 
 def trial_dir_with_checkpoints(tmp_path: Path, epochs: int = 3) -> Path:
@@ -102,8 +108,13 @@ def test_malicious_pickle_never_executes(tmp_path: Path) -> None:
     assert not marker.exists()
     # The payload is live: a plain pickle load (what weights_only=True forbids) does run it.
     code = f"import torch; torch.load({str(latest)!r}, weights_only=False)"
-    subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, timeout=120,
-                   env={**os.environ, "PYTHONPATH": str(Path(__file__).parent)})
+    subprocess.run(
+        [sys.executable, "-c", code],
+        check=False,
+        capture_output=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parent)},
+    )
     assert marker.exists()
 
 
@@ -119,4 +130,6 @@ def test_siblings_only_when_storage_is_local(tmp_path: Path) -> None:
     trial = trial_dir_with_checkpoints(tmp_path)
     assert resume.candidates(trial / "checkpoint_000002", search_siblings=False) == [trial / "checkpoint_000002"]
     assert [p.name for p in resume.candidates(trial / "checkpoint_000001", search_siblings=True)] == [
-        "checkpoint_000001", "checkpoint_000000"]
+        "checkpoint_000001",
+        "checkpoint_000000",
+    ]

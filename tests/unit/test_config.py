@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.commands.main import launch_main as main
 from orchestrator.config import load_config
 from orchestrator.errors import ConfigError
-from orchestrator.commands.main import launch_main as main
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = sorted((ROOT / "configs").rglob("*.yaml"))
@@ -83,11 +83,13 @@ def test_cli_config_error_is_one_line_exit_2(tmp_path: Path, capsys: pytest.Capt
 
 
 def test_batch_larger_than_the_training_split_is_refused_once_the_data_is_known(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     code = main(["configs/smoke.yaml", "--set", "trial.batch_size=20001", "--storage-path", str(tmp_path / "runs")])
     assert code == 2
-    assert capsys.readouterr().err == ("config error: trial.batch_size: batch size larger than the training split "
-                                       "(20000 samples) (got 20001)\n")
+    assert capsys.readouterr().err == (
+        "config error: trial.batch_size: batch size larger than the training split (20000 samples) (got 20001)\n"
+    )
     assert not (tmp_path / "runs").exists()
 
 

@@ -77,8 +77,9 @@ def test_a_huge_model_is_refused_before_it_is_allocated() -> None:
         build_model(spec)
 
 
-def test_a_user_factory_is_imported_and_called_with_shape_classes_and_args(tmp_path: Path,
-                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_user_factory_is_imported_and_called_with_shape_classes_and_args(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     package = tmp_path / "usernets"
     package.mkdir()
     (package / "__init__.py").write_text("")
@@ -88,7 +89,8 @@ def test_a_user_factory_is_imported_and_called_with_shape_classes_and_args(tmp_p
         "    return nn.Sequential(nn.Flatten(), nn.Linear(math.prod(input_shape), width), nn.ReLU(),\n"
         "                         nn.Linear(width, num_classes))\n\n"
         "def broken(input_shape, num_classes):\n    raise RuntimeError('no GPU here')\n\n"
-        "def not_a_module(input_shape, num_classes):\n    return 3\n")
+        "def not_a_module(input_shape, num_classes):\n    return 3\n"
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     model = build_model(make_spec("usernets.nets:build", {"width": 5}, (3, 4, 4), 6))
     assert model(torch.rand(2, 3, 4, 4)).shape == (2, 6) and model[1].out_features == 5

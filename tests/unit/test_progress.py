@@ -18,8 +18,9 @@ class Clock:
         return self.now
 
 
-def _record(name: str, state: str, epochs: list[float], model: str = "mlp", lr: float = 0.003,
-            error: str | None = None) -> TrialRecord:
+def _record(
+    name: str, state: str, epochs: list[float], model: str = "mlp", lr: float = 0.003, error: str | None = None
+) -> TrialRecord:
     record = TrialRecord(name, name, TrialConfig(model=model, lr=lr, epochs=3, mlp={"hidden": [64]}), error=error)
     for epoch, val in enumerate(epochs, 1):
         record.report({"epoch": epoch, "val_accuracy": val, "test_accuracy": val - 0.01})
@@ -38,8 +39,13 @@ def _records() -> list[TrialRecord]:
     ]
 
 
-CFG = validate({"name": "t", "trial": {"epochs": 3}, "search": {"space": {"model": {"grid": ["mlp", "cnn"]},
-                                                                         "lr": {"grid": [0.003, 1e-5, 0.1]}}}})
+CFG = validate(
+    {
+        "name": "t",
+        "trial": {"epochs": 3},
+        "search": {"space": {"model": {"grid": ["mlp", "cnn"]}, "lr": {"grid": [0.003, 1e-5, 0.1]}}},
+    }
+)
 
 
 def test_summary_and_table_show_each_status_and_the_searched_knobs_only() -> None:
@@ -49,8 +55,10 @@ def test_summary_and_table_show_each_status_and_the_searched_knobs_only() -> Non
     clock.now = 31
     progress.heartbeat(_records())
     lines = out.getvalue().splitlines()
-    assert lines[0] == ("[00:31] 6 trials: 1 running, 1 waiting at a rung, 1 pending, 1 stopped early, 1 completed, "
-                        "1 failed | best so far: c val_acc 0.8500")
+    assert lines[0] == (
+        "[00:31] 6 trials: 1 running, 1 waiting at a rung, 1 pending, 1 stopped early, 1 completed, "
+        "1 failed | best so far: c val_acc 0.8500"
+    )
     assert lines[1].split() == ["trial", "model", "lr", "status", "epoch", "val_acc", "best_val", "test_acc"]
     rows = {line.split()[0]: line.split() for line in lines[2:]}
     assert rows["a"][1:4] == ["mlp", "0.003", "running"] and rows["f"][3] == "paused"

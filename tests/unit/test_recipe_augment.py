@@ -3,8 +3,6 @@ image is still its own sample (labels stay right), and only training batches are
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -45,8 +43,12 @@ def test_crop_is_an_integer_shift_within_the_padding(batch: torch.Tensor) -> Non
     out = random_crop(x, 2)
     padded = F.pad(x, (2,) * 4)
     for i in range(32):
-        shifts = [(dy, dx) for dy in range(5) for dx in range(5)
-                  if torch.equal(out[i], padded[i, :, dy:dy + 28, dx:dx + 28])]
+        shifts = [
+            (dy, dx)
+            for dy in range(5)
+            for dx in range(5)
+            if torch.equal(out[i], padded[i, :, dy : dy + 28, dx : dx + 28])
+        ]
         assert shifts, f"sample {i} is not a crop of its own padded image"
     assert len({tuple(out[i].flatten()[:50].tolist()) for i in range(32)}) > 1
 
@@ -91,8 +93,9 @@ def test_augmented_images_keep_their_labels() -> None:
     model = build_model({"name": "mlp", "hidden": [64]})
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
     for _ in range(3):
-        train_one_epoch(model, optimizer, train, 64, scaling, torch.Generator().manual_seed(0),
-                        StepHooks(augment=augment))
+        train_one_epoch(
+            model, optimizer, train, 64, scaling, torch.Generator().manual_seed(0), StepHooks(augment=augment)
+        )
     with torch.no_grad():
         model.eval()
         augmented = model(scaling(augment(val.images))).argmax(1)
@@ -114,6 +117,7 @@ def test_training_batches_are_augmented_evaluation_is_not(batch: torch.Tensor) -
     model = build_model({"name": "mlp", "hidden": [8]})
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     scaling = input_scaling("unit", data.mean, data.std)
-    train_one_epoch(model, optimizer, split, 64, scaling, torch.Generator().manual_seed(0),
-                    StepHooks(augment=recording))
+    train_one_epoch(
+        model, optimizer, split, 64, scaling, torch.Generator().manual_seed(0), StepHooks(augment=recording)
+    )
     assert len(seen) == 4 and sum(len(s) for s in seen) == 256

@@ -20,7 +20,9 @@ def _experiment(space: dict, trial: dict | None = None, **search: object) -> dic
 
 def test_model_fields_never_reach_another_model() -> None:
     cnn = TrialConfig.resolve(FIXED, {"model": "cnn", "mlp": {"hidden": [7]}, "lstm": {"hidden_size": 5}})
-    assert "hidden" in cnn.model_spec((1, 28, 28), 10)["args"] and cnn.model_spec((1, 28, 28), 10)["args"]["hidden"] == 128  # the cnn's own `hidden`
+    assert (
+        "hidden" in cnn.model_spec((1, 28, 28), 10)["args"] and cnn.model_spec((1, 28, 28), 10)["args"]["hidden"] == 128
+    )  # the cnn's own `hidden`
     assert not any(k.startswith(("mlp.", "lstm.", "gru.")) for k in cnn.knobs())
     mlp = TrialConfig.resolve(FIXED, {"model": "mlp", "mlp": {"hidden": [7]}})
     assert mlp.model_spec((1, 28, 28), 10)["args"]["hidden"] == [7]
@@ -42,23 +44,33 @@ def test_schedule_parameters_reach_only_their_kind() -> None:
 
 
 def test_nested_search_paths_validate() -> None:
-    cfg = validate(_experiment({
-        "optimizer": {"grid": ["sgd", "adam"]}, "optim.adam.betas": {"choice": [[0.9, 0.999], [0.8, 0.99]]},
-        "schedule.plateau.factor": {"uniform": [0.1, 0.9]}, "augment.flip": {"grid": [False, True]},
-        "loss": {"grid": [{}, {"l1": 1e-4}]}, "mlp": {"grid": [{}, {"dropout": 0.25}]},
-    }))
+    cfg = validate(
+        _experiment(
+            {
+                "optimizer": {"grid": ["sgd", "adam"]},
+                "optim.adam.betas": {"choice": [[0.9, 0.999], [0.8, 0.99]]},
+                "schedule.plateau.factor": {"uniform": [0.1, 0.9]},
+                "augment.flip": {"grid": [False, True]},
+                "loss": {"grid": [{}, {"l1": 1e-4}]},
+                "mlp": {"grid": [{}, {"dropout": 0.25}]},
+            }
+        )
+    )
     assert len(cfg.search.space) == 6
 
 
-@pytest.mark.parametrize(("space", "field", "problem"), [
-    ({"optim.adam.beta": {"grid": [[0.9, 0.9]]}}, "search.space.optim.adam.beta", "not a optim.adam field"),
-    ({"lr.low": {"grid": [1]}}, "search.space.lr.low", "lr has no sub-fields"),
-    ({"optim.adam.betas": {"grid": [[0.9, 1.5]]}}, "search.space.optim.adam.betas", "betas must each be in"),
-    ({"schedule.plateau.factor": {"grid": [2.0]}}, "search.space.schedule.plateau.factor", "less than 1"),
-    ({"loss": {"grid": [{"l3": 1.0}]}}, "search.space.loss", "Extra inputs"),
-    ({"clip.by": {"choice": ["sometimes"]}}, "search.space.clip.by", "'none', 'norm' or 'value'"),
-    ({"loss": {"grid": [{}]}, "loss.l1": {"grid": [0.1]}}, "search.space.loss", "also loss.l1 inside it"),
-])
+@pytest.mark.parametrize(
+    ("space", "field", "problem"),
+    [
+        ({"optim.adam.beta": {"grid": [[0.9, 0.9]]}}, "search.space.optim.adam.beta", "not a optim.adam field"),
+        ({"lr.low": {"grid": [1]}}, "search.space.lr.low", "lr has no sub-fields"),
+        ({"optim.adam.betas": {"grid": [[0.9, 1.5]]}}, "search.space.optim.adam.betas", "betas must each be in"),
+        ({"schedule.plateau.factor": {"grid": [2.0]}}, "search.space.schedule.plateau.factor", "less than 1"),
+        ({"loss": {"grid": [{"l3": 1.0}]}}, "search.space.loss", "Extra inputs"),
+        ({"clip.by": {"choice": ["sometimes"]}}, "search.space.clip.by", "'none', 'norm' or 'value'"),
+        ({"loss": {"grid": [{}]}, "loss.l1": {"grid": [0.1]}}, "search.space.loss", "also loss.l1 inside it"),
+    ],
+)
 def test_bad_nested_entries_name_the_field(space: dict, field: str, problem: str) -> None:
     with pytest.raises(ConfigError) as caught:
         validate(_experiment(space))

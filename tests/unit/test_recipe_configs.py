@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
-from orchestrator.config import load_config
 from orchestrator.commands.main import launch_main as main
+from orchestrator.config import load_config
 from orchestrator.config.rungs import rungs as asha_rungs
 from trainables.recipe import TrialConfig
 
@@ -25,8 +25,9 @@ def test_nine_studies_ship() -> None:
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: str(p.relative_to(ROOT)))
-def test_config_validates_and_dry_runs(path: Path, capsys: pytest.CaptureFixture[str],
-                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_config_validates_and_dry_runs(
+    path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.syspath_prepend(str(path.parent))  # an example's own modules sit beside its config
     if load_config(path).search.algorithm == "optuna":
         pytest.importorskip("optuna")
@@ -46,8 +47,13 @@ def test_studies_compare_settings_to_the_end(path: Path) -> None:
 
 def test_the_cli_dry_runs_a_study_in_a_fresh_interpreter(tmp_path: Path) -> None:
     study = ROOT / "configs" / "studies" / "05-plateau.yaml"
-    proc = subprocess.run([sys.executable, "-m", "orchestrator.launch", str(study), "--dry-run",
-                           "--storage-path", str(tmp_path)], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "orchestrator.launch", str(study), "--dry-run", "--storage-path", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "schedule.name  grid ['none', 'plateau']" in proc.stdout
     assert list(tmp_path.iterdir()) == []  # a dry run writes nothing

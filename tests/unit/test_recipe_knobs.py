@@ -53,7 +53,7 @@ def test_l2_squared_and_the_seeds_norm_form() -> None:
     plain = F.cross_entropy(logits, labels)
     weights = [p for p in model.parameters() if p.ndim >= 2]
     squared = build_objective(model, LossSpec(l2=1e-2))(logits, labels)
-    assert torch.allclose(squared - plain, 1e-2 * sum((w ** 2).sum() for w in weights))
+    assert torch.allclose(squared - plain, 1e-2 * sum((w**2).sum() for w in weights))
     norm = build_objective(model, LossSpec(l2=1e-2, l2_form="norm", penalize_bias=True))(logits, labels)
     assert torch.allclose(norm - plain, 1e-2 * sum(torch.norm(p, 2) for p in model.parameters()))
 
@@ -79,8 +79,13 @@ def test_label_smoothing_is_cross_entropy_with_smoothing() -> None:
     assert not torch.allclose(smoothed, F.cross_entropy(logits, labels))
 
 
-@pytest.mark.parametrize("spec", [{"name": "mlp", "hidden": [16, 8], "batch_norm": True},
-                                  {"name": "cnn", "channels": [4], "hidden": 8, "batch_norm": True}])
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {"name": "mlp", "hidden": [16, 8], "batch_norm": True},
+        {"name": "cnn", "channels": [4], "hidden": 8, "batch_norm": True},
+    ],
+)
 def test_batch_norm_layers_exist_and_update_running_stats(spec: dict) -> None:
     torch.manual_seed(0)
     model = build_model(spec)
@@ -170,9 +175,13 @@ def test_clip_by_value_bounds_every_entry_and_none_is_off() -> None:
 
 def test_optimizer_family_parameters_reach_torch() -> None:
     model = _mlp()
-    optim = OptimSpec.model_validate({"momentum": {"momentum": 0.8, "nesterov": True},
-                                      "adam": {"betas": [0.8, 0.99], "eps": 1e-6},
-                                      "rmsprop": {"alpha": 0.9, "eps": 1e-5}})
+    optim = OptimSpec.model_validate(
+        {
+            "momentum": {"momentum": 0.8, "nesterov": True},
+            "adam": {"betas": [0.8, 0.99], "eps": 1e-6},
+            "rmsprop": {"alpha": 0.9, "eps": 1e-5},
+        }
+    )
     sgd = build_optimizer("momentum", model, 0.1, 0.0, optim).param_groups[0]
     assert (sgd["momentum"], sgd["nesterov"]) == (0.8, True)
     adam = build_optimizer("adam", model, 0.1, 0.0, optim).param_groups[0]
@@ -183,22 +192,39 @@ def test_optimizer_family_parameters_reach_torch() -> None:
     assert build_optimizer("momentum", model, 0.1, 0.0).param_groups[0]["momentum"] == 0.9  # the seeds' default
 
 
-@pytest.mark.parametrize("bad", [{"sgd": {"nesterov": True}}, {"adam": {"betas": [0.9, 1.0]}},
-                                 {"adam": {"beta": [0.9, 0.99]}}, {"rmsprop": {"alpha": 1.5}}])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"sgd": {"nesterov": True}},
+        {"adam": {"betas": [0.9, 1.0]}},
+        {"adam": {"beta": [0.9, 0.99]}},
+        {"rmsprop": {"alpha": 1.5}},
+    ],
+)
 def test_invalid_optimizer_parameters_are_refused(bad: dict) -> None:
     with pytest.raises(ValidationError):
         OptimSpec.model_validate(bad)
 
 
 def test_assemble_wires_every_section() -> None:
-    cfg = TrialConfig.model_validate({
-        "mlp": {"hidden": [8]}, "init": {"scheme": "uniform", "bound": 0.02}, "loss": {"l1": 1e-4},
-        "clip": {"by": "norm"}, "schedule": {"name": "cosine"}, "augment": {"flip": True}, "epochs": 2})
+    cfg = TrialConfig.model_validate(
+        {
+            "mlp": {"hidden": [8]},
+            "init": {"scheme": "uniform", "bound": 0.02},
+            "loss": {"l1": 1e-4},
+            "clip": {"by": "norm"},
+            "schedule": {"name": "cosine"},
+            "augment": {"flip": True},
+            "epochs": 2,
+        }
+    )
     torch.manual_seed(0)
     training = assemble(cfg, cfg.model_spec((1, 28, 28), 10), torch.device("cpu"), steps_per_epoch=10)
     assert _max_abs(training.model[1].weight) <= 0.02
     hooks = training.hooks
     assert hooks.augment is not None and hooks.clip is not None and hooks.after_step is not None
     assert hooks.loss_fn is not F.cross_entropy
-    plain = assemble(TrialConfig(), TrialConfig().model_spec((1, 28, 28), 10), torch.device("cpu"), steps_per_epoch=10).hooks
+    plain = assemble(
+        TrialConfig(), TrialConfig().model_spec((1, 28, 28), 10), torch.device("cpu"), steps_per_epoch=10
+    ).hooks
     assert (plain.augment, plain.clip, plain.after_step, plain.loss_fn) == (None, None, None, F.cross_entropy)

@@ -13,8 +13,10 @@ from torch import nn
 from trainables.recipe import TrialConfig
 from trainables.schedules import Schedule, ScheduleSpec, lr_factor
 
-SEEDS_PLATEAU = {"name": "plateau", "plateau": {"factor": 0.5, "patience": 0, "threshold": 0.001,
-                                                "threshold_mode": "abs", "min_lr": 1e-5}}
+SEEDS_PLATEAU = {
+    "name": "plateau",
+    "plateau": {"factor": 0.5, "patience": 0, "threshold": 0.001, "threshold_mode": "abs", "min_lr": 1e-5},
+}
 
 
 def _optimizer(lr: float = 1e-3) -> torch.optim.Optimizer:

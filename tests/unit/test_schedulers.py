@@ -17,8 +17,14 @@ from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 
 from orchestrator.tune.schedulers import ResumableASHA, SynchronousHalving
 
-KW = {"time_attr": "epoch", "max_t": 8, "grace_period": 1, "reduction_factor": 2, "metric": "val_accuracy",
-      "mode": "max"}
+KW = {
+    "time_attr": "epoch",
+    "max_t": 8,
+    "grace_period": 1,
+    "reduction_factor": 2,
+    "metric": "val_accuracy",
+    "mode": "max",
+}
 
 
 def restored_trial(tmp_path: Path, trial_id: str, accuracies: list[float], torn_tail: bool = False) -> Trial:
@@ -27,7 +33,7 @@ def restored_trial(tmp_path: Path, trial_id: str, accuracies: list[float], torn_
     directory = Path(storage.trial_fs_path)
     directory.mkdir(parents=True, exist_ok=True)
     lines = [json.dumps({"epoch": e, "val_accuracy": a}) for e, a in enumerate(accuracies, 1)]
-    (directory / "result.json").write_text("\n".join(lines) + ("\n{\"epoch\": 9, \"val" if torn_tail else "\n"))
+    (directory / "result.json").write_text("\n".join(lines) + ('\n{"epoch": 9, "val' if torn_tail else "\n"))
     return trial
 
 
@@ -74,8 +80,15 @@ class Controller:
         trial.set_status(Trial.TERMINATED)
 
 
-SHA = {"metric": "val_accuracy", "time_attr": "epoch", "max_t": 5, "grace_period": 1, "reduction_factor": 2,
-       "brackets": 1, "max_concurrent": None}
+SHA = {
+    "metric": "val_accuracy",
+    "time_attr": "epoch",
+    "max_t": 5,
+    "grace_period": 1,
+    "reduction_factor": 2,
+    "brackets": 1,
+    "max_concurrent": None,
+}
 
 
 def _trials(tmp_path: Path, count: int) -> list[Trial]:

@@ -52,13 +52,15 @@ def test_status_and_rows() -> None:
 
 def _ray_keeps(record: TrialRecord, keep: int, root: Path) -> list[int]:
     """The epochs Ray's own checkpoint manager keeps (it deletes the others), fed the trial's reports in order."""
-    manager = _CheckpointManager(CheckpointConfig(num_to_keep=keep, checkpoint_score_attribute=m.SELECTION_SCORE,
-                                                  checkpoint_score_order="max"))
+    manager = _CheckpointManager(
+        CheckpointConfig(num_to_keep=keep, checkpoint_score_attribute=m.SELECTION_SCORE, checkpoint_score_order="max")
+    )
     for ref in record.checkpoints:
         directory = root / f"{record.trial_id}-{keep}" / ref.path
         directory.mkdir(parents=True)
-        manager.register_checkpoint(_TrainingResult(checkpoint=Checkpoint.from_directory(directory),
-                                                    metrics=ref.metrics))
+        manager.register_checkpoint(
+            _TrainingResult(checkpoint=Checkpoint.from_directory(directory), metrics=ref.metrics)
+        )
     kept = sorted(int(r.metrics[m.EPOCH]) for r in manager.best_checkpoint_results)
     on_disk = sorted(int(p.name.rsplit("_", 1)[-1]) + 1 for p in (root / f"{record.trial_id}-{keep}").glob("*/*"))
     assert on_disk == sorted({*kept, len(record.checkpoints)})  # what it keeps, plus the latest
@@ -84,6 +86,6 @@ def test_the_tie_break_never_outranks_a_better_primary_metric() -> None:
     high = {m.TEST_ACCURACY: 0.9001, m.VAL_ACCURACY: 0.0}
     assert m.selection_score(high, m.TEST_ACCURACY) > m.selection_score(low, m.TEST_ACCURACY)
     one_more_right = {m.TEST_ACCURACY: 1 / 10_000, m.VAL_ACCURACY: 0.0}
-    assert m.selection_score(one_more_right, m.TEST_ACCURACY) > m.selection_score({m.TEST_ACCURACY: 0.0,
-                                                                                  m.VAL_ACCURACY: 1.0},
-                                                                                 m.TEST_ACCURACY)
+    assert m.selection_score(one_more_right, m.TEST_ACCURACY) > m.selection_score(
+        {m.TEST_ACCURACY: 0.0, m.VAL_ACCURACY: 1.0}, m.TEST_ACCURACY
+    )

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from orchestrator.config import load_config
-from orchestrator.errors import ConfigError
 from orchestrator.config.gpu_memory import GIB, candidate_trials, check_gpu_packing, estimate
+from orchestrator.errors import ConfigError
 from trainables.recipe import TrialConfig
 
 REPO = Path(__file__).resolve().parents[2]
@@ -20,10 +20,19 @@ FASHION = ((1, 28, 28), 10, 70_000 * (784 + 8))  # input shape, classes, residen
 
 
 def launch(tmp_path: Path, *overrides: str, dry_run: bool = False) -> subprocess.CompletedProcess[str]:
-    args = [sys.executable, "-m", "orchestrator", "launch", str(REPO / "configs/smoke.yaml"),
-            "--storage-path", str(tmp_path / "runs"), *[a for o in overrides for a in ("--set", o)]]
-    return subprocess.run(args + (["--dry-run"] if dry_run else []), capture_output=True, text=True,
-                          cwd=REPO, timeout=120)
+    args = [
+        sys.executable,
+        "-m",
+        "orchestrator",
+        "launch",
+        str(REPO / "configs/smoke.yaml"),
+        "--storage-path",
+        str(tmp_path / "runs"),
+        *[a for o in overrides for a in ("--set", o)],
+    ]
+    return subprocess.run(
+        args + (["--dry-run"] if dry_run else []), capture_output=True, text=True, cwd=REPO, timeout=120
+    )
 
 
 def test_impossible_packing_is_refused_before_ray(tmp_path: Path) -> None:
@@ -49,8 +58,10 @@ def test_cpu_sweeps_are_not_checked() -> None:
 
 
 def test_the_worst_searched_trial_decides() -> None:
-    cfg = load_config(REPO / "configs/smoke.yaml", ["resources.gpu=0.5", "runtime.gpu_memory_gb=80", MIXED,
-                                                     "search.space.optimizer={choice: [sgd, adam]}"])
+    cfg = load_config(
+        REPO / "configs/smoke.yaml",
+        ["resources.gpu=0.5", "runtime.gpu_memory_gb=80", MIXED, "search.space.optimizer={choice: [sgd, adam]}"],
+    )
     trials = candidate_trials(cfg)
     assert {(t.model, t.batch_size, t.optimizer) for t in trials} >= {("cnn", 10000, "adam"), ("mlp", 32, "sgd")}
     worst = check_gpu_packing(cfg, *FASHION)
@@ -60,22 +71,32 @@ def test_the_worst_searched_trial_decides() -> None:
 def test_estimate_grows_with_batch_model_and_optimizer_state() -> None:
     shape, classes, data = FASHION
     small = estimate(TrialConfig(model="mlp", batch_size=32, optimizer="sgd"), shape, classes, data)
-    assert estimate(TrialConfig(model="mlp", batch_size=10000, optimizer="sgd"), shape, classes, data).activations > small.activations
-    assert estimate(TrialConfig(model="mlp", batch_size=32, optimizer="adam"), shape, classes, data).weights == 2 * small.weights
+    assert (
+        estimate(TrialConfig(model="mlp", batch_size=10000, optimizer="sgd"), shape, classes, data).activations
+        > small.activations
+    )
+    assert (
+        estimate(TrialConfig(model="mlp", batch_size=32, optimizer="adam"), shape, classes, data).weights
+        == 2 * small.weights
+    )
     assert estimate(TrialConfig(model="cnn", batch_size=32), shape, classes, data).activations > small.activations
     assert 1 * GIB < small.total < 2 * GIB  # a CUDA context plus a few tens of MB
 
 
 def test_range_dimensions_use_their_top() -> None:
-    cfg = load_config(REPO / "configs/smoke.yaml", ["search.space.batch_size={randint: [16, 4097]}",
-                                                     "resources.gpu=1", "runtime.gpu_memory_gb=0.5"])
+    cfg = load_config(
+        REPO / "configs/smoke.yaml",
+        ["search.space.batch_size={randint: [16, 4097]}", "resources.gpu=1", "runtime.gpu_memory_gb=0.5"],
+    )
     assert {t.batch_size for t in candidate_trials(cfg)} == {4096}
     with pytest.raises(ConfigError, match="resources.gpu: 1 trials per GPU need"):
         check_gpu_packing(cfg, *FASHION)
 
 
 def test_auto_gpu_packing_is_checked() -> None:
-    cfg = load_config(REPO / "configs/smoke.yaml", ["resources.gpu=auto", "resources.trials_per_gpu=16",
-                                                     "runtime.gpu_memory_gb=4", MIXED])
+    cfg = load_config(
+        REPO / "configs/smoke.yaml",
+        ["resources.gpu=auto", "resources.trials_per_gpu=16", "runtime.gpu_memory_gb=4", MIXED],
+    )
     with pytest.raises(ConfigError, match=r"resources.trials_per_gpu: 16 trials per GPU need .*\(got 16\)"):
         check_gpu_packing(cfg, *FASHION)
