@@ -25,7 +25,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from trainables.data import Dataset, Split
-from trainables.data_sources import IDX_NAMES, find_idx_dir
+from trainables.data_readers import IDX_NAMES, find_idx_dir
 from trainables.models import build_model
 from trainables.optimizers import build_optimizer
 from trainables.recipe import TrialConfig

@@ -4,18 +4,12 @@
     python -m orchestrator launch configs/smoke.yaml --fresh    # runs/smoke-2 (runs/smoke is kept)
 
 Before Ray starts, a launch claims the experiment:
-- **One launch at a time.** On a local or mounted path: a kernel `flock` on `.launch.lock`, held for the
-  driver's life and dropped by the kernel when the driver dies, even by SIGKILL. On an object store
-  (no locks there): a lease object, `.launch.lock`, renewed every RENEW_S seconds; a second launch
-  finding a lease renewed within LEASE_S is refused. A lease whose holder was on this machine and is
-  gone is taken over at once; one from another machine after LEASE_S. Two launches racing for a free
-  lease both write, wait, and read back: S3 and GCS are strongly consistent, so exactly one finds its
-  own token and goes on.
+- **One launch at a time**: a `flock` locally, a lease object on an object store (`orchestrator.lock`).
 - **The same config.** `experiment.json` records the resolved config and its hash. A rerun whose config
   hashes differently is refused, naming the fields that changed, once the experiment has Tune state
   (until then nothing has run, and the record is simply replaced). `storage_path` and `ray` are left
-  out of the hash, and so is `tracking`: moving the directory, joining another cluster or sending the runs
-  to MLflow does not change what it computes.
+  out of the hash, and so are `name` and `tracking`: renaming or moving the directory, joining another
+  cluster or sending the runs to MLflow does not change what it computes.
 - **Trusted state.** Resuming unpickles Ray's experiment state, so a local experiment whose directory or
   state files are writable by other users, or owned by someone else, is refused (as ssh refuses a
   group-writable key). Launches run with `umask | 022`, so nothing they create is writable by others;
@@ -26,32 +20,26 @@ No Ray here.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
 import shutil
 import socket
 import stat
-import threading
-import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pyarrow.fs as pafs
-
 from orchestrator import versions
 from orchestrator.config import ExperimentConfig
 from orchestrator.errors import ConfigError
-from orchestrator.location import LOCK, RECORD, STATUS, Location
+from orchestrator.location import RECORD, STATUS, Location
+from orchestrator.lock import Lease, flock, held
+
+__all__ = ["Claim", "claim", "fresh", "held", "read_record"]
 
 NOT_HASHED = ("name", "storage_path", "ray", "tracking")  # what it is called, where it runs, who watches
 TUNE_STATE = "tuner.pkl"  # Ray's: present once a Tuner was created for this experiment
-LEASE_S = 60.0
-RENEW_S = 10.0
-RACE_WAIT_S = 1.0
 
 
 def fingerprint(cfg: ExperimentConfig) -> dict[str, Any]:
@@ -104,7 +92,7 @@ class Claim:
     location: Location
     created: bool  # the experiment directory did not exist before this claim
     lock_fd: int | None = None
-    lease: _Lease | None = None
+    lease: Lease | None = None
     written: list[str] = field(default_factory=list)
 
     @property
@@ -168,10 +156,10 @@ def claim(cfg: ExperimentConfig, location: Location) -> Claim:
     created = not location.exists()
     result = Claim(location, created)
     if location.is_local:
-        result.lock_fd = _flock(location, cfg.name, created)
+        result.lock_fd = flock(location, cfg.name, created)
     else:
         location.makedirs()
-        result.lease = _Lease.acquire(location, cfg.name)
+        result.lease = Lease.acquire(location, cfg.name)
     if recorded is None or recorded.get("sha256") != current["sha256"]:
         if recorded is None:
             result.written.append(RECORD)
@@ -197,170 +185,3 @@ def check_trusted(directory: Path) -> None:
                 f"{path} is {who}; resuming would unpickle what another user could "
                 f"have written: `chmod -R go-w {directory}` if you trust it, or use --fresh",
             )
-
-
-def _flock(location: Location, name: str, created: bool) -> int:
-    directory = location.local_dir
-    assert directory is not None  # noqa: S101 - is_local was checked by the caller
-    lock = directory / LOCK
-    if lock.exists() and not lock.is_file():
-        raise ConfigError(str(lock), "is not a file (the launch lock); move it away or use --fresh")
-    directory.mkdir(parents=True, exist_ok=True)
-    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = _holder(os.pread(fd, 4096, 0).decode(errors="replace"))
-        os.close(fd)
-        if created:
-            shutil.rmtree(directory, ignore_errors=True)
-        raise ConfigError(
-            "name",
-            f"experiment {directory} is in use by another launch (pid {holder.get('pid', '?')}); "
-            "wait for it to finish or use --fresh",
-            name,
-        ) from None
-    reap_dead_session(_holder(os.pread(fd, 4096, 0).decode(errors="replace")))
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname()}).encode() + b"\n", 0)
-    return fd
-
-
-def _holder(text: str) -> dict[str, Any]:
-    try:
-        value = json.loads(text)
-    except ValueError:
-        return {"pid": text.strip() or "?"}
-    return value if isinstance(value, dict) else {}
-
-
-def reap_dead_session(holder: dict[str, Any]) -> None:
-    """Ray's helper processes of a driver that died on this machine: they hold nothing, end them."""
-    session = holder.get("session")
-    if not isinstance(session, str) or not session.startswith("/") or holder.get("host") != socket.gethostname():
-        return
-    if _alive(holder.get("pid")):
-        return
-    for proc in Path("/proc").glob("[0-9]*"):
-        try:
-            if proc.stat().st_uid != os.getuid() or int(proc.name) == os.getpid():
-                continue
-            if _uses(proc, session.rstrip("/") + "/"):
-                os.kill(int(proc.name), 9)
-        except (OSError, ValueError):
-            continue
-
-
-def _uses(proc: Path, session: str) -> bool:
-    """Ray's processes name their session on the command line or keep its log files open (agents rename
-    themselves to `ray::DashboardAgent`, so only their open files tell)."""
-    cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    if session in cmdline:
-        return True
-    return any(os.readlink(fd).startswith(session) for fd in (proc / "fd").iterdir())
-
-
-def _alive(pid: Any) -> bool:
-    if not isinstance(pid, int) or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-class _Lease:
-    """A lease object on an object store, renewed in the background while the launch runs."""
-
-    def __init__(self, location: Location, token: str) -> None:
-        self.location, self.token = location, token
-        self.session: str | None = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._renew_loop, daemon=True)
-
-    @classmethod
-    def acquire(cls, location: Location, name: str) -> _Lease:
-        held = cls._read(location)
-        if held is not None:
-            age = time.time() - float(held.get("renewed", 0))
-            same_host_dead = held.get("host") == socket.gethostname() and not _alive(held.get("pid"))
-            if age < LEASE_S and not same_host_dead:
-                raise ConfigError(
-                    "name",
-                    f"experiment {location.display} is in use by another launch (pid "
-                    f"{held.get('pid', '?')} on {held.get('host', '?')}, lease renewed {age:.0f} s "
-                    f"ago); wait for it to finish, rerun after {LEASE_S:.0f} s if it died, or use "
-                    "--fresh",
-                    name,
-                )
-            reap_dead_session(held)
-        lease = cls(location, uuid.uuid4().hex)
-        lease._write()
-        time.sleep(RACE_WAIT_S)
-        won = cls._read(location)
-        if won is None or won.get("token") != lease.token:
-            raise ConfigError(
-                "name",
-                f"experiment {location.display} was claimed by another launch at the same "
-                "moment; wait for it to finish or use --fresh",
-                name,
-            )
-        lease._thread.start()
-        return lease
-
-    @staticmethod
-    def _read(location: Location) -> dict[str, Any] | None:
-        try:
-            value = location.read_json(LOCK)
-        except (FileNotFoundError, ValueError):
-            return None
-        except OSError:
-            if location.info(LOCK).type == pafs.FileType.NotFound:
-                return None
-            raise
-        return value if isinstance(value, dict) else None
-
-    def _write(self) -> None:
-        self.location.write_json(
-            {
-                "token": self.token,
-                "pid": os.getpid(),
-                "host": socket.gethostname(),
-                "renewed": time.time(),
-                "session": self.session,
-            },
-            LOCK,
-        )
-
-    def _renew_loop(self) -> None:
-        while not self._stop.wait(RENEW_S):
-            with contextlib.suppress(OSError):
-                self._write()
-
-    def stop(self) -> None:
-        self._stop.set()
-        with contextlib.suppress(OSError, ValueError):
-            held = self._read(self.location)
-            if held is not None and held.get("token") == self.token:
-                self.location.delete(LOCK)
-
-
-def held(location: Location) -> bool:
-    """Whether a launch holds the experiment right now (its driver is alive), without disturbing it."""
-    if location.local_dir is not None:
-        lock = location.local_dir / LOCK
-        if not lock.is_file():
-            return False
-        fd = os.open(lock, os.O_RDONLY)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        finally:
-            os.close(fd)  # closing drops the shared lock, if it was taken
-        return False
-    lease = _Lease._read(location)
-    return lease is not None and time.time() - float(lease.get("renewed", 0)) < LEASE_S

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+MAX_DATASET_BYTES = 4 << 30  # resident in every trial: must fit in Ray's object store and each trial's device
+
 
 class DataError(ValueError):
     """Data that cannot be used: the message names the field or file and what to do."""

@@ -29,7 +29,8 @@ from orchestrator.errors import ConfigError
 from orchestrator.location import BEST_MANIFEST, BEST_MODEL, RECORD
 from trainables import checkpoint as ckpt
 from trainables.data import DataError, Dataset, InputScaling, input_scaling
-from trainables.data_sources import FASHION_CLASSES, DataConfig, load_dataset
+from trainables.data_readers import FASHION_CLASSES
+from trainables.data_sources import DataConfig, load_dataset
 from trainables.loop import predict_logits
 from trainables.models import ModelError, build_model
 from trainables.schema import strict_validate

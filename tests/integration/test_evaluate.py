@@ -12,7 +12,7 @@ from conftest import Sweep, cli
 from PIL import Image
 
 from orchestrator.review.evaluation import evaluation_data, load_model, predict
-from trainables.data_sources import FASHION_CLASSES as CLASSES
+from trainables.data_readers import FASHION_CLASSES as CLASSES
 
 
 @pytest.fixture(scope="module")

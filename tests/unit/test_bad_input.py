@@ -31,7 +31,7 @@ import yaml
 
 from orchestrator.commands.main import main
 from orchestrator.config import resources
-from trainables import data_sources
+from trainables import data_readers
 
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 TIME_LIMIT_S = 5.0
@@ -801,7 +801,7 @@ def _fashion_copy(damage: Callable[[Path], None]) -> Callable[[Path], dict[str, 
     def make(tmp_path: Path) -> dict[str, Any]:
         root = tmp_path / "fmnist"
         root.mkdir()
-        for stem in data_sources.IDX_NAMES.values():
+        for stem in data_readers.IDX_NAMES.values():
             shutil.copy(FASHION_DIR / f"{stem}.gz", root / f"{stem}.gz")
         damage(root)
         return {"root": str(root)}
@@ -816,7 +816,7 @@ def _small_idx(damage: Callable[[Path], None]) -> Callable[[Path], dict[str, Any
         root = tmp_path / "fmnist"
         root.mkdir()
         sizes = {"x_train": (600, 28, 28), "y_train": (600,), "x_test": (100, 28, 28), "y_test": (100,)}
-        for key, stem in data_sources.IDX_NAMES.items():
+        for key, stem in data_readers.IDX_NAMES.items():
             body = (np.arange(math.prod(sizes[key])) % 10).astype(np.uint8).tobytes()
             (root / f"{stem}.gz").write_bytes(gzip.compress(_idx(sizes[key], body), compresslevel=1))
         damage(root)
@@ -1013,7 +1013,7 @@ def test_data_refused(
 ) -> None:
     if make.__qualname__.startswith("_fashion_copy") and not FASHION_DIR.is_dir():
         pytest.skip("needs Debian's dataset-fashion-mnist")
-    monkeypatch.setattr(data_sources, "DEBIAN_DIR", tmp_path / "no-debian-package")  # only the damaged copy
+    monkeypatch.setattr(data_readers, "DEBIAN_DIR", tmp_path / "no-debian-package")  # only the damaged copy
     section = make(tmp_path)
     replace = "source" in section or "root" in section
     path = tmp_path / "experiment.yaml"

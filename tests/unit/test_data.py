@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from trainables.data import DataError, batch_indices, carve, channel_stats, input_scaling
-from trainables.data_sources import DataConfig, find_idx_dir, load_dataset, read_idx
+from trainables.data_readers import find_idx_dir, read_idx
+from trainables.data_sources import DataConfig, load_dataset
 
 
 def test_real_dataset_shapes(fashion) -> None:  # noqa: ANN001
@@ -50,7 +51,7 @@ def test_truncated_idx_is_refused(tmp_path: Path) -> None:
 
 
 def test_missing_dataset_says_where_it_looked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import trainables.data_sources as sources
+    import trainables.data_readers as sources
 
     monkeypatch.setattr(sources, "DEBIAN_DIR", tmp_path / "nowhere")
     with pytest.raises(DataError, match="apt-get install dataset-fashion-mnist.*data.download: true"):
