@@ -104,6 +104,16 @@ def _check_path(path: str) -> None:
             schema = annotation
 
 
+def lookup(values: dict[str, Any], dotted: str) -> Any:
+    """The value at a dotted path of nested mappings (a trial's config), or None where it has none."""
+    node: Any = values
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
 def nest(path: str, value: Any) -> dict[str, Any]:
     for part in reversed(path.split(".")):
         value = {part: value}

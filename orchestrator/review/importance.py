@@ -43,7 +43,7 @@ class Knob:
 
     @property
     def numeric(self) -> bool:
-        return bool(self.used) and all(_number(v) for v in self.used)
+        return bool(self.used) and all(finite(v) for v in self.used)
 
     @property
     def log(self) -> bool:
@@ -69,10 +69,6 @@ class Knob:
         seen = {label(v) for v in self.used}
         observed = sorted(seen - set(listed), key=lambda text: (len(text), text))
         return [text for text in listed if text in seen] + observed
-
-
-def _number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def label(value: Any) -> str:
@@ -143,11 +139,11 @@ def _choice(value: Any) -> Any:
 def _distribution(knob: Knob, used: list[Any]) -> Any:
     from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
-    if knob.kind in ("uniform", "loguniform", "quniform") and all(_number(v) for v in used):
+    if knob.kind in ("uniform", "loguniform", "quniform") and all(finite(v) for v in used):
         low, high = min(float(knob.args[0]), *map(float, used)), max(float(knob.args[1]), *map(float, used))
         return FloatDistribution(low, high, log=knob.kind == "loguniform")
     # An integer column with gaps (a conditional knob) comes back from Parquet as floats: 3.0 is still 3.
-    if knob.kind == "randint" and all(_number(v) and float(v).is_integer() for v in used):
+    if knob.kind == "randint" and all(finite(v) and float(v).is_integer() for v in used):
         ints = [int(v) for v in used]
         return IntDistribution(min(int(knob.args[0]), *ints), max(int(knob.args[1]) - 1, *ints))
     listed = [_choice(v) for v in knob.args] if knob.kind in LIST_KINDS else []

@@ -15,6 +15,7 @@ import json
 import re
 from typing import Any
 
+from orchestrator.config.space import lookup
 from trainables.recipe import TrialConfig
 
 # Knobs whose value alone is clear (a model or optimizer name); others get a short prefix.
@@ -58,26 +59,17 @@ def short(value: Any) -> str:
     return str(value)
 
 
-def _lookup(values: dict[str, Any], dotted: str) -> Any:
-    node: Any = values
-    for part in dotted.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return None
-        node = node[part]
-    return node
-
-
 def run_name(cfg: TrialConfig, searched: list[str] | tuple[str, ...], trial_id: str) -> str:
     values = cfg.model_dump(mode="json")
     knobs = ["model", *[k for k in searched if k != "model"]] if searched else list(DEFAULT_KNOBS)
     parts = []
     for knob in knobs:
-        value = _lookup(values, knob)
+        value = lookup(values, knob)
         if value is None or knob.split(".")[0] in ("mlp", "cnn", "lstm", "gru") and knob.split(".")[0] != cfg.model:
             continue  # another model's field: this trial does not have it
         leaf = knob.rsplit(".", 1)[-1]
         if isinstance(value, dict):  # a whole section searched: the fields that differ from their defaults
-            parts.append(_changed(value, _lookup(DEFAULTS, knob)) or f"{_abbreviation(leaf)}_default")
+            parts.append(_changed(value, lookup(DEFAULTS, knob)) or f"{_abbreviation(leaf)}_default")
         else:
             parts.append(PREFIXES.get(knob, _abbreviation(leaf) + "_") + short(value))
     name = _UNSAFE.sub("-", "-".join(p for p in parts if p)).strip("-.")[:MAX_LENGTH]

@@ -20,7 +20,7 @@ from typing import Any, TextIO
 
 from orchestrator.config.rungs import rungs
 from orchestrator.config.schema import ExperimentConfig
-from orchestrator.config.space import searched_fields
+from orchestrator.config.space import lookup, searched_fields
 from orchestrator.outputs.tables import cell
 from orchestrator.records import Observer, TrialRecord
 from trainables import metrics as m
@@ -44,15 +44,6 @@ def planned_epochs(trials: int, epochs: int, grace: int, factor: float, brackets
             done, alive = rung, max(1, math.floor(alive / factor)) if alive else 0
         total += alive * (epochs - done)
     return total
-
-
-def lookup(values: dict[str, Any], dotted: str) -> Any:
-    node: Any = values
-    for part in dotted.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return None
-        node = node[part]
-    return node
 
 
 def _clock(seconds: float) -> str:
