@@ -31,7 +31,7 @@ from orchestrator.errors import ConfigError
 from orchestrator.location import BEST
 from orchestrator.outputs.reader import Experiment, records
 from orchestrator.outputs.tables import cell, ordered
-from orchestrator.review import plots
+from orchestrator.review import knob_plots, plots
 from orchestrator.review.importance import EVALUATOR, Importance, knob_importance, searched_knobs
 from orchestrator.review.report_html import render_html
 from orchestrator.review.summaries import (
@@ -202,11 +202,11 @@ def write_report(exp: Experiment, out: Path, top: int) -> Path:
     for name in OPTIONAL:
         (out / name).unlink(missing_ok=True)
     plots.plot_learning_curves(rows, exp.history, exp.metric, best, rungs, top, out / "learning_curves.png")
-    plots.plot_parallel(knobs, rows, exp.metric, leader, out / "parallel.png", "best" if best else "best so far")
-    plots.plot_knobs(knobs, rows, exp.metric, out / "knobs.png")
+    knob_plots.plot_parallel(knobs, rows, exp.metric, leader, out / "parallel.png", "best" if best else "best so far")
+    knob_plots.plot_knobs(knobs, rows, exp.metric, out / "knobs.png")
     importance = knob_importance(knobs, rows, exp.metric)
     if importance.scores:
-        plots.plot_importance(importance, out / "importance.png")
+        knob_plots.plot_importance(importance, out / "importance.png")
     scored = score_best(exp)
     if isinstance(scored, Scored):
         plots.plot_confusion(scored.matrix, scored.classes, out / "confusion.png")
