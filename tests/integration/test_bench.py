@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from conftest import cli
 
 
 def test_bench_end_to_end_writes_json(tmp_path: Path) -> None:
     output = tmp_path / "bench.json"
     args = [
-        sys.executable,
-        "-m",
-        "orchestrator.bench",
+        "bench",
         "--epochs",
         "1",
         "--trials",
@@ -33,7 +29,7 @@ def test_bench_end_to_end_writes_json(tmp_path: Path) -> None:
         "--scratch",
         str(tmp_path),
     ]
-    done = subprocess.run(args, capture_output=True, text=True, cwd=REPO, timeout=900)
+    done = cli(*args)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "targets  trial_epoch_over_raw" in done.stdout
     result = json.loads(output.read_text())

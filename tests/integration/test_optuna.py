@@ -3,19 +3,18 @@ the random searcher enforces the concurrency cap, and a real Optuna + ASHA sweep
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 import torch
+from conftest import cli
 
 from orchestrator.config import validate
 from trainables import checkpoint as ckpt
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SPACE = {
     "lr": {"loguniform": [1e-4, 1e-1]},
     "optimizer": {"choice": ["sgd", "adam", "momentum"]},
@@ -26,15 +25,13 @@ SPACE = {
 
 def _first_suggestions(seed: int, count: int = 4) -> list[dict]:
     pytest.importorskip("optuna")
-    from orchestrator.searchers import build_search_alg
-    from orchestrator.tuning import param_space
-
+    from orchestrator.tune.searchers import build_search_alg, param_space
     from trainables import metrics as m
 
     cfg = validate(
         {"name": "t", "seed": seed, "trial": {"epochs": 2}, "search": {"algorithm": "optuna", "space": SPACE}}
     )
-    searcher = build_search_alg(cfg.search, cfg.seed)
+    searcher = build_search_alg(cfg)
     assert searcher.set_search_properties(m.ASHA_METRIC, "max", param_space(cfg))
     return [searcher.suggest(f"trial_{i}") for i in range(count)]
 
@@ -48,8 +45,9 @@ def test_seeded_optuna_proposes_the_same_first_trials_twice() -> None:
 
 def test_optuna_concurrency_cap_is_the_searchers() -> None:
     pytest.importorskip("optuna")
-    from orchestrator.searchers import build_search_alg
     from ray.tune.search import ConcurrencyLimiter
+
+    from orchestrator.tune.searchers import build_search_alg
 
     cfg = validate(
         {
@@ -58,28 +56,24 @@ def test_optuna_concurrency_cap_is_the_searchers() -> None:
             "search": {"algorithm": "optuna", "max_concurrent_trials": 2, "space": SPACE},
         }
     )
-    searcher = build_search_alg(cfg.search, cfg.seed)
+    searcher = build_search_alg(cfg)
     assert isinstance(searcher, ConcurrencyLimiter) and searcher.max_concurrent == 2
 
 
 def test_random_search_is_seeded_and_capped() -> None:
-    from orchestrator.searchers import build_search_alg
+    from orchestrator.tune.searchers import build_search_alg
+    from orchestrator.tune.tuner import _scheduler
 
-    cfg = validate({"name": "t", "trial": {"epochs": 2}, "search": {"max_concurrent_trials": 3, "space": SPACE}})
-    generator = build_search_alg(cfg.search, cfg.seed)
-    assert generator.max_concurrent == 3  # Tune would ignore TuneConfig.max_concurrent_trials for it
+    search = {"max_concurrent_trials": 3, "space": SPACE}
+    cfg = validate({"name": "t", "trial": {"epochs": 2}, "search": search, "asha": {"mode": "async"}})
+    assert build_search_alg(cfg).max_concurrent == 3  # Tune would ignore TuneConfig.max_concurrent_trials for it
+    # Deterministic mode: the scheduler caps (the generator would count trials paused at a rung as running).
+    cfg = validate({"name": "t", "trial": {"epochs": 2}, "search": search})
+    assert build_search_alg(cfg).max_concurrent == 0 and _scheduler(cfg).max_concurrent == 3
 
 
-def _launch(args: list[str], timeout: int = 600) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run(
-        [sys.executable, "-m", "orchestrator.launch", *args],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env=env,
-        timeout=timeout,
-    )
+def _launch(args: list[str]) -> subprocess.CompletedProcess[str]:
+    return cli("launch", *args)
 
 
 def test_a_grid_under_optuna_is_one_line_and_exit_2(tmp_path: Path) -> None:
