@@ -122,6 +122,8 @@ def test_driver_sigkill_then_rerun_resumes_without_rerunning_finished_trials(
     code, out, err = finish(start(config, cwd=tmp_path))
     assert code == 0, err[-3000:]
     assert "resumed the experiment" in out
+    # The trial's own fallback from the cut checkpoint reaches the driver's output, not only its log.
+    assert f"warning: {victim.name}: resuming from " in err and f"instead of the unusable {newest.parent.name}" in err
     # The rerun ended what was left of the dead driver's Ray on this machine.
     assert not [pid for pid in leftovers if Path(f"/proc/{pid}").exists() and _state(pid) != "Z"], leftovers
     assert (first_done / "result.json").read_bytes() == before[first_done.name], "a finished trial was rerun"

@@ -96,6 +96,17 @@ def test_trial_failing_past_its_retries_is_recorded_and_the_rest_still_selected(
     assert f"failed: {victim.name} after {doomed['epochs_run']} epochs:" in err
     assert "leaderboard" in out and "error" in out
 
+    # Rerunning the finished experiment trains nothing again, the errored trial included ...
+    reported = (victim / "reports.jsonl").read_bytes()
+    code, out, err = finish(start(config, cwd=tmp_path))
+    assert code == 0, err[-3000:]
+    assert (victim / "reports.jsonl").read_bytes() == reported and table(experiment)[victim.name]["status"] == "error"
+    # ... unless asked: --retry-errored continues it from its checkpoint, and it completes.
+    code, out, err = finish(start(config, "--retry-errored", cwd=tmp_path))
+    assert code == 0, err[-3000:]
+    retried = table(experiment)[victim.name]
+    assert retried["status"] == "completed" and retried["epochs_run"] == EPOCHS and retried["error"] is None
+
 
 def test_nan_trial_ends_as_diverged_and_is_never_selected(tmp_path: Path) -> None:
     # SGD at lr 1e20 on raw 0..255 pixels overflows to NaN in the first epoch (lr 10 stays finite here).
