@@ -131,9 +131,9 @@ def merge_history(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def rank_checkpoints(records: list[TrialRecord], metric: str) -> list[tuple[TrialRecord, CheckpointRef]]:
     """Every kept checkpoint with a finite score, best first; diverged and failed trials never qualify.
 
-    The score is the one Ray's retention keeps checkpoints by (`trainables.metrics.selection_score`); an
-    exact tie goes to the later epoch, as it does in Ray, so the checkpoint ranked first is never one
-    that retention already deleted."""
+    The score is `trainables.metrics.selection_score`; an exact tie goes to the later epoch. Retention
+    (`outputs.retention`) keeps each trial's checkpoints by this same ranking, so the checkpoint ranked
+    first is never one that retention already deleted."""
     candidates = [
         (record, ref)
         for record in records

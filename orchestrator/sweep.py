@@ -11,6 +11,7 @@ sweep writes none of that: it says how far it got and exits 130 (SIGINT) or 143 
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from orchestrator import claim as claims
@@ -20,6 +21,7 @@ from orchestrator.config.schema import ExperimentConfig
 from orchestrator.errors import ConfigError
 from orchestrator.location import Location
 from orchestrator.outputs.export import export_best
+from orchestrator.outputs.retention import CheckpointRetention
 from orchestrator.outputs.status import FAILED, FINISHED, StatusWriter
 from orchestrator.outputs.tables import leaderboard, write_tables
 from orchestrator.records import Observer, Observers, TrialRecord, rank_checkpoints
@@ -32,20 +34,28 @@ if TYPE_CHECKING:
     from orchestrator.review.tracking import MlflowTracker
 
 
-def _observers(
-    cfg: ExperimentConfig,
-    location: Location,
-    plan: str,
-) -> tuple[list[Observer], StatusWriter, DriverBoard, MlflowTracker | None]:
+@dataclass
+class Watchers:
+    """The observers of a sweep; the ones the outputs step speaks to again are named."""
+
+    status: StatusWriter
+    board: DriverBoard
+    retention: CheckpointRetention
+    tracker: MlflowTracker | None
+    all: list[Observer]
+
+
+def _watchers(cfg: ExperimentConfig, location: Location, plan: str) -> Watchers:
     status, board = StatusWriter(location), DriverBoard(cfg, location, plan)
-    observers: list[Observer] = [Progress(cfg), status, board]
+    retention = CheckpointRetention(location, cfg.selection.metric, cfg.selection.keep_checkpoints)
+    observers: list[Observer] = [Progress(cfg), status, board, retention]
     tracker = None
     if cfg.tracking.mlflow is not None:
         from orchestrator.review.tracking import MlflowTracker  # optional dependency
 
         tracker = MlflowTracker(cfg, location)
         observers.append(tracker)
-    return observers, status, board, tracker
+    return Watchers(status, board, retention, tracker, observers)
 
 
 def run_sweep(
@@ -80,8 +90,8 @@ def run_sweep(
                     return 2
             elif (session := cluster.session_dir()) is not None:
                 claim.note_session(session)
-            observers, status, board, tracker = _observers(cfg, location, plan)
-            run = tuner.run(cfg, dataset, location, Observers(observers), retry_errored, interrupt)
+            watchers = _watchers(cfg, location, plan)
+            run = tuner.run(cfg, dataset, location, Observers(watchers.all), retry_errored, interrupt)
         finally:
             cluster.stop()
         if run.resumed:
@@ -94,38 +104,32 @@ def run_sweep(
                 flush=True,
             )
             return 128 + run.interrupted
-        return _outputs(cfg, run.records, location, status, board, tracker)
+        return _outputs(cfg, run.records, location, watchers)
 
 
-def _outputs(
-    cfg: ExperimentConfig,
-    records: list[TrialRecord],
-    location: Location,
-    status: StatusWriter,
-    board: DriverBoard,
-    tracker: MlflowTracker | None = None,
-) -> int:
+def _outputs(cfg: ExperimentConfig, records: list[TrialRecord], location: Location, watchers: Watchers) -> int:
     metric = cfg.selection.metric
     rows = write_tables(records, location, metric)
     for record in records:
         if record.error:  # retries exhausted: the rest of the sweep still counts
             print(f"failed: {record.name} after {record.epochs_run} epochs: {record.error}", file=sys.stderr)
     ranked = rank_checkpoints(records, metric)
+    watchers.retention.finish(records)  # the kept checkpoints include every one `ranked` can choose
     if not ranked:
-        board.finish(rows, None)
-        if tracker is not None:
-            tracker.finish(None)
-        status.finish(FAILED)
+        watchers.board.finish(rows, None)
+        if watchers.tracker is not None:
+            watchers.tracker.finish(None)
+        watchers.status.finish(FAILED)
         print(
             f"sweep failed: no trial left a checkpoint with a finite {metric}; see {location.display}", file=sys.stderr
         )
         return 1
     best, ref = ranked[0]
     manifest = export_best(best, ref, location, _context(cfg))
-    board.finish(rows, manifest)
-    if tracker is not None:  # after the export: best/ goes to the sweep's MLflow run
-        tracker.finish(manifest)
-    status.finish(FINISHED)
+    watchers.board.finish(rows, manifest)
+    if watchers.tracker is not None:  # after the export: best/ goes to the sweep's MLflow run
+        watchers.tracker.finish(manifest)
+    watchers.status.finish(FINISHED)
     _print_summary(rows, manifest, location, metric)
     return 0
 

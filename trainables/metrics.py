@@ -1,9 +1,9 @@
 """Metric names, defined once: the trial reports them, early stopping and selection read them.
 
-The selection score is computed here too, once, because two parties must agree on it: Ray's checkpoint
+The selection score is computed here too, once, because two parties must agree on it: checkpoint
 retention (which keeps each trial's best checkpoints by it) and the final selection (which ranks every
 kept checkpoint by it). It is the selection metric with ties broken by validation accuracy, folded into
-one number; on an exact tie of that number the later epoch wins, which is also the one Ray keeps.
+one number; on an exact tie of that number the later epoch wins, in both.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ NODE_ID = "node_id"  # the Ray node the epoch ran on
 PID = "pid"  # the worker process that ran the epoch: a restarted trial shows a new one
 GPU_PEAK_GIB = "gpu_peak_gib"  # the trial's peak reserved GPU memory (0 on a CPU); checks the preflight
 STARTUP_SECONDS = "startup_seconds"  # trial start to its first epoch: data attach, model build, resume
+REPLAYED = "replayed"  # a restored trial's report of the epoch its checkpoint holds, sent again
 
 # Accuracies are multiples of 1/N; weighting the tie-break by 2^-30 keeps it below any step of the metric
 # for validation splits up to 2^22 samples while staying representable next to a value near 1.

@@ -97,7 +97,8 @@ def train_trial(
     if restored:
         # The epoch this checkpoint holds, reported once more: a driver killed just after the checkpoint was
         # stored may not have recorded it, and early stopping must see every rung result before going on.
-        tune.report({**restored, m.NODE_ID: node_id, WARNINGS: notes} if notes else {**restored, m.NODE_ID: node_id})
+        replay = {**restored, m.NODE_ID: node_id, m.REPLAYED: True}
+        tune.report({**replay, WARNINGS: notes} if notes else replay)
         notes = []
     try:
         for epoch in range(done_epochs + 1, cfg.epochs + 1):

@@ -19,6 +19,7 @@ from ray import tune
 from orchestrator.location import REPORTS, Location
 from orchestrator.records import Observer, State, TrialRecord
 from orchestrator.tune.schedulers import recorded_results
+from trainables import metrics as m
 from trainables.recipe import TrialConfig
 
 _CURRENT: LiveTrials | None = None
@@ -95,6 +96,8 @@ class LiveTrials:
         row = plain(result)
         for text in row.pop(WARNINGS, None) or []:
             print(f"warning: {record.name}: {text}", file=sys.stderr, flush=True)
+        if row.pop(m.REPLAYED, False) and any(r.get(m.EPOCH) == row.get(m.EPOCH) for r in record.history):
+            return  # a restored trial's checkpoint epoch, already recorded: nothing new to log or show
         record.report(row)
         self.location.append_line(json.dumps(row, default=str), record.name, REPORTS)
         self.observer.trial_reported(record)

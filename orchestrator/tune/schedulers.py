@@ -128,7 +128,7 @@ class SynchronousHalving(FIFOScheduler):
                 key = (bracket, rung)
                 if key not in self.decisions:
                     arrived = {i for i in alive if rung in self.values.get(i, {})}
-                    gone = {i for i in alive - arrived if i in self.ended}
+                    gone = {i for i in alive - arrived if self._gone(i)}
                     if len(arrived) + len(gone) < len(alive):
                         break  # some trial of the bracket (perhaps not created yet) has still to get here
                     ranked = sorted(arrived, key=lambda i: (-self.values[i][rung], i))
@@ -152,6 +152,10 @@ class SynchronousHalving(FIFOScheduler):
     def on_trial_add(self, tune_controller: Any, trial: Any) -> None:
         name_trial(trial)
         index = trial_index(trial)
+        if index in self.trials:
+            # A failed trial Tune retries (already PENDING in Tune's books): it restarts from its checkpoint
+            # and reports that epoch again first, so a rung it stood at holds it again.
+            return
         self.trials[index] = trial
         for result in recorded_results(trial):
             if self.time_attr in result:
@@ -178,6 +182,10 @@ class SynchronousHalving(FIFOScheduler):
             self.ended.add(index)
         return verdict
 
+    def _gone(self, index: int) -> bool:
+        trial = self.trials.get(index)
+        return index in self.ended or (trial is not None and trial.status in (Trial.TERMINATED, Trial.ERROR))
+
     def _ended(self, tune_controller: Any, trial: Any) -> None:
         self.ended.add(trial_index(trial))
         self._decide()
@@ -187,6 +195,8 @@ class SynchronousHalving(FIFOScheduler):
         self._ended(tune_controller, trial)
 
     def on_trial_error(self, tune_controller: Any, trial: Any) -> None:
+        if trial.status == Trial.RUNNING and trial.should_recover():
+            return  # Tune retries it from its checkpoint: it has not ended, and a rung must wait for it
         self._ended(tune_controller, trial)
 
     def on_trial_remove(self, tune_controller: Any, trial: Any) -> None:

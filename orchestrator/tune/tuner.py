@@ -147,13 +147,9 @@ def _run_config(cfg: ExperimentConfig, location: Location) -> tune.RunConfig:
     return tune.RunConfig(
         name=location.name,
         storage_path=location.storage,
-        checkpoint_config=tune.CheckpointConfig(
-            num_to_keep=cfg.selection.keep_checkpoints,
-            # Ray keeps the latest too; ranking by the very score the selection ranks by (ties: the later
-            # epoch, in both) means the checkpoint the final selection wants is never deleted.
-            checkpoint_score_attribute=m.SELECTION_SCORE,
-            checkpoint_score_order="max",
-        ),
+        # Ray keeps every checkpoint: the driver deletes the ones the selection rule does not keep, once no
+        # experiment-state snapshot names them (orchestrator.outputs.retention), so a resume finds its own.
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
         failure_config=tune.FailureConfig(max_failures=cfg.failure.max_retries),
         # TensorBoard is written by the trials and the driver (richer, and live); Ray's CSV/JSON loggers
         # stay: result.json is what a resume rebuilds the rungs and the records from.
@@ -226,10 +222,9 @@ def _final_records(live: callbacks.LiveTrials, grid: Any, location: Location, in
     for result in grid:
         name = result.path.rstrip("/").rsplit("/", 1)[-1]
         record = by_name.get(name) or live.record_from_result(name, result)
-        record.checkpoints = [
-            CheckpointRef(checkpoint.path.removeprefix(prefix), callbacks.plain(metrics))
-            for checkpoint, metrics in (result.best_checkpoints or [])
-        ]
+        refs = [CheckpointRef(c.path.removeprefix(prefix), callbacks.plain(metrics))
+                for c, metrics in (result.best_checkpoints or [])]  # fmt: skip
+        record.checkpoints = [ref for ref in refs if location.exists(ref.path)]  # retention deleted the rest
         if result.error is not None and not interrupted:
             record.error, record.state = f"{type(result.error).__name__}: {result.error}".splitlines()[0][:500], "ended"
         records.append(record)

@@ -59,8 +59,9 @@ def kill_session(proc: subprocess.Popen[str]) -> None:
 
 
 def results(trial_dir: Path) -> list[dict[str, Any]]:
-    """Every result the driver recorded for the trial, in order (a torn last line is skipped)."""
-    path = trial_dir / "result.json"
+    """Every report the driver recorded for the trial (its reports.jsonl), in order (a torn last line is
+    skipped). A restored trial's replay of an epoch the driver already had is not in it."""
+    path = trial_dir / "reports.jsonl"
     if not path.is_file():
         return []
     rows = []

@@ -123,6 +123,6 @@ asha: {{grace_period: 1, reduction_factor: 2}}
     assert len(table) == 3 and len({row["config.lr"] for row in table}) == 3
     assert all(row["config.schedule.name"] == "plateau" and row["config.augment.flip"] for row in table)
     best = next(row for row in table if row["best_checkpoint"])
-    state = ckpt.load(Path(best["best_checkpoint"]) / ckpt.CHECKPOINT_FILE)
+    state = ckpt.load(tmp_path / "runs" / "bo" / best["best_checkpoint"] / ckpt.CHECKPOINT_FILE)  # relative
     assert state["scheduler"]["plateau"]["best"] < float("inf")  # the plateau scheduler saw a validation loss
     assert isinstance(state["optimizer"], dict) and torch.is_tensor(next(iter(state["model"].values())))

@@ -1,12 +1,11 @@
-"""Ranking picks the best checkpoint by one score over all trials and epochs; the tie rule is Ray's retention's."""
+"""Ranking picks the best checkpoint by one score over all trials and epochs; retention keeps by the same rule."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from ray.train._internal.checkpoint_manager import _CheckpointManager, _TrainingResult
-from ray.tune import Checkpoint, CheckpointConfig
-
+from orchestrator.location import Location
+from orchestrator.outputs.retention import SETTLE_S, CheckpointRetention, kept, trial_checkpoints
 from orchestrator.outputs.tables import leaderboard
 from orchestrator.records import CheckpointRef, TrialRecord, rank_checkpoints
 from trainables import metrics as m
@@ -19,6 +18,7 @@ def _record(trial_id: str, tests: list[float], vals: list[float] | None = None, 
     for epoch, (test, val) in enumerate(zip(tests, vals, strict=True), 1):
         row = {m.EPOCH: epoch, m.TEST_ACCURACY: test, m.VAL_ACCURACY: val, m.DIVERGED: False}
         row[m.SELECTION_SCORE] = m.selection_score(row, m.TEST_ACCURACY)
+        row["checkpoint_dir_name"] = f"checkpoint_{epoch - 1:06d}"
         record.report(row)
         record.checkpoints.append(CheckpointRef(f"t-{trial_id}/checkpoint_{epoch - 1:06d}", row))
     record.state = "ended"
@@ -50,35 +50,43 @@ def test_status_and_rows() -> None:
     assert leaderboard(list(rows.values()), m.TEST_ACCURACY).splitlines()[1].split()[1] == "t-d"
 
 
-def _ray_keeps(record: TrialRecord, keep: int, root: Path) -> list[int]:
-    """The epochs Ray's own checkpoint manager keeps (it deletes the others), fed the trial's reports in order."""
-    manager = _CheckpointManager(
-        CheckpointConfig(num_to_keep=keep, checkpoint_score_attribute=m.SELECTION_SCORE, checkpoint_score_order="max")
+def _kept_epochs(record: TrialRecord, keep: int) -> list[int]:
+    refs = trial_checkpoints(record)
+    return sorted(
+        int(ref.path.rsplit("_", 1)[-1]) + 1 for ref in refs if ref.path in kept(record, refs, m.TEST_ACCURACY, keep)
     )
-    for ref in record.checkpoints:
-        directory = root / f"{record.trial_id}-{keep}" / ref.path
-        directory.mkdir(parents=True)
-        manager.register_checkpoint(
-            _TrainingResult(checkpoint=Checkpoint.from_directory(directory), metrics=ref.metrics)
-        )
-    kept = sorted(int(r.metrics[m.EPOCH]) for r in manager.best_checkpoint_results)
-    on_disk = sorted(int(p.name.rsplit("_", 1)[-1]) + 1 for p in (root / f"{record.trial_id}-{keep}").glob("*/*"))
-    assert on_disk == sorted({*kept, len(record.checkpoints)})  # what it keeps, plus the latest
-    return kept
 
 
-def test_ties_go_where_rays_retention_goes_so_the_chosen_checkpoint_still_exists(tmp_path: Path) -> None:
+def test_ties_go_where_retention_goes_so_the_chosen_checkpoint_still_exists() -> None:
     # Equal test accuracy at three epochs; epoch 1 has the best validation accuracy: it is the best, and kept.
     record = _record("tie", [0.9, 0.9, 0.9], vals=[0.88, 0.85, 0.86])
-    best = rank_checkpoints([record], m.TEST_ACCURACY)[0][1].epoch
-    assert best == 1 and best in _ray_keeps(record, 2, tmp_path / "a")
-    # A full tie (same test and validation accuracy): the later epoch, the one Ray keeps.
+    assert rank_checkpoints([record], m.TEST_ACCURACY)[0][1].epoch == 1
+    assert _kept_epochs(record, 2) == [1, 3]  # the best two (1, then 3 over 2 by validation), the latest is 3
+    assert _kept_epochs(record, 1) == [1, 3]  # the best, and the latest
+    # A full tie (same test and validation accuracy): the later epoch wins, in the ranking and in retention.
     full = _record("full", [0.9, 0.9, 0.9], vals=[0.88, 0.88, 0.88])
-    best = rank_checkpoints([full], m.TEST_ACCURACY)[0][1].epoch
-    assert best == 3 and best in _ray_keeps(full, 1, tmp_path / "b")
-    for keep in (1, 2):
+    assert rank_checkpoints([full], m.TEST_ACCURACY)[0][1].epoch == 3
+    assert _kept_epochs(full, 1) == [3]
+    for keep in (1, 2, 3):
         for rec in (record, full):
-            assert rank_checkpoints([rec], m.TEST_ACCURACY)[0][1].epoch in _ray_keeps(rec, keep, tmp_path / f"c{keep}")
+            assert rank_checkpoints([rec], m.TEST_ACCURACY)[0][1].epoch in _kept_epochs(rec, keep)
+
+
+def test_retention_deletes_only_what_no_snapshot_can_name(tmp_path: Path) -> None:
+    location = Location.parse(str(tmp_path), "exp")
+    record = _record("r", [0.5, 0.9, 0.6, 0.7])
+    for ref in trial_checkpoints(record):
+        (tmp_path / "exp" / ref.path).mkdir(parents=True)
+    now = [0.0]
+    retention = CheckpointRetention(location, m.TEST_ACCURACY, keep=1, clock=lambda: now[0])
+    retention.trial_reported(record)  # epochs 1 and 3 are neither the best (2) nor the latest (4) ...
+    on_disk = lambda: sorted(p.name for p in (tmp_path / "exp" / "t-r").iterdir())  # noqa: E731
+    assert on_disk() == ["checkpoint_000000", "checkpoint_000001", "checkpoint_000002", "checkpoint_000003"]
+    now[0] = SETTLE_S  # ... and are deleted once no experiment-state snapshot can still name them
+    retention.trial_reported(record)
+    assert on_disk() == ["checkpoint_000001", "checkpoint_000003"]
+    retention.finish([record])
+    assert on_disk() == ["checkpoint_000001", "checkpoint_000003"]
 
 
 def test_the_tie_break_never_outranks_a_better_primary_metric() -> None:
