@@ -91,6 +91,7 @@ class Claim:
 
     location: Location
     created: bool  # the experiment directory did not exist before this claim
+    created_root: Path | None = None  # locally: the outermost directory the claim made (storage_path's too)
     lock_fd: int | None = None
     lease: Lease | None = None
     written: list[str] = field(default_factory=list)
@@ -123,7 +124,7 @@ class Claim:
         self.release()
         if self.created:
             if self.location.local_dir is not None:
-                shutil.rmtree(self.location.local_dir, ignore_errors=True)
+                shutil.rmtree(self.created_root or self.location.local_dir, ignore_errors=True)
             else:
                 with contextlib.suppress(OSError):
                     self.location.fs.delete_dir(self.location.path)
@@ -154,7 +155,7 @@ def claim(cfg: ExperimentConfig, location: Location) -> Claim:
     if started and location.local_dir is not None:
         check_trusted(location.local_dir)
     created = not location.exists()
-    result = Claim(location, created)
+    result = Claim(location, created, created_root=_outermost_missing(location.local_dir))
     if location.is_local:
         result.lock_fd = flock(location, cfg.name, created)
     else:
@@ -167,6 +168,14 @@ def claim(cfg: ExperimentConfig, location: Location) -> Claim:
     if not started and location.exists(STATUS):
         location.delete(STATUS)  # a status left by a launch that never got to train
     return result
+
+
+def _outermost_missing(directory: Path | None) -> Path | None:
+    """The outermost directory a claim will create, so that abandoning it removes exactly that."""
+    if directory is None:
+        return None
+    missing = [p for p in (directory, *directory.parents) if not p.exists()]
+    return missing[-1] if missing else None
 
 
 def check_trusted(directory: Path) -> None:
