@@ -58,6 +58,22 @@ def session_processes(pgid: int) -> list[tuple[int, str]]:
     return found
 
 
+def state_checkpoints(experiment: Path) -> dict[str, str]:
+    """Per trial, the checkpoint the newest saved experiment state names (the one a rerun restores)."""
+    named = {}
+    for path in sorted(experiment.glob("experiment_state-*.json"))[-1:]:
+        try:
+            state = json.loads(path.read_text())
+        except ValueError:  # being rewritten right now
+            return {}
+        for trial_json, runtime_json in state["trial_data"]:
+            trial, runtime = json.loads(trial_json), json.loads(runtime_json)
+            directory = (runtime.get("last_result") or {}).get("checkpoint_dir_name")
+            if directory:
+                named[trial["relative_logdir"]] = directory
+    return named
+
+
 def working_processes(pgid: int) -> list[str]:
     return [cmd for _, cmd in session_processes(pgid) if not any(a in cmd for a in IDLE_AGENTS)]
 
@@ -74,8 +90,12 @@ def wait_until(condition: Callable[[], bool], seconds: float) -> bool:
 def test_driver_sigkill_then_rerun_resumes_without_rerunning_finished_trials(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    extra = "search: {space: {lr: {grid: [1.0e-3, 2.0e-3, 3.0e-3]}}, max_concurrent_trials: 1}\n"
-    config = write_config(tmp_path, "crash", EPOCHS, extra, train_limit=SLOW_EPOCH)
+    # Three checkpoints kept per trial: the cut below always leaves an older one to fall back to.
+    extra = (
+        "search: {space: {lr: {grid: [1.0e-3, 2.0e-3, 3.0e-3]}}, max_concurrent_trials: 1}\n"
+        "selection: {keep_checkpoints: 3}\n"
+    )
+    config = write_config(tmp_path, "crash", EPOCHS, extra, train_limit=5 * SLOW_EPOCH)  # epochs > a snapshot period
     exp_dir = tmp_path / "runs" / "crash"
     proc = start(config, cwd=tmp_path)
     try:
@@ -93,11 +113,20 @@ def test_driver_sigkill_then_rerun_resumes_without_rerunning_finished_trials(
         assert f"pid {proc.pid}" in refusal
 
         def interrupted_trial() -> Path | None:
+            """A trial mid-run whose checkpoint named in the saved experiment state has an older sibling."""
             if time.monotonic() - finished_at < 2 * EXPERIMENT_SYNC_S + 1:
                 return None  # let the experiment state on disk catch up with the finished trial
-            return next((t for t in trial_dirs(exp_dir) if 2 <= len(results(t)) < EPOCHS), None)
+            named = state_checkpoints(exp_dir)
+            return next(
+                (
+                    t
+                    for t in trial_dirs(exp_dir)
+                    if len(results(t)) < EPOCHS - 1 and named.get(t.name, "checkpoint_000000") > "checkpoint_000000"
+                ),
+                None,
+            )
 
-        victim = wait_for(interrupted_trial, proc, what="a trial with two checkpoints, unfinished")
+        victim = wait_for(interrupted_trial, proc, what="a trial mid-run with two checkpoints in the saved state")
         os.kill(proc.pid, signal.SIGKILL)  # the driver only
         proc.wait(timeout=60)
         # The local Ray it started (GCS, raylet, trial workers) shares its fate: no orphan keeps training.
@@ -111,9 +140,14 @@ def test_driver_sigkill_then_rerun_resumes_without_rerunning_finished_trials(
     before = {t.name: (t / "result.json").read_bytes() for t in trial_dirs(exp_dir)}
     reported_before = len(results(victim))
 
-    # Fault on top: the victim's newest checkpoint is cut in half before the rerun.
-    newest = max(victim.glob("checkpoint_*"), key=lambda p: p.name) / ckpt.CHECKPOINT_FILE
-    newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])
+    # Fault on top: the checkpoint the saved state names for the victim (and any newer) is cut in half before
+    # the rerun: the trial must fall back to the older one, and say so.
+    named = state_checkpoints(exp_dir)[victim.name]
+    for folder in sorted(victim.glob("checkpoint_*")):
+        if folder.name >= named:
+            cut = folder / ckpt.CHECKPOINT_FILE
+            cut.write_bytes(cut.read_bytes()[: cut.stat().st_size // 2])
+    fallback = max(f for f in victim.glob("checkpoint_*") if f.name < named)
 
     # The same command with a changed value is refused, naming the field.
     assert launch_main([str(config), "--set", "trial.lr=0.01"]) == 2
@@ -123,7 +157,7 @@ def test_driver_sigkill_then_rerun_resumes_without_rerunning_finished_trials(
     assert code == 0, err[-3000:]
     assert "resumed the experiment" in out
     # The trial's own fallback from the cut checkpoint reaches the driver's output, not only its log.
-    assert f"warning: {victim.name}: resuming from " in err and f"instead of the unusable {newest.parent.name}" in err
+    assert f"warning: {victim.name}: resuming from {fallback}" in err, err[-3000:]
     # The rerun ended what was left of the dead driver's Ray on this machine.
     assert not [pid for pid in leftovers if Path(f"/proc/{pid}").exists() and _state(pid) != "Z"], leftovers
     assert (first_done / "result.json").read_bytes() == before[first_done.name], "a finished trial was rerun"
