@@ -107,3 +107,19 @@ def table(experiment: Path) -> dict[str, dict[str, Any]]:
 
 def best_trial(experiment: Path) -> str:
     return json.loads((experiment / "best" / "manifest.json").read_text())["trial_name"]
+
+
+def state_checkpoints(experiment: Path) -> dict[str, str]:
+    """Per trial, the checkpoint the newest saved experiment state names (the one a rerun restores)."""
+    named = {}
+    for path in sorted(experiment.glob("experiment_state-*.json"))[-1:]:
+        try:
+            state = json.loads(path.read_text())
+        except ValueError:  # being rewritten right now
+            return {}
+        for trial_json, runtime_json in state["trial_data"]:
+            trial, runtime = json.loads(trial_json), json.loads(runtime_json)
+            directory = (runtime.get("last_result") or {}).get("checkpoint_dir_name")
+            if directory:
+                named[trial["relative_logdir"]] = directory
+    return named

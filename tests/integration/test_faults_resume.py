@@ -20,6 +20,7 @@ from support import (
     kill_session,
     results,
     start,
+    state_checkpoints,
     surviving_epochs,
     table,
     trial_dirs,
@@ -56,22 +57,6 @@ def session_processes(pgid: int) -> list[tuple[int, str]]:
         if int(fields[2]) == pgid and fields[0] != "Z":
             found.append((int(stat.parent.name), cmdline[:160]))
     return found
-
-
-def state_checkpoints(experiment: Path) -> dict[str, str]:
-    """Per trial, the checkpoint the newest saved experiment state names (the one a rerun restores)."""
-    named = {}
-    for path in sorted(experiment.glob("experiment_state-*.json"))[-1:]:
-        try:
-            state = json.loads(path.read_text())
-        except ValueError:  # being rewritten right now
-            return {}
-        for trial_json, runtime_json in state["trial_data"]:
-            trial, runtime = json.loads(trial_json), json.loads(runtime_json)
-            directory = (runtime.get("last_result") or {}).get("checkpoint_dir_name")
-            if directory:
-                named[trial["relative_logdir"]] = directory
-    return named
 
 
 def working_processes(pgid: int) -> list[str]:

@@ -32,7 +32,7 @@ import pytest
 import torch
 import yaml
 from conftest import FASHION_DIR, REPO, cli, cli_env, start_cli
-from support import finish, kill_session, results, surviving_epochs, table, trial_dirs, wait_for
+from support import finish, kill_session, results, state_checkpoints, surviving_epochs, table, trial_dirs, wait_for
 
 from orchestrator.commands.main import launch_main
 from orchestrator.tune.tuner import EXPERIMENT_SYNC_S
@@ -374,7 +374,8 @@ def test_user_model_searched_resumed_after_sigkill_exported_and_evaluated(
                 (
                     t
                     for t in trial_dirs(experiment)
-                    if 1 <= len(results(t)) <= USER_EPOCHS - 3 and any(t.glob("checkpoint_*"))
+                    # the saved experiment state names a checkpoint of it: the rerun restores that one
+                    if 1 <= len(results(t)) <= USER_EPOCHS - 3 and t.name in state_checkpoints(experiment)
                 ),
                 None,
             )
