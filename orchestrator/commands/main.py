@@ -20,7 +20,7 @@ from orchestrator.commands import evaluate, launch, pull, report
 
 EPILOG = """\
 examples:
-  orchestrate launch configs/smoke.yaml           # a first sweep: 4 trials, about a minute on 2 CPU cores
+  orchestrate launch configs/smoke.yaml           # a first sweep: 4 trials, under a minute on 2 CPU cores
   orchestrate report runs/smoke                   # the leaderboard and runs/smoke/report/report.html
   orchestrate evaluate runs/smoke/best --predict shoe.png
   orchestrate COMMAND --help                      # each command's options, examples and exit codes
