@@ -201,12 +201,21 @@ class Progress(Observer):
         return "\n".join(lines)
 
     def _rich_table(self, records: list[TrialRecord]) -> Any:
+        from rich import box
         from rich.table import Table
 
         header, body, hidden = self._rows(records)
-        table = Table(title=f"{self.summary_line(records)}\n{self.eta_text()}", title_justify="left")
-        for column in header:
-            table.add_column(column, no_wrap=True)
+        table = Table(
+            title=f"{self.summary_line(records)}\n{self.eta_text()}",
+            title_justify="left",
+            box=box.SIMPLE_HEAD,
+            pad_edge=False,
+        )
+        for column in header:  # numbers keep their width; on a narrow terminal a trial name folds instead
+            if column == "trial":
+                table.add_column(column, overflow="fold", min_width=min(max(len(r[0]) for r in [header, *body]), 24))
+            else:
+                table.add_column(column, no_wrap=True, min_width=len(column))
         for row in body:
             table.add_row(*row)
         if hidden:
