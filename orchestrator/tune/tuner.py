@@ -154,7 +154,8 @@ def _run_config(cfg: ExperimentConfig, location: Location) -> tune.RunConfig:
         # TensorBoard is written by the trials and the driver (richer, and live); Ray's CSV/JSON loggers
         # stay: result.json is what a resume rebuilds the rungs and the records from.
         callbacks=[tune.logger.CSVLoggerCallback(), tune.logger.JsonLoggerCallback(), callbacks.Relay()],
-        sync_config=tune.SyncConfig(sync_artifacts=not location.is_local, sync_period=EXPERIMENT_SYNC_S),
+        # Artifacts too: a trial's stdout/stderr (log_to_file) and, on object stores, its TensorBoard files.
+        sync_config=tune.SyncConfig(sync_artifacts=True, sync_period=EXPERIMENT_SYNC_S),
         verbose=0,  # progress is ours: compact, searched knobs only
         log_to_file=True,  # each trial's stdout/stderr in its directory
     )

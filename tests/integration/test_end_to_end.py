@@ -57,12 +57,13 @@ def test_best_is_best_among_all_reported_checkpoints(smoke_experiment: Sweep) ->
     assert manifest["test_accuracy"] == top["test_accuracy"]
 
 
-def test_each_trial_wrote_tensorboard_events(smoke_experiment: Sweep) -> None:
+def test_each_trial_wrote_tensorboard_events_and_its_output(smoke_experiment: Sweep) -> None:
     trials = [p for p in smoke_experiment.experiment.iterdir() if (p / "params.json").is_file()]
     assert len(trials) == 4
     for trial in trials:
         assert list(trial.glob("events.out.tfevents.*")), trial
         assert list((trial / "val").glob("events.out.tfevents.*")), trial
+        assert (trial / "stdout").is_file() and (trial / "stderr").is_file(), trial  # the trial's own output
 
 
 def test_outputs_honour_the_umask_and_no_staging_is_left(smoke_experiment: Sweep) -> None:
