@@ -9,3 +9,10 @@
 Ray's Tune API moves between releases (`ray.tune.report`, `ray.tune.get_checkpoint`, `tune.RunConfig`;
 never `ray.train.*` inside Tune); keeping it here means a Ray upgrade touches one package.
 """
+
+import os
+
+# Ray's crash-dump handler takes SIGTERM in the driver and resets it to the default at `ray.shutdown`, so a
+# second SIGTERM while a sweep stops would kill the driver before it reports the interrupt. Ray reads this
+# when it is first imported, which is why it is set here, before any module of this package imports Ray.
+os.environ.setdefault("RAY_DISABLE_FAILURE_SIGNAL_HANDLER", "1")

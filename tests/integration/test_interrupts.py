@@ -79,3 +79,26 @@ def test_an_interrupted_sweep_says_so_exports_nothing_and_resumes(
         assert (experiment / name / "result.json").read_bytes() == before
     assert (experiment / "best" / "manifest.json").is_file()
     assert json.loads((experiment / "status.json").read_text())["state"] == "finished"
+
+
+def _catches_sigterm() -> bool:
+    """Whether this process has a handler for SIGTERM at the OS level (what Python's own record cannot show)."""
+    status = Path("/proc/self/status").read_text()
+    caught = next(line.split()[1] for line in status.splitlines() if line.startswith("SigCgt:"))
+    return bool(int(caught, 16) >> (signal.SIGTERM - 1) & 1)
+
+
+def test_stopping_ray_leaves_the_sigterm_handler_in_place() -> None:
+    """A second SIGTERM while the sweep shuts Ray down still reaches the handler that reports the interrupt."""
+    from orchestrator.tune import cluster, tuner
+
+    cluster.start(None, dashboard=False, on_timeout=lambda: None)
+    try:
+        interrupt = tuner.Interrupt().__enter__()
+    finally:
+        cluster.stop()
+    try:
+        assert signal.getsignal(signal.SIGTERM) == interrupt._handle
+        assert _catches_sigterm()
+    finally:
+        interrupt.__exit__(None, None, None)
