@@ -12,7 +12,17 @@ never `ray.train.*` inside Tune); keeping it here means a Ray upgrade touches on
 
 import os
 
-# Ray's crash-dump handler takes SIGTERM in the driver and resets it to the default at `ray.shutdown`, so a
-# second SIGTERM while a sweep stops would kill the driver before it reports the interrupt. Ray reads this
-# when it is first imported, which is why it is set here, before any module of this package imports Ray.
-os.environ.setdefault("RAY_DISABLE_FAILURE_SIGNAL_HANDLER", "1")
+# Ray's crash-dump handler takes SIGTERM in the driver and, at `ray.shutdown`, resets it to the default at the
+# OS level, so a second SIGTERM while a sweep stops would kill the driver before it reports the interrupt.
+# Ray reads the switch once, at its first import, so it is turned off here for this process alone: the Ray
+# processes started later do not inherit it, and trial workers keep their crash dumps.
+# (`cluster.stop` also puts the handler back, for a process that imported Ray before this package.)
+_SWITCH = "RAY_DISABLE_FAILURE_SIGNAL_HANDLER"
+_users = os.environ.get(_SWITCH)
+os.environ[_SWITCH] = "1"
+import ray  # noqa: E402, F401 - imported here, with the switch set
+
+if _users is None:
+    del os.environ[_SWITCH]
+else:
+    os.environ[_SWITCH] = _users

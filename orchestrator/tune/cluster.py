@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 import threading
 from collections.abc import Callable
@@ -71,4 +72,8 @@ def cluster_gpus() -> float:
 
 
 def stop() -> None:
+    """Shut Ray down, keeping the process's SIGTERM handler (Ray's shutdown resets it to the OS default)."""
+    handler = signal.getsignal(signal.SIGTERM)
     ray.shutdown()
+    if handler is not None:
+        signal.signal(signal.SIGTERM, handler)

@@ -7,11 +7,13 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
-from conftest import cli
+from conftest import cli, cli_env
 from support import SLOW_EPOCH, finish, kill_session, results, start, table, trial_dirs, wait_for, write_config
 
 EPOCHS = 4
@@ -81,24 +83,29 @@ def test_an_interrupted_sweep_says_so_exports_nothing_and_resumes(
     assert json.loads((experiment / "status.json").read_text())["state"] == "finished"
 
 
-def _catches_sigterm() -> bool:
-    """Whether this process has a handler for SIGTERM at the OS level (what Python's own record cannot show)."""
-    status = Path("/proc/self/status").read_text()
-    caught = next(line.split()[1] for line in status.splitlines() if line.startswith("SigCgt:"))
-    return bool(int(caught, 16) >> (signal.SIGTERM - 1) & 1)
+# Run in its own interpreter: starting Ray in the test process would leave Ray's settings in its environment
+# for every later command the tests start.
+_STOP_RAY_THEN_CHECK = """
+import signal
+from pathlib import Path
+from orchestrator.tune import cluster, tuner
+
+cluster.start(None, dashboard=False, on_timeout=lambda: None)
+try:
+    interrupt = tuner.Interrupt().__enter__()
+finally:
+    cluster.stop()
+# The OS-level record: Python's own (signal.getsignal) cannot show a handler reset underneath it.
+status = Path("/proc/self/status").read_text().splitlines()
+caught = next(line.split()[1] for line in status if line.startswith("SigCgt:"))
+print(signal.getsignal(signal.SIGTERM) == interrupt._handle, bool(int(caught, 16) >> (signal.SIGTERM - 1) & 1))
+"""
 
 
 def test_stopping_ray_leaves_the_sigterm_handler_in_place() -> None:
     """A second SIGTERM while the sweep shuts Ray down still reaches the handler that reports the interrupt."""
-    from orchestrator.tune import cluster, tuner
-
-    cluster.start(None, dashboard=False, on_timeout=lambda: None)
-    try:
-        interrupt = tuner.Interrupt().__enter__()
-    finally:
-        cluster.stop()
-    try:
-        assert signal.getsignal(signal.SIGTERM) == interrupt._handle
-        assert _catches_sigterm()
-    finally:
-        interrupt.__exit__(None, None, None)
+    done = subprocess.run(
+        [sys.executable, "-c", _STOP_RAY_THEN_CHECK], env=cli_env(), capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split()[-2:] == ["True", "True"], done.stdout
