@@ -68,7 +68,9 @@ class Location:
             path = _expand(storage_path)
             if must_exist:
                 if not (path / name).is_dir():
-                    raise ConfigError(str(path / name), "no such experiment directory")
+                    exists = (path / name).exists()
+                    what = "a file, not an experiment directory" if exists else "no such experiment directory"
+                    raise ConfigError(str(path / name), f"{what}; give the experiment's directory (<storage>/<name>)")
                 return cls(storage=str(path.resolve()), name=name, fs=pafs.LocalFileSystem(), root=str(path.resolve()))
             return cls._local(path, name)
         scheme = storage_path.split("://", 1)[0].lower()

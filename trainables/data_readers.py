@@ -138,9 +138,13 @@ def read_torchvision(name: str, root: Path, download: bool) -> tuple[dict[str, A
         options = {"split": "train" if train else "test"} if kind == "split" else {"train": train}
         try:
             data = getattr(datasets, name)(str(root), download=download, **options)
-        except RuntimeError as exc:  # torchvision says "Dataset not found" this way
+        except RuntimeError as exc:
+            if "not found" not in str(exc).lower():  # a file there that does not parse, or a failed download
+                raise _unreadable(name, root, exc) from None
             hint = "" if download else "; set data.download: true to fetch it"
             raise DataError(f"data.root: {name} not found under {root} ({_first_line(exc)}){hint}") from None
+        except Exception as exc:  # noqa: BLE001 - a truncated or corrupt file fails in the reader's own way
+            raise _unreadable(name, root, exc) from None
         images = np.asarray(data.data)
         if images.ndim == 4 and images.shape[-1] in (1, 3) and images.shape[1] not in (1, 3):
             images = images.transpose(0, 3, 1, 2)  # CIFAR keeps channels last
@@ -150,6 +154,13 @@ def read_torchvision(name: str, root: Path, download: bool) -> tuple[dict[str, A
         arrays[f"x_{split}"], arrays[f"y_{split}"] = np.ascontiguousarray(images), labels.astype(np.int64)
         arrays.setdefault("classes", list(getattr(data, "classes", [])) or None)
     return {k: v for k, v in arrays.items() if v is not None}, f"torchvision {name} under {root}"
+
+
+def _unreadable(name: str, root: Path, exc: BaseException) -> DataError:
+    return DataError(
+        f"data.root: {name} under {root} could not be read ({type(exc).__name__}: {_first_line(exc)}); "
+        "a file there is truncated or corrupt: delete it and fetch it again (data.download: true)"
+    )
 
 
 def _first_line(exc: BaseException) -> str:

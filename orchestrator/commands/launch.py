@@ -93,7 +93,7 @@ def prepare(args: argparse.Namespace) -> tuple[ExperimentConfig, Location, str |
             check_local(cfg)
         location.check_reachable()
         if cfg.tracking.mlflow is not None:
-            from orchestrator.review.tracking import check_reachable  # the tracking server answers before Ray
+            from orchestrator.review.tracking_values import check_reachable  # the tracking server answers before Ray
 
             check_reachable(cfg)
     dataset = load_dataset(cfg.data, cfg.seed)

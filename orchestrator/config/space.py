@@ -10,7 +10,8 @@ A key is a dotted trial field; a model-specific field is `<model>.<field>` and r
 that model (likewise `optim.<optimizer>.<field>` and `schedule.<kind>.<field>`). A key may also name a
 whole section, with partial sections as values merged over the fixed one:
 `loss: {grid: [{}, {l1: 1.0e-4}, {l2: 1.0e-2}]}`. Every candidate value is validated against the trial
-schema here, before Ray starts.
+schema here, before Ray starts, and a key that no trial of the sweep reads is refused (it would only copy
+trials).
 
 Search algorithms: `random` (Tune's BasicVariantGenerator: grid points times random samples) or
 `optuna` (TPE; sampling kinds only: a grid has no distribution for TPE to model, so it is refused
@@ -21,13 +22,14 @@ No Ray here: `orchestrator.tune.searchers` turns these dimensions into Tune's do
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import math
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
 from orchestrator.errors import ConfigError
-from trainables.recipe import FREE_FORM, TrialConfig
+from trainables.recipe import FREE_FORM, TrialConfig, deep_merge
 from trainables.schema import INT64_MAX
 
 LIST_KINDS = ("grid", "choice")
@@ -36,6 +38,9 @@ KINDS = LIST_KINDS + tuple(RANGE_KINDS)
 FLOAT_KINDS = ("uniform", "loguniform", "quniform")
 # epochs is ASHA's max_t: it is set once, in trial.epochs, not searched.
 NOT_SEARCHABLE = {"epochs"}
+# The fields that choose which sections a trial reads (`mlp.*` only when model is mlp), as searched keys.
+CHOOSERS = ("model", "optimizer", "schedule", "schedule.name")
+MAX_CHOICE_COMBINATIONS = 4096  # far above any real space; bounds the work of the check below
 
 
 def parse_dimension(path: str, spec: Any) -> tuple[str, list[Any]]:
@@ -147,6 +152,56 @@ def validate_space(space: dict[str, Any], fixed: dict[str, Any]) -> None:
                     ) from None
                 message = error["msg"].removeprefix("Value error, ")
                 raise ConfigError(f"search.space.{path}", message, value) from None
+    check_used(space, fixed)
+
+
+def check_used(space: dict[str, Any], fixed: dict[str, Any]) -> None:
+    """A searched knob that no trial reads (`mlp.hidden` when every trial is a cnn, `model_args.*` with a
+    built-in model) would only copy trials, and a fixed `model_args` no trial reads would be ignored
+    silently: both refused, naming the choices the sweep makes."""
+    choosers = [path for path in CHOOSERS if path in space]
+    options = [[nest(path, value) for value in candidate_values(space, path)] for path in choosers]
+    read: set[str] = set()
+    trials: list[TrialConfig] = []
+    for combination in itertools.islice(itertools.product(*options), MAX_CHOICE_COMBINATIONS):
+        overlay: dict[str, Any] = {}
+        for part in combination:
+            overlay = deep_merge(overlay, part)
+        try:
+            trial = TrialConfig.resolve(fixed, overlay)
+        except ValidationError:
+            continue  # a combination no trial can be (validate_space names the value at fault)
+        trials.append(trial)
+        read.update(trial.knobs())
+    if not trials:
+        return
+    if fixed.get("model_args") and not any(trial.user_model for trial in trials):
+        raise ConfigError(
+            "trial.model_args",
+            f"arguments of a user's model factory, and every trial's model is built in ({_choices(trials)}); "
+            "set that model's own section instead (trial.<model>.*)",
+        )
+    for path in space:
+        if path.split(".")[0] in FREE_FORM:
+            used = any(trial.user_model for trial in trials)
+        else:
+            used = any(knob == path or knob.startswith(f"{path}.") for knob in read)
+        if not used:
+            raise ConfigError(
+                f"search.space.{path}",
+                f"no trial of this sweep reads it ({_choices(trials)}); drop it, or set or search the choice that "
+                "uses it",
+            )
+
+
+def _choices(trials: list[TrialConfig]) -> str:
+    """The sweep's choices of sections, as `model cnn, optimizer adam/sgd, schedule.name none`."""
+    picks: dict[str, set[str]] = {
+        "model": {str(t.model) for t in trials},
+        "optimizer": {str(t.optimizer) for t in trials},
+        "schedule.name": {str(t.schedule.name) for t in trials},
+    }
+    return ", ".join(f"{name} {'/'.join(sorted(values))}" for name, values in picks.items())
 
 
 def candidate_values(space: dict[str, Any], path: str) -> list[Any]:

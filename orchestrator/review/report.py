@@ -31,7 +31,7 @@ from orchestrator.errors import ConfigError
 from orchestrator.location import BEST
 from orchestrator.outputs.reader import Experiment, records
 from orchestrator.outputs.tables import cell, ordered
-from orchestrator.review import knob_plots, plots
+from orchestrator.review import budget_plots, knob_plots, plots
 from orchestrator.review.importance import EVALUATOR, Importance, knob_importance, searched_knobs
 from orchestrator.review.report_html import render_html
 from orchestrator.review.summaries import (
@@ -179,7 +179,7 @@ def test_vs_val_markdown(rows: list[dict[str, Any]], metric: str, best: str | No
 
 
 def wall_markdown(rows: list[dict[str, Any]], history: pd.DataFrame) -> str:
-    times = [(plots.wall_seconds(r, history)[0], r["trial_name"]) for r in rows]
+    times = [(budget_plots.wall_seconds(r, history)[0], r["trial_name"]) for r in rows]
     known = [(t, name) for t, name in times if t is not None]
     if not known:
         return "No trial has reported a time yet."
@@ -211,8 +211,8 @@ def write_report(exp: Experiment, out: Path, top: int) -> Path:
     if isinstance(scored, Scored):
         plots.plot_confusion(scored.matrix, scored.classes, out / "confusion.png")
     plots.plot_test_vs_val(rows, exp.metric, best, out / "test_vs_val.png")
-    plots.plot_wall_time(rows, exp.history, exp.metric, out / "wall_time.png")
-    plots.plot_asha(rows, exp.config.get("asha", {}), exp.epochs, out / "asha.png")
+    budget_plots.plot_wall_time(rows, exp.history, exp.metric, out / "wall_time.png")
+    budget_plots.plot_asha(rows, exp.config.get("asha", {}), exp.epochs, out / "asha.png")
     title = f"Sweep report: {exp.config.get('name', exp.location.name)}"
     text = "\n\n".join(
         [

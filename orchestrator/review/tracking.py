@@ -29,44 +29,36 @@ went on. A trial that already ended before the resume is not touched.
 
 Tracking never stops training: the first request that cannot reach the server turns the tracker off
 with one warning line (errors the server answers with are printed, and turn it off after a few), and
-each request gives up after a couple of short retries. `check_reachable` refuses an http(s) URI that
-does not answer before Ray starts.
+each request gives up after a couple of short retries. `tracking_values.check_reachable` refuses an http(s)
+URI that does not answer before Ray starts.
 """
 
 from __future__ import annotations
 
 import functools
-import json
 import os
-import re
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import urlsplit
 
 from orchestrator.config.schema import ExperimentConfig
-from orchestrator.errors import ConfigError
 from orchestrator.location import BEST, BEST_MANIFEST, BEST_MODEL, MLFLOW, Location
 from orchestrator.records import Observer, TrialRecord
+from orchestrator.review.tracking_values import MAX_TAG_VALUE, flatten, key, one_line, text
 from trainables import metrics as m
 from trainables.metrics import finite
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
 
-FIELD = "tracking.mlflow.tracking_uri"
-REACH_TIMEOUT_S = 5.0
 # The epoch metrics a child run gets, each at step=epoch.
 EPOCH_METRICS = (m.TRAIN_LOSS, m.TRAIN_ACCURACY, m.VAL_LOSS, m.VAL_ACCURACY, m.TEST_LOSS, m.TEST_ACCURACY, m.LR,
                  m.EPOCH_SECONDS, m.SAMPLES_PER_SECOND)  # fmt: skip
-# MLflow's limits (mlflow.utils.validation): per log_batch request, and per value.
+# MLflow's limits per log_batch request (mlflow.utils.validation); per value: tracking_values.
 MAX_PARAMS_PER_BATCH, MAX_METRICS_PER_BATCH = 100, 1000
-MAX_PARAM_VALUE, MAX_TAG_VALUE, MAX_KEY = 6000, 8000, 250
 ANSWERED_ERRORS_BEFORE_OFF = 5  # errors the server answered with (bad request, permission) before giving up
 # A request blocks Tune's loop while it waits, so the client's defaults (7 retries with backoff, 120 s
 # timeout: minutes per request) are cut to seconds; a value the user exported wins.
@@ -76,59 +68,8 @@ CLIENT_DEFAULTS = {
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "20",
     "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",  # a "View run" line per run would drown the progress lines
 }
-_KEY_UNSAFE = re.compile(r"[^\w./\- :]")
 
 Hook = TypeVar("Hook", bound=Callable[..., None])
-
-
-def check_reachable(cfg: ExperimentConfig) -> None:
-    """Before Ray starts: an http(s) tracking server answers within REACH_TIMEOUT_S (any HTTP status
-    counts: a server behind authentication still answers); file: and sqlite: need no server."""
-    if cfg.tracking.mlflow is None:
-        return
-    uri = cfg.tracking.mlflow.tracking_uri
-    if urlsplit(uri).scheme.lower() not in ("http", "https"):
-        return
-    try:
-        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=REACH_TIMEOUT_S):
-            pass
-    except urllib.error.HTTPError:
-        return
-    except (OSError, ValueError) as exc:
-        reason = getattr(exc, "reason", None) or exc
-        raise ConfigError(
-            FIELD,
-            f"no MLflow server answered at {uri} within {REACH_TIMEOUT_S:g} s "
-            f"({_one_line(reason)}); start it or fix the URI",
-        ) from None
-
-
-def flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested sections as dotted keys; lists stay values."""
-    flat: dict[str, Any] = {}
-    for key, value in values.items():
-        path = f"{prefix}.{key}" if prefix else str(key)
-        if isinstance(value, dict) and value:
-            flat.update(flatten(value, path))
-        else:
-            flat[path] = value
-    return flat
-
-
-def text(value: Any, limit: int = MAX_PARAM_VALUE) -> str:
-    """A param or tag value: strings as they are, everything else as JSON (lists, null, true), cut to fit."""
-    out = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
-    return out if len(out) <= limit else out[: limit - 3] + "..."
-
-
-def key(name: str) -> str:
-    """A key MLflow accepts: letters, digits, _ - . / space and colon; 250 characters at most."""
-    return _KEY_UNSAFE.sub("_", name)[:MAX_KEY]
-
-
-def _one_line(value: Any) -> str:
-    lines = str(value).strip().splitlines()
-    return (lines[0] if lines else type(value).__name__)[:300]
 
 
 def _guarded(hook: Hook) -> Hook:
@@ -179,7 +120,7 @@ class MlflowTracker(Observer):
             self.off = True
             print(
                 f"warning: MLflow tracking off for the rest of the sweep after {self.answered_errors} errors "
-                f"from {self.uri}: {_one_line(exc)}",
+                f"from {self.uri}: {one_line(exc)}",
                 file=sys.stderr,
                 flush=True,
             )
@@ -187,7 +128,7 @@ class MlflowTracker(Observer):
         self.off = True  # unreachable (or an unexpected failure): one line, not one per hook from now on
         print(
             f"warning: MLflow tracking off for the rest of the sweep ({self.uri}, in {hook}): "
-            f"{type(exc).__name__}: {_one_line(exc)}",
+            f"{type(exc).__name__}: {one_line(exc)}",
             file=sys.stderr,
             flush=True,
         )
@@ -387,7 +328,7 @@ class MlflowTracker(Observer):
         except Exception as exc:  # noqa: BLE001 - a tracking problem must not fail a finished sweep
             print(
                 f"warning: MLflow: could not close run {self.parent_id} at {self.uri}: "
-                f"{type(exc).__name__}: {_one_line(exc)}",
+                f"{type(exc).__name__}: {one_line(exc)}",
                 file=sys.stderr,
                 flush=True,
             )

@@ -548,6 +548,38 @@ VALUE_CASES: list[tuple[str, dict[str, Any], list[str], list[str]]] = [
     ("empty-path-part", {}, ["search.space={mlp..hidden: {grid: [[8]]}}"], ["search.space.mlp..hidden"]),
     ("bad-candidate", {}, ["search.space={batch_size: {choice: [32, 0]}}"], ["search.space.batch_size", "got 0"]),
     ("unknown-model-candidate", {}, ["search.space={model: {grid: [mlp, vit]}}"], ["search.space.model", "'vit'"]),
+    # a searched knob that no trial of the sweep reads would only copy trials
+    (
+        "other-models-knob",
+        {},
+        ["search.space={cnn.channels: {grid: [[8], [16]]}}"],
+        ["search.space.cnn.channels", "no trial"],
+    ),
+    (
+        "other-optimizers-knob",
+        {},
+        ["search.space={optim.sgd.momentum: {grid: [0.5, 0.9]}}"],
+        ["optim.sgd.momentum", "model mlp"],
+    ),
+    (
+        "other-schedules-knob",
+        {},
+        ["search.space={schedule.cosine: {grid: [{min_factor: 0.1}]}}"],
+        ["schedule.cosine", "none"],
+    ),
+    (
+        "factory-args-on-a-built-in",
+        {},
+        ["search.space={model_args.width: {grid: [8, 16]}}"],
+        ["model_args.width", "no trial"],
+    ),
+    ("factory-args-fixed-on-a-built-in", {}, ["trial.model_args={width: 3}"], ["trial.model_args", "built in"]),
+    (
+        "knob-of-a-model-no-grid-point-picks",
+        {"search": {"space": {"model": {"grid": ["mlp"]}, "cnn.channels": {"grid": [[8], [16]]}}}},
+        [],
+        ["search.space.cnn.channels", "model mlp"],
+    ),
     # types, ranges and names the schema knows (the earlier suite's cases)
     ("unknown-top-level-key", {"seeds": 1}, [], ["seeds: unknown key (did you mean 'seed'?)"]),
     ("unknown-nested-key", {"asha": {"grace": 1}}, [], ["asha.grace: unknown key (did you mean 'grace_period'?)"]),
@@ -848,6 +880,21 @@ def _idx(shape: tuple[int, ...], body: bytes) -> bytes:
     return bytes([0, 0, 8, len(shape)]) + b"".join(struct.pack(">I", s) for s in shape) + body
 
 
+def _torchvision_layout(damage: tuple[str, bytes]) -> Callable[[Path], dict[str, Any]]:
+    """A data.root in torchvision's own layout for FashionMNIST (raw IDX files), one of them damaged."""
+
+    def make(tmp_path: Path) -> dict[str, Any]:
+        raw = tmp_path / "tv" / "FashionMNIST" / "raw"
+        raw.mkdir(parents=True)
+        sizes = {"x_train": (60, 28, 28), "y_train": (60,), "x_test": (10, 28, 28), "y_test": (10,)}
+        for key, stem in data_readers.IDX_NAMES.items():
+            (raw / stem).write_bytes(_idx(sizes[key], bytes(math.prod(sizes[key]))))
+        (raw / damage[0]).write_bytes(damage[1])
+        return {"source": "torchvision", "dataset": "FashionMNIST", "root": str(tmp_path / "tv")}
+
+    return make
+
+
 LABELS = np.arange(600) % 10
 X = np.zeros((600, 28, 28), np.uint8)
 
@@ -973,6 +1020,16 @@ DATA_CASES: list[tuple[str, Callable[[Path], dict[str, Any]], list[str]]] = [
         "idx-truncated-gz",
         _fashion_copy(_truncate("train-images-idx3-ubyte", 1024)),
         ["data.root", "train-images-idx3-ubyte.gz", "unreadable"],
+    ),
+    (
+        "torchvision-truncated-file",
+        _torchvision_layout(("train-images-idx3-ubyte", _idx((60, 28, 28), b"\0" * 100))),
+        ["data.root", "FashionMNIST", "could not be read", "truncated or corrupt"],
+    ),
+    (
+        "torchvision-not-idx",
+        _torchvision_layout(("t10k-labels-idx1-ubyte", b"<html>502 Bad Gateway</html>")),
+        ["data.root", "FashionMNIST", "could not be read"],
     ),
     (
         "idx-truncated-raw",
@@ -1249,7 +1306,7 @@ REPORT_CASES: list[tuple[str, Callable[[Path], list[str]], list[str]]] = [
     ("record-a-directory", lambda t: [str(_record_directory(t))], ["experiment.json", "is not a file"]),
     ("not-an-experiment", lambda t: [str(_dir(t / "plain"))], ["not an experiment directory"]),
     ("missing", lambda t: [str(t / "runs" / "nope")], ["nope", "no such experiment directory"]),
-    ("a-file", lambda t: [str((t / "file").write_text("x") and t / "file")], ["file", "no such experiment"]),
+    ("a-file", lambda t: [str((t / "file").write_text("x") and t / "file")], ["file", "a file, not an experiment"]),
     ("nul-in-path", lambda t: [str(t / "a\x00b")], ["not an experiment path"]),
     ("unknown-scheme", lambda _: ["ftp://host/sweeps/smoke"], ["ftp://host/sweeps/smoke", "unknown URI scheme 'ftp'"]),
     ("unknown-user", lambda _: ["~nosuchuser_bad_input/runs/smoke"], ["~nosuchuser_bad_input", "unknown user"]),

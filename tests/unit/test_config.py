@@ -99,3 +99,20 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path: Path, capsys: pyte
     assert code == 0
     assert "trials: 4" in out and "rungs at epochs [1, 2]" in out
     assert not (tmp_path / "runs").exists()
+
+
+USED_KNOBS = [
+    "search: {space: {model: {grid: [mlp, cnn]}, mlp.hidden: {grid: [[8], [16]]}}}",
+    "trial: {model: cnn}\nsearch: {space: {cnn: {grid: [{channels: [8]}, {channels: [16]}]}}}",
+    "search: {space: {optimizer: {grid: [adam, sgd]}, optim.sgd.momentum: {grid: [0.0, 0.9]}}}",
+    "search: {space: {schedule.name: {grid: [none, cosine]}, schedule.cosine.min_factor: {grid: [0.1]}}}",
+    "search: {space: {schedule: {grid: [{name: none}, {name: cosine, cosine: {min_factor: 0.1}}]}}}",
+    "trial: {schedule: {name: step}}\nsearch: {space: {schedule.step.gamma: {uniform: [0.1, 0.5]}}}",
+]
+
+
+@pytest.mark.parametrize("body", USED_KNOBS)
+def test_a_knob_that_some_trial_reads_is_searchable(tmp_path: Path, body: str) -> None:
+    path = tmp_path / "ok.yaml"
+    path.write_text(BASE + body)
+    load_config(path)

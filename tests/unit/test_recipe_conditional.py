@@ -49,6 +49,7 @@ def test_nested_search_paths_validate() -> None:
             {
                 "optimizer": {"grid": ["sgd", "adam"]},
                 "optim.adam.betas": {"choice": [[0.9, 0.999], [0.8, 0.99]]},
+                "schedule.name": {"grid": ["none", "plateau"]},
                 "schedule.plateau.factor": {"uniform": [0.1, 0.9]},
                 "augment.flip": {"grid": [False, True]},
                 "loss": {"grid": [{}, {"l1": 1e-4}]},
@@ -56,7 +57,7 @@ def test_nested_search_paths_validate() -> None:
             }
         )
     )
-    assert len(cfg.search.space) == 6
+    assert len(cfg.search.space) == 7
 
 
 @pytest.mark.parametrize(
