@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from orchestrator.outputs.tables import ordered
-from orchestrator.review.plots import pyplot, save_figure, short_name, status_color, status_handles
+from orchestrator.review.plots import legend_below, pyplot, save_figure, short_name, status_color, status_handles
 from orchestrator.review.summaries import reached, rung_epochs
 from trainables import metrics as m
 from trainables.metrics import finite
@@ -59,14 +59,7 @@ def plot_wall_time(rows: list[dict[str, Any]], history: pd.DataFrame, metric: st
     ax.set_title(f"wall time per trial, in leaderboard order{more}{hatched}", fontsize=10)
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
-    fig.legend(
-        handles=status_handles([r["status"] for r in ranked]),
-        loc="upper center",
-        bbox_to_anchor=(0.5, 0.0),
-        ncol=5,
-        fontsize=9,
-        frameon=False,
-    )
+    legend_below(fig, ncol=5, handles=status_handles([r["status"] for r in ranked]))
     save_figure(fig, path)
 
 

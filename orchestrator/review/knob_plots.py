@@ -17,7 +17,15 @@ import numpy as np
 from orchestrator.config.space import LIST_KINDS
 from orchestrator.outputs.tables import score_key
 from orchestrator.review.importance import Importance, Knob, label
-from orchestrator.review.plots import pyplot, save_figure, short_name, status_color, status_handles, status_markers
+from orchestrator.review.plots import (
+    legend_below,
+    pyplot,
+    save_figure,
+    short_name,
+    status_color,
+    status_handles,
+    status_markers,
+)
 from trainables.metrics import finite
 
 MISSING = -0.12  # where a trial that does not use a knob meets that knob's axis (below the axis' range)
@@ -177,14 +185,7 @@ def plot_knobs(knobs: list[Knob], rows: list[dict[str, Any]], metric: str, path:
     # One legend for all panels, below them: inside a panel it would hide points.
     statuses = [r["status"] for r in rows if finite(r.get(key))]
     if statuses:
-        fig.legend(
-            handles=status_markers(statuses),
-            loc="upper center",
-            bbox_to_anchor=(0.5, 0.0),
-            ncol=8,
-            fontsize=9,
-            frameon=False,
-        )
+        legend_below(fig, ncol=8, handles=status_markers(statuses))
     save_figure(fig, path)
 
 

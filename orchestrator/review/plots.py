@@ -47,6 +47,14 @@ def save_figure(fig: Any, path: Path) -> None:
     pyplot().close(fig)
 
 
+def legend_below(fig: Any, ncol: int, handles: list[Any] | None = None, title: str | None = None) -> None:
+    """The figure's legend centred under its axes (save_figure keeps it whole), never over the data."""
+    options: dict[str, Any] = {"handles": handles} if handles is not None else {}
+    if title:
+        options.update(title=title, title_fontsize=9)
+    fig.legend(loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=ncol, fontsize=9, frameon=False, **options)
+
+
 def status_color(status: str) -> str:
     return STATUS_COLORS.get(status, "tab:gray")
 
@@ -137,15 +145,7 @@ def plot_learning_curves(
         ax.set_xlim(0.7, max(last_epoch, *(rungs or [1])) + 0.3)  # a one-epoch sweep still gets a visible range
     if drawn:
         notes = "X = stopped early" + (", dotted = early-stopping rung" if rungs[:-1] else "")
-        fig.legend(
-            loc="upper center",
-            bbox_to_anchor=(0.5, 0.0),
-            ncol=2 if drawn > 1 else 1,
-            fontsize=9,
-            frameon=False,
-            title=notes,
-            title_fontsize=9,
-        )
+        legend_below(fig, ncol=2 if drawn > 1 else 1, title=notes)
     else:
         acc_ax.text(0.5, 0.5, "no trial has reported an epoch yet", ha="center", transform=acc_ax.transAxes)
     fig.tight_layout()
@@ -250,15 +250,6 @@ def plot_test_vs_val(rows: list[dict[str, Any]], metric: str, best_trial: str | 
     handles = status_markers([r["status"] for _, r in points])
     if best_trial:
         handles.append(Line2D([], [], ls="", marker="*", ms=14, mfc="white", mec="black", label="best"))
-    fig.legend(
-        handles=handles,
-        loc="upper center",
-        bbox_to_anchor=(0.5, 0.0),
-        ncol=len(handles) or 1,
-        fontsize=9,
-        frameon=False,
-        title="numbers: leaderboard rank",
-        title_fontsize=9,
-    )
+    legend_below(fig, ncol=len(handles) or 1, handles=handles, title="numbers: leaderboard rank")
     fig.tight_layout()
     save_figure(fig, path)

@@ -17,7 +17,7 @@ import numpy as np
 from ray import tune
 
 from orchestrator.location import REPORTS, Location
-from orchestrator.records import Observer, State, TrialRecord
+from orchestrator.records import Observer, State, TrialRecord, merge_history, read_reports
 from orchestrator.tune.schedulers import recorded_results
 from trainables import metrics as m
 from trainables.recipe import TrialConfig
@@ -78,12 +78,17 @@ class LiveTrials:
         return record
 
     def record_from_result(self, name: str, result: Any) -> TrialRecord:
-        """A trial the loop never showed (it can happen to one restored as finished): from its result."""
+        """A trial the loop never showed (one restored as finished, when the driver was killed after the last
+        epoch): from what it recorded on storage, as for any restored trial. Ray's own table of it is not
+        enough: the result.json of a killed driver can lack rows that the driver's log has."""
         config = TrialConfig.resolve(self.fixed, plain(result.config or {}))
         record = TrialRecord(str(result.metrics.get("trial_id", name.rsplit("-", 1)[-1])), name, config, state="ended")
         frame = result.metrics_dataframe
-        for row in frame.to_dict("records") if frame is not None else []:
-            record.report(plain(row))
+        rows = [plain(row) for row in frame.to_dict("records")] if frame is not None else []
+        rows += read_reports(self.location, name)
+        replays = [row for row in rows if row.get(m.REPLAYED)]  # first, so that an epoch's own report wins
+        for row in merge_history(replays + [row for row in rows if not row.get(m.REPLAYED)]):
+            record.report({key: value for key, value in row.items() if key != m.REPLAYED})
         return record
 
     def started(self, trial: Any) -> None:

@@ -191,6 +191,9 @@ def run(
     # That 2 s snapshot period is ours, on purpose: Ray's "snapshotting triggered often" warning says nothing.
     os.environ["TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S"] = "0"
     os.environ["RAY_AIR_NEW_OUTPUT"] = "0"  # its experiment box and tables: the progress lines are ours
+    # Ray's closing table cannot read a trial whose result.json a killed driver never flushed, and says
+    # "Failed to fetch metrics" for it: not news, the records come from the driver's own log of each trial.
+    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
     experiment = f"{location.storage}/{location.name}"
     with interrupt or Interrupt() as interrupt:
         resumed = tune.Tuner.can_restore(experiment)

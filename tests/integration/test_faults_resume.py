@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from support import (
     REPO,
@@ -191,6 +192,32 @@ def test_fresh_through_the_cli(tmp_path: Path) -> None:
     assert "experiment: again-2 ->" in out
     assert (tmp_path / "runs" / "again-2" / "best" / "manifest.json").is_file()
     assert sorted(p.name for p in (tmp_path / "runs" / "again").iterdir()) == ["keep.txt"]
+
+
+def test_a_rerun_after_the_last_epoch_keeps_every_epoch_that_rays_own_table_lost(tmp_path: Path) -> None:
+    """A driver killed after the last epoch but before its outputs: the rerun restores every trial as
+    finished (no trial event at all), and Ray's result.json and progress.csv of a killed driver can lack rows
+    that the driver's own log kept. The rerun's tables still hold every epoch, as the first run's did."""
+    config = write_config(tmp_path, "lost", 2, "search: {space: {lr: {grid: [1.0e-3, 3.0e-3]}}}\n")
+    experiment = tmp_path / "runs" / "lost"
+    code, out, err = finish(start(config, cwd=tmp_path))
+    assert code == 0, err[-3000:]
+    before = pd.read_parquet(experiment / "history.parquet")
+    assert sorted(before["epoch"]) == [1, 1, 2, 2]
+    for trial in trial_dirs(experiment):
+        for name, header in (("result.json", 0), ("progress.csv", 1)):  # each loses its first epoch's row
+            lines = (trial / name).read_text().splitlines(keepends=True)
+            (trial / name).write_text("".join(lines[:header] + lines[header + 1 :]))
+    for name in ("history.parquet", "results.parquet"):
+        (experiment / name).unlink()
+    code, out, err = finish(start(config, cwd=tmp_path))
+    assert code == 0, err[-3000:]
+    after = pd.read_parquet(experiment / "history.parquet")
+    keys = ["trial_name", "epoch"]
+    pd.testing.assert_frame_equal(
+        before.sort_values(keys).reset_index(drop=True)[sorted(before.columns)],
+        after.sort_values(keys).reset_index(drop=True)[sorted(after.columns)],
+    )
 
 
 def test_changed_config_names_every_changed_field(tmp_path: Path) -> None:

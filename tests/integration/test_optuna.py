@@ -19,6 +19,7 @@ SPACE = {
     "lr": {"loguniform": [1e-4, 1e-1]},
     "optimizer": {"choice": ["sgd", "adam", "momentum"]},
     "mlp.hidden": {"choice": [[64], [128, 64]]},
+    "schedule.name": {"choice": ["none", "plateau"]},
     "schedule.plateau.factor": {"uniform": [0.1, 0.9]},
 }
 
