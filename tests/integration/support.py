@@ -110,7 +110,8 @@ def best_trial(experiment: Path) -> str:
 
 
 def state_checkpoints(experiment: Path) -> dict[str, str]:
-    """Per trial, the checkpoint the newest saved experiment state names (the one a rerun restores)."""
+    """Per trial, the checkpoint of the last result the newest saved experiment state holds. A rerun restores
+    that one, or the one before it: Tune saves a result a moment before it registers its checkpoint."""
     named = {}
     for path in sorted(experiment.glob("experiment_state-*.json"))[-1:]:
         try:

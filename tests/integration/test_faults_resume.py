@@ -99,7 +99,7 @@ def test_driver_sigkill_then_rerun_resumes_without_rerunning_finished_trials(
         assert f"pid {proc.pid}" in refusal
 
         def interrupted_trial() -> Path | None:
-            """A trial mid-run whose checkpoint named in the saved experiment state has an older sibling."""
+            """A trial mid-run with a checkpoint on disk older than the two newest the saved state can name."""
             if time.monotonic() - finished_at < 2 * EXPERIMENT_SYNC_S + 1:
                 return None  # let the experiment state on disk catch up with the finished trial
             named = state_checkpoints(exp_dir)
@@ -107,7 +107,9 @@ def test_driver_sigkill_then_rerun_resumes_without_rerunning_finished_trials(
                 (
                     t
                     for t in trial_dirs(exp_dir)
-                    if len(results(t)) < EPOCHS - 1 and named.get(t.name, "checkpoint_000000") > "checkpoint_000000"
+                    if len(results(t)) < EPOCHS - 1
+                    and t.name in named
+                    and any(f.name < _previous(named[t.name]) for f in t.glob("checkpoint_*"))
                 ),
                 None,
             )
@@ -126,14 +128,16 @@ def test_driver_sigkill_then_rerun_resumes_without_rerunning_finished_trials(
     before = {t.name: (t / "result.json").read_bytes() for t in trial_dirs(exp_dir)}
     reported_before = len(results(victim))
 
-    # Fault on top: the checkpoint the saved state names for the victim (and any newer) is cut in half before
-    # the rerun: the trial must fall back to the older one, and say so.
-    named = state_checkpoints(exp_dir)[victim.name]
+    # Fault on top: the checkpoint a rerun restores for the victim (and any newer) is cut in half before the
+    # rerun: the trial must fall back to an older one, and say so. Tune saves a result a moment before it
+    # registers the result's checkpoint, so the state's last result may name one checkpoint past the one
+    # Tune restores: both are cut.
+    cut_from = _previous(state_checkpoints(exp_dir)[victim.name])
     for folder in sorted(victim.glob("checkpoint_*")):
-        if folder.name >= named:
+        if folder.name >= cut_from:
             cut = folder / ckpt.CHECKPOINT_FILE
             cut.write_bytes(cut.read_bytes()[: cut.stat().st_size // 2])
-    fallback = max(f for f in victim.glob("checkpoint_*") if f.name < named)
+    fallback = max(f for f in victim.glob("checkpoint_*") if f.name < cut_from)
 
     # The same command with a changed value is refused, naming the field.
     assert launch_main([str(config), "--set", "trial.lr=0.01"]) == 2
@@ -160,6 +164,12 @@ def test_driver_sigkill_then_rerun_resumes_without_rerunning_finished_trials(
     assert fresh, "the crash came before the last trial started"
     for trial in fresh:  # never started before the crash: one clean run
         assert [int(r["epoch"]) for r in results(trial)] == list(range(1, EPOCHS + 1))
+
+
+def _previous(checkpoint: str) -> str:
+    """checkpoint_000005 -> checkpoint_000004 (checkpoint_000000 stays itself)."""
+    index = int(checkpoint.rsplit("_", 1)[-1])
+    return f"checkpoint_{max(index - 1, 0):06d}"
 
 
 def _state(pid: int) -> str:

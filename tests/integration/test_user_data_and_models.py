@@ -374,8 +374,10 @@ def test_user_model_searched_resumed_after_sigkill_exported_and_evaluated(
                 (
                     t
                     for t in trial_dirs(experiment)
-                    # the saved experiment state names a checkpoint of it: the rerun restores that one
-                    if 1 <= len(results(t)) <= USER_EPOCHS - 3 and t.name in state_checkpoints(experiment)
+                    # the saved state names its second checkpoint or later: the rerun restores that one or,
+                    # saved between Tune's two steps for a result, the one before (never none)
+                    if 1 <= len(results(t)) <= USER_EPOCHS - 3
+                    and state_checkpoints(experiment).get(t.name, "checkpoint_000000") > "checkpoint_000000"
                 ),
                 None,
             )
