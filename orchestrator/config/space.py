@@ -152,7 +152,27 @@ def validate_space(space: dict[str, Any], fixed: dict[str, Any]) -> None:
                     ) from None
                 message = error["msg"].removeprefix("Value error, ")
                 raise ConfigError(f"search.space.{path}", message, value) from None
+        if kind == "grid":
+            _check_distinct(f"search.space.{path}.grid", args)
     check_used(space, fixed)
+
+
+def _check_distinct(where: str, values: list[Any]) -> None:
+    """A grid value listed twice makes the same trials twice, same seed and all. (A choice may repeat a
+    value on purpose: that weights it.)"""
+    for index, value in enumerate(values):
+        if any(_same(value, earlier) for earlier in values[:index]):
+            raise ConfigError(
+                where,
+                "lists the same value twice: its grid points would be identical trials; list it once "
+                "(repeat trials with different seeds by searching seed: {grid: [0, 1, 2]})",
+                value,
+            )
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal as trial values: 1 and 1.0 are the same learning rate; true and 1 are not the same value."""
+    return isinstance(a, bool) == isinstance(b, bool) and a == b
 
 
 def check_used(space: dict[str, Any], fixed: dict[str, Any]) -> None:

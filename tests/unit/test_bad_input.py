@@ -573,6 +573,13 @@ VALUE_CASES: list[tuple[str, dict[str, Any], list[str], list[str]]] = [
         ["search.space={model_args.width: {grid: [8, 16]}}"],
         ["model_args.width", "no trial"],
     ),
+    ("grid-lists-a-value-twice", {}, ["search.space={lr: {grid: [0.001, 0.003, 1.0e-3]}}"], ["lr.grid", "twice"]),
+    (
+        "grid-lists-a-section-twice",
+        {"search": {"space": {"loss": {"grid": [{"l1": 0.001}, {}, {"l1": 0.001}]}}}},
+        [],
+        ["search.space.loss.grid", "identical trials"],
+    ),
     ("factory-args-fixed-on-a-built-in", {}, ["trial.model_args={width: 3}"], ["trial.model_args", "built in"]),
     (
         "knob-of-a-model-no-grid-point-picks",

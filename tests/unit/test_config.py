@@ -116,3 +116,9 @@ def test_a_knob_that_some_trial_reads_is_searchable(tmp_path: Path, body: str) -
     path = tmp_path / "ok.yaml"
     path.write_text(BASE + body)
     load_config(path)
+
+
+def test_a_choice_may_repeat_a_value_to_weight_it(tmp_path: Path) -> None:
+    path = tmp_path / "ok.yaml"
+    path.write_text(BASE + "search: {space: {lr: {choice: [0.001, 0.001, 0.003]}, seed: {grid: [0, 1]}}}")
+    assert load_config(path).trial_count == 2
