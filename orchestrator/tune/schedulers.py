@@ -216,7 +216,11 @@ class SynchronousHalving(FIFOScheduler):
                 tune_controller.stop_trial(trial)
 
     def choose_trial_to_run(self, tune_controller: Any) -> Any:
-        """The lowest-numbered paused trial that may go on (never started, or promoted), within the cap."""
+        """The lowest-numbered paused trial that may go on (never started, or promoted), within the cap.
+        Decides and settles first: a resume can restore a trial paused at a rung while every other trial is
+        restored as ended, and then no result or ending would ever come to cut it (Tune would wait forever)."""
+        self._decide()
+        self._settle(tune_controller)
         busy = sum(t.status in (Trial.RUNNING, Trial.PENDING) for t in tune_controller.get_trials())
         if busy >= (self.max_concurrent or self.total_trials):
             return None

@@ -153,6 +153,21 @@ def test_decisions_are_rebuilt_from_recorded_results_after_a_restart(tmp_path: P
     assert scheduler.choose_trial_to_run(controller) is trials[1]
 
 
+def test_a_trial_restored_paused_at_a_rung_is_cut_when_every_other_trial_ended(tmp_path: Path) -> None:
+    # A driver killed after the rung's last result and before it stopped the paused loser: on the resume,
+    # the loser comes back PAUSED and the others TERMINATED, in any order; no event will come to cut it.
+    recorded = {0: [0.7, 0.8], 1: [0.9, 0.92, 0.93, 0.94, 0.95], 2: [0.6], 3: [0.5]}
+    for order in ([3, 0, 1, 2], [0, 1, 2, 3]):
+        trials = [restored_trial(tmp_path / str(order[0]), f"exp_{i:05d}", values) for i, values in recorded.items()]
+        for index, trial in enumerate(trials):
+            trial.set_status(Trial.PAUSED if index == 3 else Trial.TERMINATED)
+        scheduler, controller = SynchronousHalving(**SHA, total_trials=4), Controller(trials)
+        for index in order:
+            scheduler.on_trial_add(controller, trials[index])
+        assert scheduler.choose_trial_to_run(controller) is None
+        assert controller.stopped == ["exp_00003"] and trials[3].status == Trial.TERMINATED
+
+
 def test_the_scheduler_is_pickled_without_its_live_state(tmp_path: Path) -> None:
     import pickle
 
