@@ -5,13 +5,17 @@ through Ray's object store, where numpy arrays are read zero-copy. A trial moves
 device once (`to_device`) and draws batches as index slices of a device-side permutation, so an epoch
 has no per-sample Python, no DataLoader and no host-to-device copy per batch.
 
-Samples are images `(C, H, W)` or flat feature vectors `(D,)`, stored as uint8 (pixels 0..255) or
-float32 (already on the unit scale). No Ray here.
+Samples are images `(C, H, W)` or flat feature vectors `(D,)`, stored as uint8 or float32, with a
+value range: what the stored values span (uint8: 0..255; floats: 0..1, or a declared `data.value_range`),
+which the `unit` scale maps to 0..1 and an image file's pixels are mapped into. No Ray here.
+
+The dataset is immutable: nothing here writes to the arrays, which a trial receives as read-only views
+of Ray's object store shared by every trial on the node. A trial copies each split once (`to_device`),
+and the input scaling makes a new tensor of every batch, so no op ever works in place on stored data.
 """
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -41,9 +45,14 @@ class Dataset:
     test: Split
     source: str  # where it was read from, in words
     classes: tuple[str, ...]
-    # Per-channel mean/std of the training split on the unit scale (bytes / 255), for `standard` scaling.
+    # Per-channel (images) or per-feature (flat) mean/std of the training split on the unit scale, for
+    # `standard` scaling; a constant channel or feature has std 1 (it is centred, never divided by 0).
     mean: tuple[float, ...]
     std: tuple[float, ...]
+    # What the stored values span, mapped to 0..1 by the unit scale: (0, 255) for uint8, (0, 1) for floats
+    # within it, a declared data.value_range; None for floats outside 0..1 with no range declared.
+    value_range: tuple[float, float] | None = (0.0, 255.0)
+    observed: tuple[float, float] = (0.0, 255.0)  # the smallest and largest stored value, over every split
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -54,57 +63,78 @@ class Dataset:
         return len(self.classes)
 
     @property
+    def unit_range(self) -> tuple[float, float]:
+        """The stored values of 0 and 1 on the unit scale: the value range, or (0, 1) when it is unknown."""
+        return self.value_range or (0.0, 1.0)
+
+    @property
     def pixel_max(self) -> float:
-        """What one unit of the unit scale is in stored values: 255 for bytes, 1 for floats."""
-        return 255.0 if self.train.images.dtype == np.uint8 else 1.0
+        return self.unit_range[1]
+
+    @property
+    def pixel_min(self) -> float:
+        return self.unit_range[0]
 
     @property
     def nbytes(self) -> int:
         return sum(s.images.nbytes + s.labels.nbytes for s in (self.train, self.val, self.test))
 
     def scaling_record(self) -> dict[str, object]:
-        """What a checkpoint keeps so that a reader scales inputs as the trial did."""
-        return {"mean": list(self.mean), "std": list(self.std), "pixel_max": self.pixel_max}
-
-
-def carve(images: np.ndarray, labels: np.ndarray, size: int, seed: int) -> tuple[Split, Split]:
-    """(rest, carved): a seeded permutation, so every trial of an experiment sees the same carved split."""
-    order = np.random.default_rng(seed).permutation(len(labels))
-    carved, rest = np.sort(order[:size]), np.sort(order[size:])
-    return Split(images[rest], labels[rest]), Split(images[carved], labels[carved])
+        """What a checkpoint keeps so that a reader scales inputs as the trial did, and maps an image file's
+        pixels 0..255 onto the stored values (`image_range`; None: the data's pixel scale is unknown)."""
+        return {
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "pixel_min": self.pixel_min,
+            "pixel_max": self.pixel_max,
+            "image_range": list(self.value_range) if self.value_range else None,
+        }
 
 
 STATS_CHUNK_BYTES = 256 << 20  # above this much float32, the stats are taken a chunk of samples at a time
+MIN_STD = 1e-12  # on the unit scale; below it a channel or feature counts as constant (std 1, as scikit-learn)
 
 
-def channel_stats(images: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Per-channel mean/std on the unit scale; a flat feature vector counts as one channel."""
+def channel_stats(
+    images: np.ndarray, unit_range: tuple[float, float] | None = None
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Mean/std on the unit scale per channel of (N, C, H, W) images, per feature of (N, D) vectors (as
+    scikit-learn's StandardScaler); `unit_range` is what 0..1 is in stored values (default: the dtype's)."""
+    low, high = unit_range or ((0.0, 255.0) if images.dtype == np.uint8 else (0.0, 1.0))
     if images.size * 4 > STATS_CHUNK_BYTES:  # a whole float copy (and numpy's std makes two) would not fit
-        return _chunked_stats(images)
-    unit = images.astype(np.float32) / 255.0 if images.dtype == np.uint8 else images
-    if unit.ndim == 4 and unit.shape[1] > 1:
-        axes = (0, 2, 3)
-        return tuple(float(v) for v in unit.mean(axis=axes)), tuple(float(v) for v in unit.std(axis=axes))
-    return (float(unit.mean()),), (float(unit.std()),)
+        mean, std = _chunked_stats(images, low, high)
+    else:
+        unit = images.astype(np.float32) if images.dtype != np.float32 or low else images
+        if low:
+            unit = unit - np.float32(low)
+        if high - low != 1.0:
+            unit = unit / np.float32(high - low)
+        if images.ndim == 4 and images.shape[1] == 1:  # one channel: over everything, as always
+            mean, std = np.array([unit.mean()]), np.array([unit.std()])
+        else:
+            axes = (0, 2, 3) if images.ndim == 4 else (0,)  # float64 sums: a column of a million rows
+            mean, std = unit.mean(axis=axes, dtype=np.float64), unit.std(axis=axes, dtype=np.float64)
+    std = np.where(std < MIN_STD, 1.0, std)
+    return tuple(float(v) for v in mean), tuple(float(v) for v in std)
 
 
-def _chunked_stats(images: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:
+def _chunked_stats(images: np.ndarray, low: float, high: float) -> tuple[np.ndarray, np.ndarray]:
     """The same statistics in two passes over chunks of samples, accumulated in float64."""
-    channels = images.shape[1] if images.ndim == 4 else 1
+    channels = images.shape[1] if images.ndim in (2, 4) else 1
     per_channel = images.reshape(len(images), channels, -1)
     step = max(1, STATS_CHUNK_BYTES // (per_channel[0].size * 8))
-    scale = 1 / 255.0 if images.dtype == np.uint8 else 1.0
+    scale = 1 / (high - low)
     count = len(images) * per_channel.shape[2]
     total = sum(per_channel[i : i + step].sum(axis=(0, 2), dtype=np.float64) for i in range(0, len(images), step))
-    mean = total * scale / count
+    mean = (total / count - low) * scale
     squares = np.zeros(channels)
     for i in range(0, len(images), step):
         centred = per_channel[i : i + step].astype(np.float64)
+        centred -= low
         centred *= scale
         centred -= mean[None, :, None]
         squares += np.einsum("ncx,ncx->c", centred, centred)
-    std = np.sqrt(squares / count)
-    return tuple(float(v) for v in mean), tuple(float(v) for v in std)
+    return mean, np.sqrt(squares / count)
 
 
 @dataclass(frozen=True)
@@ -119,13 +149,10 @@ class DeviceSplit:
 
 
 def to_device(split: Split, device: torch.device) -> DeviceSplit:
-    """Zero-copy on the CPU (the arrays are read-only views of the object store); one copy to a GPU."""
-    with warnings.catch_warnings():
-        # The object store hands out read-only arrays; nothing here ever writes to them.
-        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-        images = torch.from_numpy(split.images)
-        labels = torch.from_numpy(split.labels)
-    return DeviceSplit(images.to(device), labels.to(device))
+    """The trial's own copy of a split on its device, made once. The arrays themselves (on a CPU, read-only
+    views of Ray's object store that every trial on the node shares) are never handed to torch, which
+    cannot keep a tensor read-only: whatever a trial does to its tensors, the dataset stays as it was."""
+    return DeviceSplit(torch.tensor(split.images, device=device), torch.tensor(split.labels, device=device))
 
 
 def batch_indices(n: int, batch_size: int, generator: torch.Generator, device: torch.device) -> Iterator[torch.Tensor]:
@@ -137,17 +164,19 @@ def batch_indices(n: int, batch_size: int, generator: torch.Generator, device: t
 
 @dataclass(frozen=True)
 class InputScaling:
-    """Stored values -> float inputs, per batch on the device: (x - shift) * factor, per channel."""
+    """Stored values -> float inputs, per batch on the device: (x - shift) * factor, per channel of
+    (N, C, H, W) images or per feature of (N, D) vectors. Always a new tensor: the input is never written."""
 
     shift: float | tuple[float, ...]
     factor: float | tuple[float, ...]
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        # In place on the fresh float copy: one temporary per batch instead of three.
-        x = images.float()
+        # An explicit copy, then in place on it (one temporary per batch instead of three). Not `.float()`:
+        # for float32 input that returns the input itself, and a slice of a stored split would be rescaled.
+        x = images.to(torch.float32, copy=True)
         shift, factor = self.shift, self.factor
-        if isinstance(shift, tuple):  # per channel of (N, C, H, W)
-            view = (1, len(shift), 1, 1)
+        if isinstance(shift, tuple):  # per channel of (N, C, H, W), per feature of (N, D)
+            view = (1, len(shift), *(1,) * (x.ndim - 2))
             return x.sub_(torch.tensor(shift, device=x.device).view(view)).mul_(
                 torch.tensor(factor, device=x.device).view(view)
             )
@@ -156,16 +185,23 @@ class InputScaling:
         return x.mul_(float(factor))  # type: ignore[arg-type]  # one channel: shift and factor are numbers
 
 
-def input_scaling(scale: str, mean: Sequence[float], std: Sequence[float], pixel_max: float = 255.0) -> InputScaling:
-    """raw (as stored), unit (/255 for bytes), tiny (unit/10000, the batch-norm study), standard (z-score)."""
-    if isinstance(pixel_max, bool) or not isinstance(pixel_max, int | float) or not 0 < pixel_max < float("inf"):
-        raise DataError(f"scaling: pixel_max must be a finite number > 0 (got {pixel_max!r})")
+def input_scaling(
+    scale: str, mean: Sequence[float], std: Sequence[float], pixel_max: float = 255.0, pixel_min: float = 0.0
+) -> InputScaling:
+    """raw (as stored), unit (pixel_min..pixel_max -> 0..1: /255 for bytes), tiny (unit/10000, the batch-norm
+    study), standard (z-score per channel or feature, from statistics on the unit scale)."""
+    for name, value in (("pixel_max", pixel_max), ("pixel_min", pixel_min)):
+        if isinstance(value, bool) or not isinstance(value, int | float) or not abs(value) < float("inf"):
+            raise DataError(f"scaling: {name} must be a finite number (got {value!r})")
+    if not pixel_max > pixel_min:
+        raise DataError(f"scaling: pixel_max must be above pixel_min (got {pixel_min!r}..{pixel_max!r})")
+    span = pixel_max - pixel_min
     if scale == "raw":
         return InputScaling(0.0, 1.0)
     if scale == "unit":
-        return InputScaling(0.0, 1 / pixel_max)
+        return InputScaling(pixel_min, 1 / span)
     if scale == "tiny":
-        return InputScaling(0.0, 1 / pixel_max / 10_000)
+        return InputScaling(pixel_min, 1 / span / 10_000)
     if scale != "standard":
         raise DataError(f"input_scale: unknown scaling {scale!r} (valid: raw, unit, tiny, standard)")
     if len(mean) != len(std) or not mean or not all(np.isfinite(v) for v in (*mean, *std)) or min(std) <= 0:
@@ -174,5 +210,5 @@ def input_scaling(scale: str, mean: Sequence[float], std: Sequence[float], pixel
             f"{list(mean)}, std {list(std)})"
         )
     if len(mean) == 1:
-        return InputScaling(mean[0] * pixel_max, 1 / (std[0] * pixel_max))
-    return InputScaling(tuple(m * pixel_max for m in mean), tuple(1 / (s * pixel_max) for s in std))
+        return InputScaling(pixel_min + mean[0] * span, 1 / (std[0] * span))
+    return InputScaling(tuple(pixel_min + m * span for m in mean), tuple(1 / (s * span) for s in std))

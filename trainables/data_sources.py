@@ -5,10 +5,12 @@
     data: {source: torchvision, dataset: CIFAR10, root: ./data, download: true}
     data: {source: entry_point, entry_point: mypkg.data:load, args: {n: 1000}}
 
-Every source yields the same arrays, checked the same way: images `(N, C, H, W)` or `(N, H, W)` (one
-channel) or flat features `(N, D)`, uint8 or floating point (finite); integer labels from 0; the
-number of classes inferred from the labels or given by the class names. Where a source has no test
-split, one is carved with the experiment seed, like the validation split. A dataset above
+Every source yields the same arrays, checked the same way (the contract: `trainables.data_contract`):
+images `(N, C, H, W)`, `(N, H, W, C)` (converted where unambiguous or declared by `data.layout`) or
+`(N, H, W)` (one channel) or flat features `(N, D)`, uint8 or floating point (finite, within a declared
+`data.value_range`); integer labels from 0; the number of classes inferred from the labels or given by the
+class names. Where a source has no test split, one is carved with the experiment seed, like the validation
+split; carved splits and `data.train_limit` are stratified (`trainables.subsets`). A dataset above
 `MAX_DATASET_BYTES` is refused: every trial keeps all of it resident on its device.
 """
 
@@ -21,7 +23,8 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, model_validator
 
-from trainables.data import MAX_DATASET_BYTES, DataError, Dataset, Split, carve, channel_stats
+from trainables.data import MAX_DATASET_BYTES, DataError, Dataset, Split, channel_stats
+from trainables.data_contract import channels_first, check_classes, value_range
 from trainables.data_readers import (
     TORCHVISION,
     call_entry_point,
@@ -30,6 +33,7 @@ from trainables.data_readers import (
     read_torchvision,
 )
 from trainables.schema import MAX_WIDTH, Section
+from trainables.subsets import carve, limit
 
 MAX_CLASSES = MAX_WIDTH
 SOURCE_FIELDS = {
@@ -39,6 +43,7 @@ SOURCE_FIELDS = {
     "entry_point": {"entry_point", "args"},
 }
 Size = int | float
+LAYOUT_SOURCES = ("npz", "entry_point")  # the readers of the other sources return channels-first arrays
 
 
 class DataConfig(Section):
@@ -68,7 +73,18 @@ class DataConfig(Section):
         default=None,
         ge=1,
         le=2**40,
-        description="train on the first N samples of the training split only (quick looks and tests); none = all",
+        description="train on N samples of the training split only, a seeded sample keeping every class in "
+        "proportion (quick looks and tests); none = all",
+    )
+    layout: Literal["auto", "channels_first", "channels_last"] = Field(
+        default="auto",
+        description="npz/entry_point: 4-D images as (N, C, H, W) or (N, H, W, C); auto converts only an "
+        "unambiguous shape (channel axis of 1, 3 or 4 on one side only) and refuses the rest",
+    )
+    value_range: tuple[float, float] | None = Field(
+        default=None,
+        description="[low, high]: what the stored values span (a black and a white pixel), mapped to 0..1 by "
+        "input_scale unit; none = 0..255 for uint8, 0..1 for floats (floats outside it: standard or raw only)",
     )
 
     @model_validator(mode="after")
@@ -82,6 +98,10 @@ class DataConfig(Section):
                 raise ValueError(f"data.{name} does not apply to source {self.source}")
         if self.source == "torchvision" and self.dataset not in TORCHVISION:
             raise ValueError(f"unknown torchvision dataset {self.dataset!r} (valid: {', '.join(TORCHVISION)})")
+        if self.layout != "auto" and self.source not in LAYOUT_SOURCES:
+            raise ValueError(f"data.layout applies to npz and entry_point; source {self.source} is read channels first")
+        if self.value_range is not None and not self.value_range[0] < self.value_range[1]:
+            raise ValueError(f"data.value_range must be [low, high] with low < high (got {list(self.value_range)})")
         for name in ("val_size", "test_size"):
             value = getattr(self, name)
             if isinstance(value, float) and not value < 1:
@@ -92,7 +112,7 @@ class DataConfig(Section):
 def load_dataset(cfg: DataConfig, seed: int) -> Dataset:
     """Read, check and split; raises DataError with one line naming the problem."""
     arrays, source = _read(cfg)
-    x_train, y_train, classes = _checked(arrays, source)
+    x_train, y_train, classes = _checked(arrays, source, cfg.layout)
     if ("x_test" in arrays) != ("y_test" in arrays):
         given, missing = ("x_test", "y_test") if "x_test" in arrays else ("y_test", "x_test")
         raise DataError(
@@ -101,7 +121,11 @@ def load_dataset(cfg: DataConfig, seed: int) -> Dataset:
         )
     if "x_test" in arrays:
         x_test, y_test, _ = _checked(
-            {**arrays, "x_train": arrays["x_test"], "y_train": arrays["y_test"]}, source, what="test", classes=classes
+            {**arrays, "x_train": arrays["x_test"], "y_train": arrays["y_test"]},
+            source,
+            cfg.layout,
+            what="test",
+            classes=classes,
         )
         if x_test.shape[1:] != x_train.shape[1:] or x_test.dtype != x_train.dtype:
             raise DataError(
@@ -111,18 +135,30 @@ def load_dataset(cfg: DataConfig, seed: int) -> Dataset:
         rest = Split(x_train, y_train)
         test = Split(x_test, y_test)
     else:
-        rest, test = carve(x_train, y_train, _count(cfg.test_size, len(y_train), "data.test_size"), seed)
-    train, val = carve(rest.images, rest.labels, _count(cfg.val_size, len(rest), "data.val_size"), seed)
+        size = _count(cfg.test_size, len(y_train), "data.test_size")
+        rest, test = carve(x_train, y_train, size, seed, "data.test_size")
+    train, val = carve(
+        rest.images, rest.labels, _count(cfg.val_size, len(rest), "data.val_size"), seed, "data.val_size"
+    )
     if cfg.train_limit is not None:
-        train = Split(train.images[: cfg.train_limit], train.labels[: cfg.train_limit])
+        train = limit(train, cfg.train_limit, seed)
+    check_classes(train, val, test, classes, source)
     nbytes = sum(s.images.nbytes + s.labels.nbytes for s in (train, val, test))
     if nbytes > MAX_DATASET_BYTES:  # before the statistics: they read every training sample
         raise DataError(
             f"data: {nbytes / 2**30:.1f} GiB is above the {MAX_DATASET_BYTES >> 30} GiB a trial "
             "keeps resident on its device; use data.train_limit or a smaller dataset"
         )
-    mean, std = channel_stats(train.images)
-    return Dataset(train, val, test, source=source, classes=classes, mean=mean, std=std)
+    named = [
+        ("x_train", train.images),
+        ("validation split", val.images),
+        ("x_test" if "x_test" in arrays else "test split", test.images),
+    ]
+    span, observed = value_range(named, cfg.value_range)
+    mean, std = channel_stats(train.images, span)
+    return Dataset(
+        train, val, test, source=source, classes=classes, mean=mean, std=std, value_range=span, observed=observed
+    )
 
 
 def _count(size: Size, available: int, field: str) -> int:
@@ -156,7 +192,7 @@ def _expand(text: str, field: str) -> Path:
 
 
 def _checked(
-    arrays: dict[str, Any], source: str, what: str = "train", classes: tuple[str, ...] | None = None
+    arrays: dict[str, Any], source: str, layout: str, what: str = "train", classes: tuple[str, ...] | None = None
 ) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
     for key in ("x_train", "y_train"):
         if key not in arrays:
@@ -174,19 +210,14 @@ def _checked(
         raise DataError(
             f"{source}: {name} must be (N, D), (N, H, W) or (N, C, H, W) with N > 0 (got shape {list(x.shape)})"
         )
-    if x.ndim == 4 and x.shape[1] > 16:
-        raise DataError(
-            f"{source}: {name} has {x.shape[1]} channels on axis 1; images go as (N, C, H, W), channels "
-            "first (transpose channels-last arrays)"
-        )
     if y.ndim != 1 or len(y) != len(x):
         raise DataError(f"{source}: y_{what} must be one label per sample ({len(x)}); got shape {list(y.shape)}")
-    x = _pixels(x, source, name)
+    x = channels_first(_pixels(x, source, name), layout, source, name)
     y = _labels(y, source, f"y_{what}")
     classes = classes or _class_names(arrays.get("classes"), int(y.max()) + 1, source)
     if int(y.max()) >= len(classes):
         raise DataError(f"{source}: y_{what} has label {int(y.max())} but there are {len(classes)} classes")
-    if what == "train" and len(np.unique(y)) < 2:
+    if what == "train" and len(np.unique(y)) < 2:  # the split's own check, on what trains, comes later
         raise DataError(f"{source}: y_train has a single class; classification needs at least two")
     return (x[:, None] if x.ndim == 3 else x), y, classes
 

@@ -87,7 +87,7 @@ def train_trial(
     done_epochs, notes, restored = _restore(training, generator, device)
 
     train, val, test = (to_device(s, device) for s in (data.train, data.val, data.test))
-    scaling = input_scaling(cfg.input_scale, data.mean, data.std, data.pixel_max)
+    scaling = input_scaling(cfg.input_scale, data.mean, data.std, data.pixel_max, data.pixel_min)
     run_dir = Path(board_root) / tune.get_context().get_trial_name() if board_root else Path.cwd()
     board = TrialBoard(run_dir, cfg.knobs(), histogram_every, cfg.epochs)
     if done_epochs == 0:

@@ -4,6 +4,8 @@
 
 - the batch size (fixed, or any searched value) is at most the training split, after `train_limit`;
 - augmentation is only asked of images (C x H x W), not of flat feature vectors;
+- an input scale that assumes a pixel scale (`unit`, `tiny`: stored values low..high -> 0..1) is only
+  asked of data that has one: uint8, floats within 0..1, or a declared `data.value_range`;
 - every model the space can name builds for this data's input shape and class count, with at most
   MAX_PARAMETERS parameters (built on the meta device: nothing is allocated), and a user's factory
   imports and returns a module;
@@ -27,6 +29,8 @@ from trainables.data import Dataset
 from trainables.models import MODELS, ModelError, build_model, count_parameters
 from trainables.schema import MAX_PARAMETERS
 
+PIXEL_SCALES = ("unit", "tiny")  # the input scales that map a known value range to 0..1
+
 
 def check_fits(cfg: ExperimentConfig, dataset: Dataset) -> None:
     train = len(dataset.train)
@@ -39,6 +43,7 @@ def check_fits(cfg: ExperimentConfig, dataset: Dataset) -> None:
             raise ConfigError(field, f"batch size larger than the training split ({train} samples)", too_big[0])
     flat = len(dataset.input_shape) == 1
     forwarded: set[str] = set()
+    _check_scales(cfg, dataset)
     for trial in candidate_trials(cfg, MEMORY_FIELDS | {"augment"}):
         if flat and trial.augment.enabled:
             raise ConfigError(
@@ -62,6 +67,24 @@ def check_fits(cfg: ExperimentConfig, dataset: Dataset) -> None:
         if spec["name"] not in MODELS and key not in forwarded:  # the built-in families adapt to any input
             forwarded.add(key)
             _check_forward(spec)
+
+
+def _check_scales(cfg: ExperimentConfig, dataset: Dataset) -> None:
+    """unit and tiny map the value range to 0..1: floats outside 0..1 need it declared, never assumed."""
+    field, scales = "trial.input_scale", [cfg.trial.input_scale]
+    if "input_scale" in cfg.search.space:
+        field, scales = "search.space.input_scale", candidate_values(cfg.search.space, "input_scale")
+    scale = next((s for s in scales if s in PIXEL_SCALES), None)
+    if scale is None or dataset.value_range is not None:
+        return
+    low, high = dataset.observed
+    raise ConfigError(
+        field,
+        f"{scale} assumes floats on 0..1, but the data holds {low:g}..{high:g}; for pixels stored as floats "
+        "declare data.value_range (e.g. [0, 255]), for features on their own scales use input_scale standard "
+        "(per feature) or raw",
+        scale,
+    )
 
 
 def _check_forward(spec: dict[str, Any]) -> None:

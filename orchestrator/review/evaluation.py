@@ -46,7 +46,9 @@ class LoadedModel:
     scaling: InputScaling
     input_shape: tuple[int, ...]
     classes: tuple[str, ...]
-    pixel_max: float
+    # What an image file's pixels 0..255 become in the stored format (the training data's value range);
+    # None: the model trained on floats of undeclared range, whose pixel scale is unknown.
+    image_range: tuple[float, float] | None
     mean: float  # training data's mean on the unit scale: what an image's brightness is compared with
     source: str
     manifest: dict[str, Any] | None  # best/manifest.json when evaluating best/
@@ -124,7 +126,9 @@ def load_model(path: str) -> LoadedModel:
             raise DataError(f"scaling: must be a mapping of mean, std and pixel_max (got {str(scaling_record)[:40]})")
         mean, std = _floats(scaling_record.get("mean")), _floats(scaling_record.get("std"))
         pixel_max = float(scaling_record.get("pixel_max", 255.0))
-        scale = input_scaling(str(state["input_scale"]), mean, std, pixel_max)
+        pixel_min = float(scaling_record.get("pixel_min", 0.0))
+        scale = input_scaling(str(state["input_scale"]), mean, std, pixel_max, pixel_min)
+        image_range = _image_range(scaling_record, pixel_min, pixel_max)
     except ModelError as exc:
         raise ConfigError(file, f"checkpoint does not rebuild its model: {exc}") from None
     except DataError as exc:
@@ -142,7 +146,7 @@ def load_model(path: str) -> LoadedModel:
         scale,
         shape,
         classes,
-        pixel_max,
+        image_range,
         float(np.mean(mean)),
         path,
         manifest,
@@ -167,6 +171,19 @@ def _manifest(fs: pafs.FileSystem, path: str) -> dict[str, Any] | None:
     ):
         raise ConfigError(path, f"test_accuracy must be a number from 0 to 1 (got {str(accuracy)[:40]!r}); {fix}")
     return manifest
+
+
+def _image_range(record: dict[str, Any], pixel_min: float, pixel_max: float) -> tuple[float, float] | None:
+    """A checkpoint from before value ranges were recorded: its pixels spanned 0..pixel_max."""
+    if "image_range" not in record:
+        return (pixel_min, pixel_max)
+    value = record["image_range"]
+    if value is None:
+        return None
+    low, high = _floats(value)
+    if not low < high:
+        raise DataError(f"scaling: image_range must be [low, high] with low < high (got {value})")
+    return (low, high)
 
 
 def _floats(value: Any) -> list[float]:
@@ -242,6 +259,12 @@ def read_image(path: Path, loaded: LoadedModel, invert: bool) -> tuple[torch.Ten
             "--predict",
             f"this model takes {channels}-channel inputs; only 1 (gray) or 3 (RGB) channel images can be read",
         )
+    if loaded.image_range is None:
+        raise ConfigError(
+            "--predict",
+            "this model trained on floats outside 0..1 with no declared data.value_range, so how an image "
+            "file's pixels map onto its inputs is unknown; retrain with data.value_range (e.g. [0, 255])",
+        )
     try:
         info = path.stat()
         if not stat.S_ISREG(info.st_mode):  # a FIFO would block, a device could be endless
@@ -275,4 +298,8 @@ def read_image(path: Path, loaded: LoadedModel, invert: bool) -> tuple[torch.Ten
     background = float(border.mean()) / 255
     inverted = (background - 0.5) * (loaded.mean - 0.5) < 0 and abs(background - loaded.mean) > 0.25
     tensor = torch.from_numpy(np.ascontiguousarray(pixels))
-    return (tensor if loaded.pixel_max == 255.0 else tensor.float() / 255), inverted
+    low, high = loaded.image_range
+    if (low, high) == (0.0, 255.0):
+        return tensor, inverted  # the stored format itself: uint8 pixels
+    # The training data's values for black..white: 0..1 for floats on the unit scale, a declared range else.
+    return low + tensor.float() / 255 * (high - low), inverted

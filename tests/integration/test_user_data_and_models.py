@@ -36,8 +36,9 @@ from support import finish, kill_session, results, state_checkpoints, surviving_
 
 from orchestrator.commands.main import launch_main
 from orchestrator.tune.tuner import EXPERIMENT_SYNC_S
-from trainables.data import carve, channel_stats
+from trainables.data import channel_stats
 from trainables.data_readers import FASHION_CLASSES
+from trainables.subsets import carve
 from trainables.tensorboard_log import parameter_tags
 
 pytest.importorskip("sklearn", reason="the digits and the sample photographs ship with scikit-learn")

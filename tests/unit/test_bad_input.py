@@ -804,6 +804,15 @@ def _npz(**arrays: Any) -> Callable[[Path], dict[str, Any]]:
     return make
 
 
+def _npz_data(data: dict[str, Any], **arrays: Any) -> Callable[[Path], dict[str, Any]]:
+    """A .npz of these arrays, with more of the data section (val_size, train_limit, layout, ...)."""
+
+    def make(tmp_path: Path) -> dict[str, Any]:
+        return {**_npz(**arrays)(tmp_path), **data}
+
+    return make
+
+
 def _npz_raw(data: bytes) -> Callable[[Path], dict[str, Any]]:
     def make(tmp_path: Path) -> dict[str, Any]:
         (tmp_path / "bad.npz").write_bytes(data)
@@ -926,7 +935,59 @@ DATA_CASES: list[tuple[str, Callable[[Path], dict[str, Any]], list[str]]] = [
     ("npz-object-array", _npz_objects, ["not a readable .npz", "pickle"]),
     ("npz-1d-images", _npz(x_train=np.zeros(600, np.uint8), y_train=LABELS), ["(N, D)", "[600]"]),
     ("npz-5d-images", _npz(x_train=np.zeros((600, 1, 1, 2, 2), np.uint8), y_train=LABELS), ["(N, C, H, W)"]),
-    ("npz-channels-last", _npz(x_train=np.zeros((600, 28, 28, 3), np.uint8), y_train=LABELS), ["channels first"]),
+    (
+        "npz-layout-ambiguous",
+        _npz(x_train=np.zeros((600, 3, 8, 3), np.uint8), y_train=LABELS),
+        ["x_train of shape [600, 3, 8, 3]", "could be channels first", "declare data.layout"],
+    ),
+    (
+        "npz-layout-no-channel-axis",
+        _npz(x_train=np.zeros((600, 16, 16, 16), np.uint8), y_train=LABELS),
+        ["[600, 16, 16, 16]", "declare data.layout: channels_first or channels_last"],
+    ),
+    (
+        "npz-layout-ambiguous-test-split",
+        _npz(x_train=X, y_train=LABELS, x_test=np.zeros((10, 4, 7, 4), np.uint8), y_test=LABELS[:10]),
+        ["x_test of shape [10, 4, 7, 4]", "declare data.layout"],
+    ),
+    (
+        "npz-value-range-exceeded",
+        _npz_data({"val_size": 100, "value_range": [0, 1]}, x_train=np.full((600, 4), 2.5, np.float32), y_train=LABELS),
+        ["data.value_range", "x_train holds values 2.5..2.5", "outside the declared [0, 1]"],
+    ),
+    (
+        "npz-value-range-exceeded-by-test",
+        _npz_data(
+            {"val_size": 100, "value_range": [0, 255]},
+            x_train=np.full((600, 4), 3.0, np.float32),
+            y_train=LABELS,
+            x_test=np.full((10, 4), -1.0, np.float32),
+            y_test=LABELS[:10],
+        ),
+        ["data.value_range", "x_test holds values -1..-1"],
+    ),
+    (
+        "npz-train-limit-below-the-classes",
+        _npz_data({"val_size": 100, "train_limit": 5}, x_train=X, y_train=LABELS),
+        ["data.train_limit", "5 samples cannot hold one of each of the 10 classes", "at least 10"],
+    ),
+    (
+        "npz-val-size-below-the-classes",
+        _npz_data({"val_size": 5}, x_train=X, y_train=LABELS),
+        ["data.val_size", "cannot keep each of the 10 classes"],
+    ),
+    (
+        "npz-test-class-never-trained",
+        _npz_data(
+            {"val_size": 100},
+            x_train=X,
+            y_train=LABELS % 9,
+            x_test=X[:10],
+            y_test=np.arange(10),
+            classes=np.array(list("abcdefghij")),
+        ),
+        ["the test split has class 'j', which the training split", "never has"],
+    ),
     ("npz-empty", _npz(x_train=np.zeros((0, 28, 28), np.uint8), y_train=np.zeros(0, np.int64)), ["N > 0"]),
     ("npz-missing-labels", _npz(x_train=X), ["missing array y_train"]),
     ("npz-missing-images", _npz(y_train=LABELS), ["missing array x_train"]),
@@ -1107,6 +1168,11 @@ SOURCE_CASES = [
     ("val-size-zero", "{val_size: 0}", ["data.val_size", "greater than 0"]),
     ("test-size-fraction-above-one", "{test_size: 1.5}", ["data.test_size"]),
     ("train-limit-zero", "{train_limit: 0}", ["data.train_limit"]),
+    ("layout-unknown", "{source: npz, path: x.npz, layout: nhwc}", ["data.layout", "channels_last"]),
+    ("layout-with-fashion-mnist", "{layout: channels_last}", ["data.layout applies to npz and entry_point"]),
+    ("value-range-reversed", "{value_range: [255, 0]}", ["data.value_range", "low < high", "[255.0, 0.0]"]),
+    ("value-range-one-number", "{value_range: 255}", ["data.value_range"]),
+    ("value-range-text", "{value_range: ['0', '1']}", ["data.value_range"]),
     ("root-empty", "{root: ''}", ["data.root"]),
     ("unknown-data-key", "{sorce: npz}", ["data.sorce", "unknown key"]),
 ]
@@ -1200,6 +1266,38 @@ def test_fit_refused(
     text = yaml.safe_dump(extra).replace("{shared}", str(shared))
     path = write_config(tmp_path, shared, yaml.safe_load(text))
     refused(capsys, tmp_path, ["launch", str(path)], fragments)
+
+
+FLOAT_PIXELS = np.random.default_rng(0).integers(0, 256, (600, 8, 8)).astype(np.float32)  # 0..255 as floats
+
+# (id, the data section's extra fields, the trial and search sections, fragments): a scale that assumes 0..1
+SCALE_CASES: list[tuple[str, dict[str, Any], dict[str, Any], list[str]]] = [
+    ("unit-on-float-pixels-0-255", {}, {}, ["trial.input_scale", "unit assumes floats on 0..1", "0..255", "[0, 255]"]),
+    ("tiny-on-float-pixels-0-255", {}, {"trial": {"input_scale": "tiny"}}, ["trial.input_scale", "tiny assumes"]),
+    (
+        "searched-unit-on-float-pixels",
+        {},
+        {"trial": {"input_scale": "standard"}, "search": {"space": {"input_scale": {"choice": ["standard", "unit"]}}}},
+        ["search.space.input_scale", "unit assumes floats on 0..1"],
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("data", "sections", "fragments"), [c[1:] for c in SCALE_CASES], ids=[c[0] for c in SCALE_CASES]
+)
+def test_scale_without_a_value_range_refused(
+    data: dict[str, Any],
+    sections: dict[str, Any],
+    fragments: list[str],
+    tmp_path: Path,
+    shared: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Float pixels 0..255 under `unit` would feed the model 254 where evaluate --predict feeds 0.996."""
+    np.savez(tmp_path / "floats.npz", x_train=FLOAT_PIXELS, y_train=LABELS)
+    extra = {"data": {"path": str(tmp_path / "floats.npz"), **data}, **sections}
+    refused(capsys, tmp_path, ["launch", str(write_config(tmp_path, shared, extra))], fragments)
 
 
 @pytest.mark.skipif(not FASHION_DIR.is_dir(), reason="needs Debian's dataset-fashion-mnist")
