@@ -164,25 +164,27 @@ def batch_indices(n: int, batch_size: int, generator: torch.Generator, device: t
 
 @dataclass(frozen=True)
 class InputScaling:
-    """Stored values -> float inputs, per batch on the device: (x - shift) * factor, per channel of
-    (N, C, H, W) images or per feature of (N, D) vectors. Always a new tensor: the input is never written."""
+    """Stored values -> float inputs, per batch on the device: (x - shift) / divisor, per channel of
+    (N, C, H, W) images or per feature of (N, D) vectors. Always a new tensor: the input is never written.
+    A division, not a product with the reciprocal: uint8 pixels / 255 are then bit for bit the floats
+    u / 255 a user would store, so the same data in either encoding trains the same model."""
 
     shift: float | tuple[float, ...]
-    factor: float | tuple[float, ...]
+    divisor: float | tuple[float, ...]
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         # An explicit copy, then in place on it (one temporary per batch instead of three). Not `.float()`:
         # for float32 input that returns the input itself, and a slice of a stored split would be rescaled.
         x = images.to(torch.float32, copy=True)
-        shift, factor = self.shift, self.factor
+        shift, divisor = self.shift, self.divisor
         if isinstance(shift, tuple):  # per channel of (N, C, H, W), per feature of (N, D)
             view = (1, len(shift), *(1,) * (x.ndim - 2))
-            return x.sub_(torch.tensor(shift, device=x.device).view(view)).mul_(
-                torch.tensor(factor, device=x.device).view(view)
+            return x.sub_(torch.tensor(shift, device=x.device).view(view)).div_(
+                torch.tensor(divisor, device=x.device).view(view)
             )
         if shift:
             x.sub_(shift)
-        return x.mul_(float(factor))  # type: ignore[arg-type]  # one channel: shift and factor are numbers
+        return x.div_(float(divisor)) if divisor != 1 else x  # type: ignore[arg-type]  # one channel: numbers
 
 
 def input_scaling(
@@ -199,9 +201,9 @@ def input_scaling(
     if scale == "raw":
         return InputScaling(0.0, 1.0)
     if scale == "unit":
-        return InputScaling(pixel_min, 1 / span)
+        return InputScaling(pixel_min, span)
     if scale == "tiny":
-        return InputScaling(pixel_min, 1 / span / 10_000)
+        return InputScaling(pixel_min, span * 10_000)
     if scale != "standard":
         raise DataError(f"input_scale: unknown scaling {scale!r} (valid: raw, unit, tiny, standard)")
     if len(mean) != len(std) or not mean or not all(np.isfinite(v) for v in (*mean, *std)) or min(std) <= 0:
@@ -210,5 +212,5 @@ def input_scaling(
             f"{list(mean)}, std {list(std)})"
         )
     if len(mean) == 1:
-        return InputScaling(pixel_min + mean[0] * span, 1 / (std[0] * span))
-    return InputScaling(tuple(pixel_min + m * span for m in mean), tuple(1 / (s * span) for s in std))
+        return InputScaling(pixel_min + mean[0] * span, std[0] * span)
+    return InputScaling(tuple(pixel_min + m * span for m in mean), tuple(s * span for s in std))
