@@ -106,6 +106,17 @@ def project(data: Dataset, cfg: TrialConfig) -> tuple[list[dict[str, float]], nn
     return history, training.model
 
 
+def train_from_the_store(refs: list[Any], scale: str, augment: dict[str, Any]) -> list[dict[str, float]]:
+    """A Ray task: the dataset read zero-copy from the object store, as a trial reads it, then trained on."""
+    import ray
+
+    data = ray.get(refs[0])
+    assert not data.val.images.flags.writeable  # a read-only view of the object store
+    torch.set_num_threads(1)
+    history, _ = project(data, Recipe(epochs=2).trial(scale, augment=augment))
+    return history
+
+
 def digest(data: Dataset) -> str:
     """SHA-256 over every split's stored bytes, shapes and dtypes."""
     sha = hashlib.sha256()
