@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from trainables import metrics as m
 from trainables.data import DeviceSplit, batch_indices
 
 Scaling = Callable[[torch.Tensor], torch.Tensor]
@@ -38,6 +39,8 @@ class EpochResult:
     accuracy: float
     samples: int
     seconds: float
+    lr: float = float("nan")  # the lr of the epoch's first optimizer step (what `lr` reports)
+    lr_last: float = float("nan")  # the lr of its last step (differs under a per-step schedule)
 
 
 def train_one_epoch(
@@ -55,6 +58,7 @@ def train_one_epoch(
     device = split.labels.device
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), dtype=torch.long, device=device)
+    lrs: list[float] = []  # the lr each step trained with, read before the step (a per-step schedule moves it)
     for idx in batch_indices(len(split), batch_size, generator, device):
         labels = split.labels[idx]
         images = split.images[idx] if hooks.augment is None else hooks.augment(split.images[idx])
@@ -64,13 +68,16 @@ def train_one_epoch(
         loss.backward()
         if hooks.clip is not None:
             hooks.clip()
+        lrs.append(optimizer.param_groups[0]["lr"])
         optimizer.step()
         if hooks.after_step is not None:
             hooks.after_step()
         loss_sum += loss.detach() * labels.shape[0]
         correct += (logits.detach().argmax(1) == labels).sum()
     n = len(split)
-    return EpochResult(loss_sum.item() / n, correct.item() / n, n, time.perf_counter() - start)
+    seconds = time.perf_counter() - start
+    first, last = (float(lrs[0]), float(lrs[-1])) if lrs else (float("nan"), float("nan"))
+    return EpochResult(loss_sum.item() / n, correct.item() / n, n, seconds, first, last)
 
 
 @torch.no_grad()
@@ -84,6 +91,29 @@ def predict_logits(
         return torch.cat([model(scaling(images[i : i + batch_size])) for i in range(0, images.shape[0], batch_size)])
     finally:
         model.train(was_training)
+
+
+@dataclass(frozen=True)
+class Scores:
+    """One split's scores: mean cross-entropy, accuracy, and the class-balanced pair (trainables.metrics)."""
+
+    loss: float
+    accuracy: float
+    balanced_accuracy: float
+    macro_f1: float
+
+
+def score(model: nn.Module, split: DeviceSplit, scaling: Scaling, classes: int) -> Scores:
+    """Every score of a whole split, from one pass; `classes` sizes the confusion matrix."""
+    logits = predict_logits(model, split.images, scaling)
+    predicted = logits.argmax(1)
+    counts = m.confusion(split.labels, predicted, max(classes, logits.shape[1]))
+    return Scores(
+        F.cross_entropy(logits, split.labels).item(),
+        (predicted == split.labels).float().mean().item(),
+        m.balanced_accuracy(counts),
+        m.macro_f1(counts),
+    )
 
 
 def evaluate(model: nn.Module, split: DeviceSplit, scaling: Scaling) -> tuple[float, float]:

@@ -54,6 +54,7 @@ def export_best(record: TrialRecord, ref: CheckpointRef, location: Location, con
         "epoch": ref.epoch,
         "test_accuracy": ref.metrics.get(m.TEST_ACCURACY),
         "val_accuracy": ref.metrics.get(m.VAL_ACCURACY),
+        **{name: ref.metrics.get(name) for name in m.CLASS_BALANCED},
         "config": record.config.knobs(),
         "model_spec": state["model_spec"],
         "classes": list(state.get("classes", [])),
