@@ -1,5 +1,10 @@
 """train_one_epoch / evaluate: plain PyTorch over device-resident tensors. No Ray, no prints, no globals.
 
+An epoch trains every batch of one seeded permutation, except a last batch of a single sample (when
+`len(train) % batch_size == 1` and batch_size > 1): batch norm cannot train on one sample, so such a batch
+would crash every trial of a batch-norm model; the sample left out differs every epoch. `train_*`
+metrics and `samples_per_second` count the samples trained.
+
 Running sums stay on the device and are read once per epoch, so a GPU is never stalled by a
 per-batch `.item()`.
 """
@@ -59,7 +64,11 @@ def train_one_epoch(
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), dtype=torch.long, device=device)
     lrs: list[float] = []  # the lr each step trained with, read before the step (a per-step schedule moves it)
+    n = 0
     for idx in batch_indices(len(split), batch_size, generator, device):
+        if idx.shape[0] == 1 < batch_size < len(split):
+            continue  # a last batch of one: batch norm cannot train on it (see `steps_per_epoch`)
+        n += idx.shape[0]
         labels = split.labels[idx]
         images = split.images[idx] if hooks.augment is None else hooks.augment(split.images[idx])
         logits = model(scaling(images))
@@ -74,7 +83,7 @@ def train_one_epoch(
             hooks.after_step()
         loss_sum += loss.detach() * labels.shape[0]
         correct += (logits.detach().argmax(1) == labels).sum()
-    n = len(split)
+    n = max(n, 1)
     seconds = time.perf_counter() - start
     first, last = (float(lrs[0]), float(lrs[-1])) if lrs else (float("nan"), float("nan"))
     return EpochResult(loss_sum.item() / n, correct.item() / n, n, seconds, first, last)
