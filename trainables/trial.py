@@ -82,7 +82,10 @@ def train_trial(
     training = assemble(cfg, spec, device, steps_per_epoch(len(data.train), cfg.batch_size))
     model, optimizer, schedule = training.model, training.optimizer, training.schedule
     # `net` trains (autocast, channels_last, compile per `runtime:`); the bare `model` is checkpointed.
-    net = accelerate(model, device, resolve(settings, device, cfg.model))
+    plan = resolve(settings, device, cfg.model)
+    net = accelerate(model, device, plan)
+    # How the trial scored (device, autocast): `evaluate` scores a checkpoint the same way, or says how not.
+    scored = {"device": device.type, "autocast": str(plan.autocast).removeprefix("torch.") if plan.autocast else None}
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
     done_epochs, notes, restored = _restore(training, generator, device)
 
@@ -140,6 +143,7 @@ def train_trial(
                     "input_scale": cfg.input_scale,
                     "scaling": data.scaling_record(),
                     "classes": list(data.classes),
+                    "runtime": scored,
                     "metrics": {k: v for k, v in metrics.items() if isinstance(v, float | int)},
                 }, Path(directory) / ckpt.CHECKPOINT_FILE)  # fmt: skip
                 tune.report(report, checkpoint=tune.Checkpoint.from_directory(directory))

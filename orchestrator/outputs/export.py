@@ -43,7 +43,8 @@ def load_checkpoint(location: Location, ref: CheckpointRef) -> dict[str, Any]:
 def export_best(record: TrialRecord, ref: CheckpointRef, location: Location, context: dict[str, Any]) -> dict[str, Any]:
     """Writes best/; `context` adds what the experiment knows (metric, config hash, versions, data)."""
     state = load_checkpoint(location, ref)
-    model: dict[str, Any] = {k: state[k] for k in ("model_spec", "input_scale", "scaling", "classes") if k in state}
+    kept = ("model_spec", "input_scale", "scaling", "classes", "runtime")  # runtime: how the trial scored
+    model: dict[str, Any] = {k: state[k] for k in kept if k in state}
     payload = {"state_dict": state["model"], **model, "metrics": state.get("metrics", {})}
     buffer = io.BytesIO()
     torch.save(payload, buffer)

@@ -205,3 +205,31 @@ def test_batch_norm_with_batches_of_one_is_refused_and_an_unclaimed_layer_too() 
         _check({"model": f"{MODULE}:scaled", "init": {"scheme": "kaiming"}})
     assert info.value.field == "trial.init.scheme" and "layer type Scaled" in str(info.value)
     _check({"model": f"{MODULE}:mixed", "init": {"scheme": "kaiming"}}, shape=(1, 4, 4))
+
+
+def test_evaluate_states_its_tolerance_and_scores_in_the_trials_precision(tmp_path: Path) -> None:
+    from orchestrator.commands.evaluate import BF16_TOLERANCE, evaluation_text, tolerance
+    from orchestrator.review.evaluation import load_model
+    from trainables.accel import Accelerated
+    from trainables.models import build_model, make_spec
+
+    assert tolerance({"device": "cpu", "autocast": None}, 10_000)[0] == 0.5 / 10_000
+    assert tolerance(None, 10_000)[0] == 0.5 / 10_000
+    allowed, how = tolerance({"device": "cuda", "autocast": "bfloat16"}, 10_000)
+    assert allowed == BF16_TOLERANCE and "bf16 autocast on cuda" in how and f"±{allowed:.4f}" in how
+    spec = make_spec("mlp", {"hidden": [8]}, (1, 4, 4), 2)
+    for runtime, wrapped in (({"device": "cuda", "autocast": "bfloat16"}, True), (None, False)):
+        state = {"state_dict": build_model(spec).state_dict(), "model_spec": spec, "input_scale": "unit"}
+        if runtime:
+            state["runtime"] = runtime
+        torch.save(state, tmp_path / "model.pt")
+        loaded = load_model(str(tmp_path / "model.pt"))
+        assert isinstance(loaded.model, Accelerated) == wrapped and loaded.runtime == runtime
+        if wrapped:
+            assert loaded.model.autocast == torch.bfloat16
+            assert loaded.model(torch.rand(2, 1, 4, 4)).dtype == torch.float32
+        matrix = torch.tensor([[4999, 1], [0, 5000]])  # 0.9999: one image in 10,000 from the recorded 1.0
+        loaded.manifest = {"test_accuracy": 1.0, "trial_name": "t", "epoch": 1}
+        text, result = evaluation_text(matrix, loaded, "test split")
+        assert result["manifest_matches"] == wrapped and result["manifest_tolerance"] == tolerance(runtime, 10_000)[0]
+        assert ("matches best/manifest.json" in text) == wrapped and ("DIFFERS" in text) != wrapped
