@@ -27,8 +27,8 @@ STATUSES = ("pending", "running", "paused", *ENDED_STATUSES, "unfinished")
 # history.parquet: identity, the reported metrics, and Ray's clock.
 HISTORY_COLUMNS = (
     "trial_id", "trial_name", m.EPOCH, m.TRAIN_LOSS, m.TRAIN_ACCURACY, m.VAL_LOSS, m.VAL_ACCURACY,
-    m.TEST_LOSS, m.TEST_ACCURACY, m.LR, m.EPOCH_SECONDS, m.SAMPLES_PER_SECOND, m.DIVERGED, m.NODE_ID,
-    "time_total_s", "timestamp",
+    m.TEST_LOSS, m.TEST_ACCURACY, *m.CLASS_BALANCED, m.LR, m.LR_LAST, m.EPOCH_SECONDS, m.SAMPLES_PER_SECOND,
+    m.DIVERGED, m.NODE_ID, "time_total_s", "timestamp",
 )  # fmt: skip
 
 
@@ -108,6 +108,8 @@ class TrialRecord:
             "final_val_loss": last.get(m.VAL_LOSS), "final_val_accuracy": last.get(m.VAL_ACCURACY),
             "final_test_accuracy": last.get(m.TEST_ACCURACY),
             "best_val_accuracy": self.best(m.VAL_ACCURACY), "best_test_accuracy": self.best(m.TEST_ACCURACY),
+            **{f"final_{k}": last.get(k) for k in m.CLASS_BALANCED},
+            **{f"best_{k}": self.best(k) for k in m.CLASS_BALANCED},
             "best_epoch": best.epoch if best else None,
             "best_checkpoint": best.path if best else None,
             "wall_seconds": last.get("time_total_s"),

@@ -9,7 +9,6 @@ objects, so trial.py stays an adapter and the same assembly is testable without 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,7 +34,9 @@ class Training:
 
 
 def steps_per_epoch(train_size: int, batch_size: int) -> int:
-    return math.ceil(train_size / batch_size)
+    """Optimizer steps in an epoch: a last batch of one sample is not trained (trainables.loop)."""
+    full, rest = divmod(train_size, batch_size)
+    return full + (rest > 1 or full == 0)
 
 
 def assemble(cfg: TrialConfig, spec: dict[str, Any], device: torch.device, steps_per_epoch: int) -> Training:

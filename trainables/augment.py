@@ -6,7 +6,10 @@ Every op works on a whole (N, C, H, W) batch at once with per-sample random para
 torch's global RNG (seeded per trial and saved in checkpoints), so there is no per-sample Python and
 no host round trip. Input is the uint8 batch; output is float in pixel units (0..255), which the
 trial's input scaling then maps like any other batch. Empty space is filled with 0 (black), as the
-images' background is.
+images' background is. The affine op (rotate, translate, scale) is built in pixel units, so it is right
+for any H x W (the same pixels as torchvision's functional `affine`; tests/unit/test_augment_geometry.py).
+No op writes into its input: each returns a new tensor (for float data, `images.float()` is the stored
+array itself).
 """
 
 from __future__ import annotations
@@ -66,16 +69,30 @@ def random_flip(x: torch.Tensor) -> torch.Tensor:
     return torch.where(flip, x.flip(-1), x)
 
 
+def affine(x: torch.Tensor, angle: torch.Tensor, zoom: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """Rotate each sample by `angle` (radians, counter-clockwise on screen) about its centre, zoom it by `zoom`,
+    and shift it by `shift` (N, 2: x and y, in fractions of the width and of the height).
+
+    The rotation and zoom are built in pixel units, so any H x W image keeps its shapes (a circle stays a
+    circle); affine_grid's normalized coordinates stretch x by W/2 and y by H/2, hence the H/W and W/H terms.
+    """
+    n, _, h, w = x.shape
+    # affine_grid maps output to input coordinates (in [-1, 1]): the inverse transform A, hence / zoom; the
+    # shift moves the output (as torchvision's affine does), so the input offset is -A @ shift.
+    cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
+    inverse = torch.stack([torch.stack([cos, sin * (h / w)], 1), torch.stack([-sin * (w / h), cos], 1)], 1)
+    offset = -(inverse @ (2 * shift).unsqueeze(2))
+    theta = torch.cat([inverse, offset], 2)
+    grid = F.affine_grid(theta.to(x.dtype), [n, x.shape[1], h, w], align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
 def random_affine(x: torch.Tensor, degrees: float, translate: float, scale: float) -> torch.Tensor:
     n, device = x.shape[0], x.device
     angle = _uniform(n, -degrees, degrees, device) * (math.pi / 180)
     zoom = _uniform(n, 1 - scale, 1 + scale, device)
-    # affine_grid maps output to input coordinates (in [-1, 1]): the inverse transform, hence / zoom.
-    cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
-    shift = _uniform(2 * n, -2 * translate, 2 * translate, device).view(n, 2)
-    theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    shift = _uniform(2 * n, -translate, translate, device).view(n, 2)
+    return affine(x, angle, zoom, shift)
 
 
 def random_erasing(x: torch.Tensor, prob: float) -> torch.Tensor:

@@ -41,6 +41,10 @@ METRICS: dict[str, tuple[str, str]] = {  # tag -> (display name, description); t
     EPOCHS_RUN: ("epochs run", "epochs the trial trained before it ended or was stopped"),
     STOPPED_EARLY: ("stopped early", "1 when early stopping cut the trial before trial.epochs"),
     FINAL_VAL: ("final val accuracy", "validation accuracy of the last epoch run"),
+    **{
+        PREFIX + f"best_{name}": (f"best {name.replace('_', ' ')}", f"highest {name} over the epochs run")
+        for name in m.CLASS_BALANCED
+    },
 }
 
 
@@ -133,4 +137,8 @@ def metric_values(history: list[dict[str, Any]], status: str) -> dict[str, float
         values.update({BEST_VAL: max(vals), FINAL_VAL: vals[-1]})
     if tests:
         values[BEST_TEST] = max(tests)
+    for name in m.CLASS_BALANCED:
+        scores = [r[name] for r in history if finite(r.get(name))]
+        if scores:
+            values[PREFIX + f"best_{name}"] = max(scores)
     return values

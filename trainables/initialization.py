@@ -3,9 +3,14 @@
     init: {scheme: kaiming, distribution: normal}
 
 `default` keeps PyTorch's own per-layer init (Linear/Conv: U(±1/sqrt(fan_in)) for weights and biases).
-The other schemes touch only Linear, Conv and recurrent layers: batch-norm scales stay 1 and shifts 0.
-xavier and kaiming set weight matrices and zero the biases; `uniform` is the seeds' flat init,
-U(-bound, bound) for every weight and bias alike.
+The other schemes claim every layer with weights (`WEIGHT_LAYERS`): linear and bilinear layers, every
+convolution and transposed convolution (1-3d), recurrent layers (RNN, LSTM, GRU and their cells),
+embeddings and multi-head attention. xavier and kaiming set their weight tensors and zero their biases;
+`uniform` is the seeds' flat init, U(-bound, bound) for every weight and bias alike. An embedding's
+`padding_idx` row stays zero. Normalization layers (batch, layer, group, instance norm, scales 1 and
+shifts 0) and PReLU slopes are left as PyTorch sets them, by design. Any other parameter (a custom
+layer's, or one a model holds directly) is neither touched nor silently skipped: `initialize` refuses it
+in one line naming the layer type and the knob, and the launch check runs it before Ray starts.
 """
 
 from __future__ import annotations
@@ -18,7 +23,20 @@ from torch import nn
 
 from trainables.schema import Section
 
-_LAYERS = (nn.Linear, nn.Conv2d, nn.LSTM, nn.GRU)
+# Layers the schemes set (subclasses included: MultiheadAttention's out_proj is a Linear).
+WEIGHT_LAYERS = (
+    nn.Linear, nn.Bilinear, nn.modules.conv._ConvNd, nn.RNNBase, nn.RNNCellBase, nn.Embedding, nn.EmbeddingBag,
+    nn.MultiheadAttention,
+)  # fmt: skip
+# Layers the schemes leave at PyTorch's init on purpose: normalization (scale 1, shift 0), PReLU slopes.
+KEPT_LAYERS = (
+    nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.LocalResponseNorm, nn.PReLU,
+    *((nn.RMSNorm,) if hasattr(nn, "RMSNorm") else ()),
+)  # fmt: skip
+
+
+class InitError(ValueError):
+    """A layer the chosen scheme cannot initialize; the message is one line naming it and the knob."""
 
 
 class InitSpec(Section):
@@ -34,26 +52,67 @@ class InitSpec(Section):
 
 
 def _init_weight(weight: torch.Tensor, spec: InitSpec) -> None:
-    if spec.scheme == "xavier":
+    if weight.ndim < 2:  # xavier/kaiming need a fan in and out: a vector weight keeps a flat U(±1/sqrt(n))
+        bound = 1 / max(weight.numel(), 1) ** 0.5
+        weight.uniform_(-bound, bound)
+    elif spec.scheme == "xavier":
         (nn.init.xavier_uniform_ if spec.distribution == "uniform" else nn.init.xavier_normal_)(weight)
     else:  # kaiming: variance 2/fan_in, the ReLU-family choice
         init = nn.init.kaiming_uniform_ if spec.distribution == "uniform" else nn.init.kaiming_normal_
         init(weight, nonlinearity="relu")
 
 
+def _role(name: str) -> str | None:
+    """A parameter's role by PyTorch's names (weight, weight_ih_l0, in_proj_weight; bias, bias_k), or None."""
+    if name.startswith("weight") or name.endswith("_weight"):
+        return "weight"
+    if name.startswith("bias") or name.endswith("_bias"):
+        return "bias"
+    return None
+
+
+def unclaimed(model: nn.Module) -> list[tuple[str, str, str]]:
+    """(module path, layer type, parameter) of every parameter no scheme claims and none keeps on purpose:
+    a custom layer's, one a model holds directly, or an unknown extra one on a subclass of a known layer."""
+    found = []
+    for path, module in model.named_modules():
+        if isinstance(module, KEPT_LAYERS):
+            continue
+        for name, _ in module.named_parameters(recurse=False):
+            if not isinstance(module, WEIGHT_LAYERS) or _role(name) is None:
+                found.append((path or "the model itself", type(module).__name__, name))
+    return found
+
+
 @torch.no_grad()
 def initialize(model: nn.Module, spec: InitSpec) -> nn.Module:
-    """Re-initialize `model` in place (draws from torch's global RNG, so it follows the trial seed)."""
+    """Re-initialize `model` in place (draws from torch's global RNG, so it follows the trial seed).
+    Raises InitError for a parameter the scheme would otherwise skip silently."""
     if spec.scheme == "default":
         return model
+    skipped = unclaimed(model)
+    if skipped:
+        path, layer, name = skipped[0]
+        raise InitError(
+            f"{spec.scheme} cannot initialize layer type {layer} (parameter {name!r} of {path}): "
+            "it sets linear, convolution, recurrent, embedding and attention layers only; use init.scheme: default"
+        )
     for module in model.modules():
-        if not isinstance(module, _LAYERS):
+        if not isinstance(module, WEIGHT_LAYERS):
             continue
         for name, param in module.named_parameters(recurse=False):
+            if isinstance(param, nn.parameter.UninitializedParameter):
+                raise InitError(
+                    f"{spec.scheme} cannot initialize the lazy layer {type(module).__name__} before "
+                    "its first batch: give it its input size, or use init.scheme: default"
+                )
             if spec.scheme == "uniform":
                 param.uniform_(-spec.bound, spec.bound)
-            elif name.startswith("weight"):
+            elif _role(name) == "weight":
                 _init_weight(param, spec)
-            else:
+            else:  # biases, including attention's in_proj_bias, bias_k and bias_v
                 param.zero_()
+        padding = getattr(module, "padding_idx", None)
+        if isinstance(module, nn.Embedding | nn.EmbeddingBag) and padding is not None:
+            module.weight[padding].zero_()
     return model

@@ -1,5 +1,10 @@
 """Metric names, defined once: the trial reports them, early stopping and selection read them.
 
+Balanced accuracy and macro-F1 (for imbalanced data) are computed here from a confusion matrix, with
+scikit-learn's definitions: balanced accuracy is the mean recall over the classes present in the true
+labels (`balanced_accuracy_score`); macro-F1 the mean F1 over the classes present in the true labels or
+the predictions, a class with no true positive scoring 0 (`f1_score(average="macro")`).
+
 The selection score is computed here too, once, because two parties must agree on it: checkpoint
 retention (which keeps each trial's best checkpoints by it) and the final selection (which ranks every
 kept checkpoint by it). It is the selection metric with ties broken by validation accuracy, folded into
@@ -12,6 +17,8 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+import torch
+
 EPOCH = "epoch"
 TRAIN_LOSS = "train_loss"
 TRAIN_ACCURACY = "train_accuracy"
@@ -19,13 +26,23 @@ VAL_LOSS = "val_loss"
 VAL_ACCURACY = "val_accuracy"
 TEST_LOSS = "test_loss"
 TEST_ACCURACY = "test_accuracy"
-LR = "lr"
+VAL_BALANCED_ACCURACY = "val_balanced_accuracy"
+VAL_MACRO_F1 = "val_macro_f1"
+TEST_BALANCED_ACCURACY = "test_balanced_accuracy"
+TEST_MACRO_F1 = "test_macro_f1"
+# Scores per split beyond loss and accuracy: reported per epoch, in every table, selectable.
+CLASS_BALANCED = (VAL_BALANCED_ACCURACY, VAL_MACRO_F1, TEST_BALANCED_ACCURACY, TEST_MACRO_F1)
+# What `selection.metric` may rank by; `asha.metric` (early stopping) takes the validation ones only.
+SELECTABLE = (TEST_ACCURACY, VAL_ACCURACY, *CLASS_BALANCED)
+LR = "lr"  # the lr of the epoch's first optimizer step
+LR_LAST = "lr_last"  # the lr of its last step (a per-step schedule moves it within the epoch)
 EPOCH_SECONDS = "epoch_seconds"
 SAMPLES_PER_SECOND = "samples_per_second"
 SELECTION_SCORE = "selection_score"
 
-# Early stopping looks at validation accuracy: the test set never steers the search.
+# Early stopping looks at validation accuracy by default (`asha.metric`): the test set never steers the search.
 ASHA_METRIC = VAL_ACCURACY
+EARLY_STOPPING = (VAL_ACCURACY, VAL_BALANCED_ACCURACY, VAL_MACRO_F1)
 DIVERGED = "diverged"  # loss went NaN/inf; such a trial ends and is never selected
 NODE_ID = "node_id"  # the Ray node the epoch ran on
 PID = "pid"  # the worker process that ran the epoch: a restarted trial shows a new one
@@ -50,3 +67,28 @@ def selection_score(metrics: Mapping[str, Any], metric: str) -> float:
     if not finite(primary) or not finite(tie) or metrics.get(DIVERGED):
         return float("nan")
     return float(primary) + float(tie) * TIE_BREAK_WEIGHT
+
+
+def confusion(labels: torch.Tensor, predicted: torch.Tensor, classes: int) -> torch.Tensor:
+    """(classes, classes) counts on the labels' device: row = true class, column = predicted class."""
+    flat = labels.long() * classes + predicted.long()
+    return torch.bincount(flat, minlength=classes * classes).reshape(classes, classes)
+
+
+def balanced_accuracy(counts: torch.Tensor) -> float:
+    """Mean recall over the classes present in the true labels (scikit-learn's balanced_accuracy_score)."""
+    support = counts.sum(1)
+    present = support > 0
+    if not bool(present.any()):
+        return float("nan")
+    return (counts.diagonal()[present].double() / support[present].double()).mean().item()
+
+
+def macro_f1(counts: torch.Tensor) -> float:
+    """Mean F1 over the classes in the true labels or the predictions (f1_score(average="macro"))."""
+    hits = counts.diagonal().double()
+    total = counts.sum(1).double() + counts.sum(0).double()  # 2TP + FP + FN
+    present = total > 0
+    if not bool(present.any()):
+        return float("nan")
+    return (2 * hits[present] / total[present]).mean().item()

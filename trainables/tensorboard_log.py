@@ -44,7 +44,15 @@ SPLITS = {
     "val": (m.VAL_LOSS, m.VAL_ACCURACY),
     "test": (m.TEST_LOSS, m.TEST_ACCURACY),
 }
-RUN_SCALARS = {m.LR: "lr", m.EPOCH_SECONDS: "speed/epoch_seconds", m.SAMPLES_PER_SECOND: "speed/samples_per_second"}
+# The class-balanced scores, beside loss and accuracy in the val and test runs.
+BALANCED = {
+    "val": {"balanced_accuracy": m.VAL_BALANCED_ACCURACY, "macro_f1": m.VAL_MACRO_F1},
+    "test": {"balanced_accuracy": m.TEST_BALANCED_ACCURACY, "macro_f1": m.TEST_MACRO_F1},
+}
+RUN_SCALARS = {
+    m.LR: "lr", m.LR_LAST: "lr_last",
+    m.EPOCH_SECONDS: "speed/epoch_seconds", m.SAMPLES_PER_SECOND: "speed/samples_per_second",
+}  # fmt: skip
 HISTOGRAM_PREFIX = "params/"
 EVENT_PREFIX = "events.out.tfevents."
 # TensorFlow's bucket edges (torch's SummaryWriter default): +-1e-12 .. 1e20, each 1.1 times the last.
@@ -150,6 +158,9 @@ class TrialBoard:
         for split, (loss, accuracy) in SPLITS.items():
             self.splits[split].scalar("loss", metrics[loss], epoch)
             self.splits[split].scalar("accuracy", metrics[accuracy], epoch)
+            for tag, key in BALANCED.get(split, {}).items():
+                if key in metrics:
+                    self.splits[split].scalar(tag, metrics[key], epoch)
         self.writer.scalars({tag: metrics[key] for key, tag in RUN_SCALARS.items() if key in metrics}, epoch)
         if model is not None and not metrics.get(m.DIVERGED):
             self.log_weights(epoch, model)

@@ -25,7 +25,7 @@ from trainables import resume
 from trainables.accel import RuntimeConfig, accelerate, make_deterministic, resolve
 from trainables.assemble import assemble, steps_per_epoch
 from trainables.data import Dataset, input_scaling, to_device
-from trainables.loop import evaluate, train_one_epoch
+from trainables.loop import score, train_one_epoch
 from trainables.recipe import TrialConfig
 from trainables.tensorboard_log import TrialBoard
 
@@ -82,7 +82,10 @@ def train_trial(
     training = assemble(cfg, spec, device, steps_per_epoch(len(data.train), cfg.batch_size))
     model, optimizer, schedule = training.model, training.optimizer, training.schedule
     # `net` trains (autocast, channels_last, compile per `runtime:`); the bare `model` is checkpointed.
-    net = accelerate(model, device, resolve(settings, device, cfg.model))
+    plan = resolve(settings, device, cfg.model)
+    net = accelerate(model, device, plan)
+    # How the trial scored (device, autocast): `evaluate` scores a checkpoint the same way, or says how not.
+    scored = {"device": device.type, "autocast": str(plan.autocast).removeprefix("torch.") if plan.autocast else None}
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
     done_epochs, notes, restored = _restore(training, generator, device)
 
@@ -103,14 +106,16 @@ def train_trial(
     try:
         for epoch in range(done_epochs + 1, cfg.epochs + 1):
             fit = train_one_epoch(net, optimizer, train, cfg.batch_size, scaling, generator, training.hooks)
-            val_loss, val_acc = evaluate(net, val, scaling)
-            test_loss, test_acc = evaluate(net, test, scaling)
+            v, t = (score(net, split, scaling, data.num_classes) for split in (val, test))
+            val_loss = v.loss
             metrics: dict[str, Any] = {
                 m.EPOCH: epoch,
                 m.TRAIN_LOSS: fit.loss, m.TRAIN_ACCURACY: fit.accuracy,
-                m.VAL_LOSS: val_loss, m.VAL_ACCURACY: val_acc,
-                m.TEST_LOSS: test_loss, m.TEST_ACCURACY: test_acc,
-                m.LR: optimizer.param_groups[0]["lr"],
+                m.VAL_LOSS: v.loss, m.VAL_ACCURACY: v.accuracy,
+                m.VAL_BALANCED_ACCURACY: v.balanced_accuracy, m.VAL_MACRO_F1: v.macro_f1,
+                m.TEST_LOSS: t.loss, m.TEST_ACCURACY: t.accuracy,
+                m.TEST_BALANCED_ACCURACY: t.balanced_accuracy, m.TEST_MACRO_F1: t.macro_f1,
+                m.LR: fit.lr, m.LR_LAST: fit.lr_last,  # what the epoch's first and last steps trained with
                 m.EPOCH_SECONDS: fit.seconds, m.SAMPLES_PER_SECOND: fit.samples / max(fit.seconds, 1e-9),
                 m.DIVERGED: not all(math.isfinite(x) for x in (fit.loss, val_loss)),
                 m.NODE_ID: node_id, m.PID: os.getpid(),
@@ -125,7 +130,7 @@ def train_trial(
                 # Weights are NaN/inf: report so the trial is recorded, but keep no checkpoint of it.
                 tune.report(report)
                 return
-            schedule.after_epoch(val_loss)  # after reading the lr: `lr` reports the one this epoch used
+            schedule.after_epoch(val_loss)
             with tempfile.TemporaryDirectory() as directory:
                 ckpt.save_atomic({
                     "model": model.state_dict(),
@@ -138,6 +143,7 @@ def train_trial(
                     "input_scale": cfg.input_scale,
                     "scaling": data.scaling_record(),
                     "classes": list(data.classes),
+                    "runtime": scored,
                     "metrics": {k: v for k, v in metrics.items() if isinstance(v, float | int)},
                 }, Path(directory) / ckpt.CHECKPOINT_FILE)  # fmt: skip
                 tune.report(report, checkpoint=tune.Checkpoint.from_directory(directory))

@@ -10,7 +10,9 @@
   MAX_PARAMETERS parameters (built on the meta device: nothing is allocated), and a user's factory
   imports and returns a module;
 - a user's model maps a batch of this data's shape to one logit per class (one forward pass of zeros on
-  the CPU), so a model that does not fit the data is refused here, not in every trial.
+  the CPU), so a model that does not fit the data is refused here, not in every trial;
+- every model trains one step as its trials will (init, batch of one, channels_last, autocast:
+  `trial_check`).
 No Ray here.
 """
 
@@ -24,6 +26,7 @@ import torch
 from orchestrator.config.gpu_memory import MEMORY_FIELDS, candidate_trials
 from orchestrator.config.schema import ExperimentConfig
 from orchestrator.config.space import candidate_values
+from orchestrator.config.trial_check import check_like_a_trial
 from orchestrator.errors import ConfigError
 from trainables.data import Dataset
 from trainables.models import MODELS, ModelError, build_model, count_parameters
@@ -44,7 +47,8 @@ def check_fits(cfg: ExperimentConfig, dataset: Dataset) -> None:
     flat = len(dataset.input_shape) == 1
     forwarded: set[str] = set()
     _check_scales(cfg, dataset)
-    for trial in candidate_trials(cfg, MEMORY_FIELDS | {"augment"}):
+    trained: set[str] = set()
+    for trial in candidate_trials(cfg, MEMORY_FIELDS | {"augment", "init"}):
         if flat and trial.augment.enabled:
             raise ConfigError(
                 "trial.augment",
@@ -67,6 +71,10 @@ def check_fits(cfg: ExperimentConfig, dataset: Dataset) -> None:
         if spec["name"] not in MODELS and key not in forwarded:  # the built-in families adapt to any input
             forwarded.add(key)
             _check_forward(spec)
+        step = json.dumps([spec, trial.init.model_dump(), trial.batch_size == 1], sort_keys=True, default=str)
+        if step not in trained:  # the model as its trials run it (trial_check)
+            trained.add(step)
+            check_like_a_trial(cfg, trial, spec)
 
 
 def _check_scales(cfg: ExperimentConfig, dataset: Dataset) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from orchestrator.config.rungs import rungs
 from orchestrator.config.schema import ExperimentConfig
 from orchestrator.config.space import dimensions
-from trainables import metrics as m
 from trainables.models import MODELS
 from trainables.recipe import TrialConfig
 
@@ -51,7 +50,7 @@ def describe(cfg: ExperimentConfig, location: str) -> str:
     milestones = rungs(cfg.asha.grace_period, cfg.asha.reduction_factor, cfg.max_t)
     mode = "deterministic (synchronous rungs)" if cfg.asha.mode == "deterministic" else "async"
     lines.append(
-        f"ASHA: {mode} on {m.ASHA_METRIC} (max), max_t = trial.epochs = {cfg.max_t}, grace "
+        f"ASHA: {mode} on {cfg.asha.metric} (max), max_t = trial.epochs = {cfg.max_t}, grace "
         f"{cfg.asha.grace_period}, reduction {cfg.asha.reduction_factor:g}, brackets {cfg.asha.brackets}, "
         f"rungs at epochs {milestones}"
     )

@@ -20,6 +20,7 @@ from orchestrator.config import limits
 from orchestrator.config.rungs import rungs
 from orchestrator.config.space import grid_size, validate_algorithm, validate_space
 from orchestrator.errors import ConfigError
+from trainables import metrics as m
 from trainables.accel import RuntimeConfig
 from trainables.data_sources import DataConfig
 from trainables.recipe import TrialConfig
@@ -104,12 +105,32 @@ class AshaConfig(Section):
         default=2.0, gt=1, le=1_000, description="1/reduction_factor of the trials at a rung go on to the next"
     )
     brackets: int = Field(default=1, ge=1, le=limits.MAX_BRACKETS, description="brackets (Hyperband-style levels)")
+    metric: Literal["val_accuracy", "val_balanced_accuracy", "val_macro_f1"] = Field(
+        default="val_accuracy",
+        description="validation score (higher is better) that early stopping cuts by and the searcher steers by; "
+        "never a test score",
+    )
+
+    @field_validator("metric", mode="before")
+    @classmethod
+    def _validation_only(cls, metric: object) -> object:
+        if isinstance(metric, str) and metric.startswith("test_"):
+            raise ValueError(
+                f"early stopping looks at validation scores only, so the test set never steers the search: "
+                f"use one of {', '.join(m.EARLY_STOPPING)}"
+            )
+        return metric
 
 
 class SelectionConfig(Section):
-    metric: Literal["test_accuracy", "val_accuracy"] = Field(
-        default="test_accuracy", description="score that ranks every kept checkpoint for best/ (trainables.metrics)"
-    )
+    metric: Literal[
+        "test_accuracy", "val_accuracy", "val_balanced_accuracy", "val_macro_f1", "test_balanced_accuracy",
+        "test_macro_f1",
+    ] = Field(
+        default="test_accuracy",
+        description="score that ranks every kept checkpoint for best/ (trainables.metrics); balanced accuracy "
+        "and macro-F1 suit imbalanced classes",
+    )  # fmt: skip
     keep_checkpoints: int = Field(
         default=2, ge=1, le=100, description="checkpoints kept per trial: the best by `metric`, plus the latest"
     )

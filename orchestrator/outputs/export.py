@@ -43,7 +43,8 @@ def load_checkpoint(location: Location, ref: CheckpointRef) -> dict[str, Any]:
 def export_best(record: TrialRecord, ref: CheckpointRef, location: Location, context: dict[str, Any]) -> dict[str, Any]:
     """Writes best/; `context` adds what the experiment knows (metric, config hash, versions, data)."""
     state = load_checkpoint(location, ref)
-    model: dict[str, Any] = {k: state[k] for k in ("model_spec", "input_scale", "scaling", "classes") if k in state}
+    kept = ("model_spec", "input_scale", "scaling", "classes", "runtime")  # runtime: how the trial scored
+    model: dict[str, Any] = {k: state[k] for k in kept if k in state}
     payload = {"state_dict": state["model"], **model, "metrics": state.get("metrics", {})}
     buffer = io.BytesIO()
     torch.save(payload, buffer)
@@ -54,6 +55,7 @@ def export_best(record: TrialRecord, ref: CheckpointRef, location: Location, con
         "epoch": ref.epoch,
         "test_accuracy": ref.metrics.get(m.TEST_ACCURACY),
         "val_accuracy": ref.metrics.get(m.VAL_ACCURACY),
+        **{name: ref.metrics.get(name) for name in m.CLASS_BALANCED},
         "config": record.config.knobs(),
         "model_spec": state["model_spec"],
         "classes": list(state.get("classes", [])),

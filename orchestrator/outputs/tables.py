@@ -19,6 +19,12 @@ from orchestrator.records import HISTORY_COLUMNS, TrialRecord
 from trainables import metrics as m
 from trainables.metrics import finite
 
+# The leaderboard's score columns (each trial's best over its epochs): metric -> header.
+LEADERBOARD = {
+    m.VAL_ACCURACY: "val_acc", m.VAL_BALANCED_ACCURACY: "val_bacc", m.VAL_MACRO_F1: "val_f1",
+    m.TEST_ACCURACY: "test_acc", m.TEST_BALANCED_ACCURACY: "test_bacc", m.TEST_MACRO_F1: "test_f1",
+}  # fmt: skip
+
 
 def write_tables(records: list[TrialRecord], location: Location, metric: str) -> list[dict[str, Any]]:
     """results.parquet and history.parquet, each written whole or not at all; returns the results rows."""
@@ -44,7 +50,8 @@ def _parquet(rows: list[dict[str, Any]], columns: tuple[str, ...] = ()) -> bytes
 
 
 def score_key(metric: str) -> str:
-    return "best_test_accuracy" if metric == m.TEST_ACCURACY else "best_val_accuracy"
+    """The results column holding a trial's best value of a selection metric (`best_<metric>`)."""
+    return f"best_{metric}"
 
 
 def ordered(rows: list[dict[str, Any]], metric: str) -> list[dict[str, Any]]:
@@ -62,7 +69,7 @@ def differing_knobs(rows: list[dict[str, Any]]) -> list[str]:
 
 def leaderboard(rows: list[dict[str, Any]], metric: str, top: int = 10) -> str:
     knobs = differing_knobs(rows)
-    header = ["#", "trial", *[k.removeprefix("config.") for k in knobs], "epochs", "status", "val_acc", "test_acc"]
+    header = ["#", "trial", *[k.removeprefix("config.") for k in knobs], "epochs", "status", *LEADERBOARD.values()]
     table = [header]
     for i, row in enumerate(ordered(rows, metric)[:top], 1):
         table.append(
@@ -72,8 +79,7 @@ def leaderboard(rows: list[dict[str, Any]], metric: str, top: int = 10) -> str:
                 *[cell(row.get(k)) for k in knobs],
                 str(row["epochs_run"]),
                 str(row["status"]),
-                cell(row.get("best_val_accuracy")),
-                cell(row.get("best_test_accuracy")),
+                *[cell(row.get(f"best_{k}")) for k in LEADERBOARD],
             ]
         )
     widths = [max(len(r[c]) for r in table) for c in range(len(header))]

@@ -28,6 +28,7 @@ from torch import nn
 from orchestrator.errors import ConfigError
 from orchestrator.location import BEST_MANIFEST, BEST_MODEL, RECORD
 from trainables import checkpoint as ckpt
+from trainables.accel import Accelerated
 from trainables.data import DataError, Dataset, InputScaling, input_scaling
 from trainables.data_readers import FASHION_CLASSES
 from trainables.data_sources import DataConfig, load_dataset
@@ -53,6 +54,7 @@ class LoadedModel:
     source: str
     manifest: dict[str, Any] | None  # best/manifest.json when evaluating best/
     experiment: tuple[pafs.FileSystem, str] | None  # the experiment directory, when the model sits in one
+    runtime: dict[str, Any] | None = None  # how its trial scored ({device, autocast}); None in older checkpoints
 
 
 def _fs(path: str) -> tuple[pafs.FileSystem, str]:
@@ -136,6 +138,9 @@ def load_model(path: str) -> LoadedModel:
     except (ValueError, RuntimeError, KeyError, TypeError, AttributeError) as exc:
         raise ConfigError(file, f"checkpoint does not rebuild its model ({_first_line(exc)})") from None
     model.eval()
+    runtime = state.get("runtime") if isinstance(state.get("runtime"), dict) else None
+    if runtime and runtime.get("autocast") == "bfloat16":  # score in the precision the trial scored in
+        model = Accelerated(model, "cpu", torch.bfloat16, channels_last=False).eval()
     spec = state["model_spec"]
     shape = tuple(spec.get("input_shape", (1, 28, 28)))
     classes = tuple(str(c) for c in state.get("classes") or ()) or _default_classes(spec)
@@ -151,6 +156,7 @@ def load_model(path: str) -> LoadedModel:
         path,
         manifest,
         (fs, experiment) if experiment else None,
+        runtime,
     )
 
 

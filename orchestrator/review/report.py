@@ -157,17 +157,17 @@ def test_vs_val_markdown(rows: list[dict[str, Any]], metric: str, best: str | No
                 f"{gap:+.4f}" if gap is not None else "-",
             ]
         )
-    if metric == "test_accuracy":
+    if metric.startswith("test_"):
         why = (
-            "The winner was chosen by its test accuracy, so its test figure is an optimistic estimate: among "
+            f"The winner was chosen by its {metric}, so its test figure is an optimistic estimate: among "
             "many trials, the highest test score is partly luck of the test split. The spread of test - "
             "validation across trials shows how large that luck can be; `selection.metric: val_accuracy` "
             "keeps the test figure clean."
         )
     else:
         why = (
-            "The winner was chosen by validation accuracy, so its test figure is a clean held-out estimate; its "
-            "validation figure is the optimistic one."
+            f"The winner was chosen by {metric}, a validation score, so its test figure is a clean held-out "
+            "estimate; its validation figure is the optimistic one."
         )
     spread = f" Test - validation ranges from {min(gaps):+.4f} to {max(gaps):+.4f}." if gaps else ""
     return (

@@ -10,7 +10,8 @@ from typing import Any
 
 from orchestrator.config.rungs import rungs
 from orchestrator.config.schema import ExperimentConfig
-from orchestrator.outputs.tables import cell, differing_knobs, ordered
+from orchestrator.outputs.tables import LEADERBOARD, cell, differing_knobs, ordered
+from trainables import metrics as m
 
 
 def markdown_table(header: list[str], body: list[list[str]]) -> str:
@@ -27,8 +28,7 @@ def leaderboard_markdown(rows: list[dict[str, Any]], metric: str, top: int = 20)
         *[k.removeprefix("config.") for k in knobs],
         "epochs",
         "status",
-        "best val acc",
-        "best test acc",
+        *[f"best {name}" for name in LEADERBOARD.values()],
         "best epoch",
     ]
     body = [
@@ -38,8 +38,7 @@ def leaderboard_markdown(rows: list[dict[str, Any]], metric: str, top: int = 20)
             *[cell(r.get(k)) for k in knobs],
             str(r["epochs_run"]),
             str(r["status"]),
-            cell(r.get("best_val_accuracy")),
-            cell(r.get("best_test_accuracy")),
+            *[cell(r.get(f"best_{key}")) for key in LEADERBOARD],
             cell(r.get("best_epoch")),
         ]
         for i, r in enumerate(ordered(rows, metric)[:top], 1)
@@ -57,6 +56,7 @@ def best_markdown(best: dict[str, Any] | None) -> str:
         ["chosen by", str(best.get("selection_metric", "test_accuracy"))],
         ["test accuracy", cell(best.get("test_accuracy"))],
         ["validation accuracy", cell(best.get("val_accuracy"))],
+        *[[name.replace("_", " "), cell(best.get(name))] for name in m.CLASS_BALANCED if name in best],
         ["checkpoint", f"`{best.get('source_checkpoint')}`"],
     ]
     rows += [[f"`{k}`", cell(v)] for k, v in best.get("config", {}).items()]
@@ -89,7 +89,7 @@ def asha_markdown(rows: list[dict[str, Any]], config: dict[str, Any]) -> str:
         [[str(e), f"{counts[e]} of {len(rows)}", "max_t (trial.epochs)" if e == max_t else "rung"] for e in epochs],
     )
     stopped = sorted((r for r in rows if r.get("status") == "stopped"), key=lambda r: int(r["epochs_run"]))
-    head = f"Early stopping: {mode} successive halving on validation accuracy."
+    head = f"Early stopping: {mode} successive halving on {asha.get('metric', m.ASHA_METRIC)}."
     if not stopped:
         return f"{head}\n\n{rung_table}\n\nNo trial was stopped early."
     cut_table = markdown_table(

@@ -15,17 +15,19 @@ know MLflow exists. What each hook sends:
   params; a trial restarted after a pause, a failure or a resume reopens its existing child run;
 - trial_reported: the new epoch's metrics at `step=epoch`, one `log_batch` request;
 - trial_ended: tags `outcome` (completed | stopped | diverged | error), `stopped_early`, `epochs_run`,
-  metrics best_val_accuracy / best_test_accuracy; the child ends FINISHED, or FAILED when it diverged
-  or failed past its retries;
+  metrics best_<metric> for the accuracies, balanced accuracies and macro-F1s; the child ends FINISHED,
+  or FAILED when it diverged or failed past its retries;
 - sweep_ended: after an interrupt, the parent and the children still open are marked KILLED (MLflow's
   status for a run stopped from outside); the rerun that resumes the sweep reopens them as RUNNING and
   logs on into the same runs. A finished sweep is closed by `finish`, once best/ is exported;
 - finish(manifest): best/model.pt and best/manifest.json as artifacts of the parent (under `best/`),
   tag `best_trial`, and the parent ends FINISHED; `finish(None)` (no usable checkpoint) ends it FAILED.
 
-An epoch that a trial trains again after a restart (from its last checkpoint) is logged again at the
-same step: MLflow cannot replace a point, so its history shows both, the later one being the run that
-went on. A trial that already ended before the resume is not touched.
+Every epoch is logged once per child run, whatever path leads to it (a report, a child created late and
+backfilled, a trial restored or trained again after a restart): the steps a run holds are kept in memory,
+and read once from the server when a resumed sweep reopens the run. MLflow cannot replace a point, so an
+epoch trained again after a restart keeps its first point (with a seed, the same numbers on the CPU).
+A trial that already ended before the resume is not touched.
 
 Tracking never stops training: the first request that cannot reach the server turns the tracker off
 with one warning line (errors the server answers with are printed, and turn it off after a few), and
@@ -55,8 +57,10 @@ if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
 
 # The epoch metrics a child run gets, each at step=epoch.
-EPOCH_METRICS = (m.TRAIN_LOSS, m.TRAIN_ACCURACY, m.VAL_LOSS, m.VAL_ACCURACY, m.TEST_LOSS, m.TEST_ACCURACY, m.LR,
-                 m.EPOCH_SECONDS, m.SAMPLES_PER_SECOND)  # fmt: skip
+EPOCH_METRICS = (m.TRAIN_LOSS, m.TRAIN_ACCURACY, m.VAL_LOSS, m.VAL_ACCURACY, m.TEST_LOSS, m.TEST_ACCURACY,
+                 *m.CLASS_BALANCED, m.LR, m.LR_LAST, m.EPOCH_SECONDS, m.SAMPLES_PER_SECOND)  # fmt: skip
+# Each trial's best over its epochs, on its child run when it ends.
+BEST_METRICS = (m.VAL_ACCURACY, m.TEST_ACCURACY, *m.CLASS_BALANCED)
 # MLflow's limits per log_batch request (mlflow.utils.validation); per value: tracking_values.
 MAX_PARAMS_PER_BATCH, MAX_METRICS_PER_BATCH = 100, 1000
 ANSWERED_ERRORS_BEFORE_OFF = 5  # errors the server answered with (bad request, permission) before giving up
@@ -105,6 +109,7 @@ class MlflowTracker(Observer):
         self.children: dict[str, str] = {}  # trial name -> child run id (kept in mlflow.json)
         self.checked: set[str] = set()  # child runs known open in this run of the driver
         self.open: set[str] = set()  # child runs started and not yet ended (closed KILLED on an interrupt)
+        self.steps: dict[str, set[int]] = {}  # child run id -> epochs it holds: each is logged once
 
     # ------------------------------------------------------------------ failures
 
@@ -225,6 +230,16 @@ class MlflowTracker(Observer):
         )
         return [Metric(name, float(row[name]), millis, step) for name in EPOCH_METRICS if finite(row.get(name))]
 
+    def _epochs(self, run_id: str, rows: list[dict[str, Any]]) -> list[Any]:
+        """The metrics of the epochs in `rows` that the run does not hold yet, marked as held."""
+        held = self.steps.setdefault(run_id, set())
+        metrics = []
+        for row in rows:
+            if finite(row.get(m.EPOCH)) and int(row[m.EPOCH]) not in held:
+                held.add(int(row[m.EPOCH]))
+                metrics += self._metrics(row, int(row[m.EPOCH]))
+        return metrics
+
     def _child(self, record: TrialRecord) -> str:
         """The trial's child run: reopened when an earlier run of the driver made it, else created (with its
         params, and the epochs it already has when it comes back from storage)."""
@@ -238,10 +253,13 @@ class MlflowTracker(Observer):
                 tags={"mlflow.parentRunId": str(self.parent_id), "trial_id": record.trial_id, "sweep": self.cfg.name},
             )
             run_id = run.info.run_id
-            metrics = [metric for row in record.history for metric in self._metrics(row, int(row[m.EPOCH]))]
-            self._log(run_id, metrics=metrics, params=self._params(record.config.knobs()))
+            self.steps[run_id] = set()
+            self._log(run_id, metrics=self._epochs(run_id, record.history), params=self._params(record.config.knobs()))
             self.children[record.name] = run_id
             self._write_state()
+        elif run_id not in self.steps:  # reopened: the epochs an earlier run of the driver logged
+            history = self.client.get_metric_history(run_id, m.VAL_ACCURACY)
+            self.steps[run_id] = {int(point.step) for point in history}
         self.checked.add(run_id)
         self.open.add(run_id)
         return run_id
@@ -284,7 +302,8 @@ class MlflowTracker(Observer):
     def trial_reported(self, record: TrialRecord) -> None:
         if self.parent_id is None or not finite(record.last.get(m.EPOCH)):
             return
-        self._log(self._child(record), metrics=self._metrics(record.last, int(record.last[m.EPOCH])))
+        run_id = self._child(record)
+        self._log(run_id, metrics=self._epochs(run_id, [record.last]))
 
     @_guarded
     def trial_ended(self, record: TrialRecord) -> None:
@@ -300,7 +319,7 @@ class MlflowTracker(Observer):
         now = int(time.time() * 1000)
         best = [
             Metric(f"best_{name}", float(value), now, record.epochs_run)
-            for name in (m.VAL_ACCURACY, m.TEST_ACCURACY)
+            for name in BEST_METRICS
             if (value := record.best(name)) is not None
         ]
         self._log(run_id, metrics=best, tags=self._tags(tags))
@@ -339,7 +358,7 @@ class MlflowTracker(Observer):
         now = int(time.time() * 1000)
         metrics = [
             Metric(f"best_{name}", float(manifest[name]), now, int(manifest.get("epoch") or 0))
-            for name in (m.TEST_ACCURACY, m.VAL_ACCURACY)
+            for name in BEST_METRICS
             if finite(manifest.get(name))
         ]
         best, parent = str(manifest.get("trial_name")), self.parent_id

@@ -132,7 +132,7 @@ def _scheduler(cfg: ExperimentConfig) -> Any:
             brackets=cfg.asha.brackets,
         )
     return SynchronousHalving(
-        metric=m.ASHA_METRIC,
+        metric=cfg.asha.metric,
         time_attr=m.EPOCH,
         max_t=cfg.max_t,
         grace_period=cfg.asha.grace_period,
@@ -164,7 +164,7 @@ def _run_config(cfg: ExperimentConfig, location: Location) -> tune.RunConfig:
 def _build(cfg: ExperimentConfig, dataset: Dataset, location: Location) -> tune.Tuner:
     namer = functools.partial(trial_name, cfg.trial.model_dump(mode="json"), searched_fields(cfg.search.space))
     tune_config = tune.TuneConfig(
-        metric=m.ASHA_METRIC, mode="max", scheduler=_scheduler(cfg), search_alg=build_search_alg(cfg),
+        metric=cfg.asha.metric, mode="max", scheduler=_scheduler(cfg), search_alg=build_search_alg(cfg),
         num_samples=cfg.search.num_samples, trial_name_creator=namer, trial_dirname_creator=namer,
         reuse_actors=cfg.runtime.reuse_actors,  # measured: see README, Throughput
     )  # fmt: skip

@@ -31,7 +31,7 @@ from trainables import hparams
 from trainables import metrics as m
 from trainables.models import build_model
 from trainables.recipe import TrialConfig
-from trainables.tensorboard_log import SPLITS, parameter_tags
+from trainables.tensorboard_log import BALANCED, SPLITS, parameter_tags
 
 STATUSES = ["STATUS_UNKNOWN", "STATUS_SUCCESS", "STATUS_FAILURE", "STATUS_RUNNING"]
 
@@ -163,16 +163,21 @@ def test_learning_curves_match_history_per_split(board: Board, history: pd.DataF
                 series = board.scalars(f"{name}/{split}", tag)
                 assert [s for _, s, _ in series] == rows[m.EPOCH].tolist(), (name, split, tag)
                 assert [v for _, _, v in series] == pytest.approx(rows[column].tolist(), rel=1e-6), (name, split, tag)
+            for tag, column in BALANCED.get(split, {}).items():  # val and test: balanced accuracy, macro-F1
+                series = board.scalars(f"{name}/{split}", tag)
+                assert [v for _, _, v in series] == pytest.approx(rows[column].tolist(), rel=1e-6), (name, split, tag)
 
 
 def test_learning_curves_come_first_and_no_bookkeeping_groups(board: Board, table: pd.DataFrame) -> None:
     tags = board.get("/data/plugin/scalars/tags")
     for name in table["trial_name"]:
         for split in SPLITS:
-            assert sorted(tags[f"{name}/{split}"]) == ["accuracy", "loss"]
-        assert set(tags[name]) == {"lr", "speed/epoch_seconds", "speed/samples_per_second", *hparams.METRICS}
+            assert sorted(tags[f"{name}/{split}"]) == sorted(["accuracy", "loss", *BALANCED.get(split, {})])
+        run_tags = {"lr", "lr_last", "speed/epoch_seconds", "speed/samples_per_second", *hparams.METRICS}
+        assert set(tags[name]) == run_tags
     groups = sorted({tag.split("/")[0] for run_tags in tags.values() for tag in run_tags})
-    assert groups == ["accuracy", "loss", "lr", "speed", "trial"], "learning curves first, bookkeeping last"
+    learning = ["accuracy", "balanced_accuracy", "loss", "lr", "lr_last", "macro_f1"]
+    assert groups == [*learning, "speed", "trial"], "learning curves first, bookkeeping last"
     assert not tags.get(SUMMARY_RUN), "the driver's run holds no scalars (no `asha` or `hparams` groups)"
 
 
@@ -226,6 +231,7 @@ def test_every_session_has_the_final_state_of_results_parquet(board: Board, tabl
                 hparams.BEST_VAL: row["best_val_accuracy"],
                 hparams.BEST_TEST: row["best_test_accuracy"],
                 hparams.FINAL_VAL: row["final_val_accuracy"],
+                **{hparams.PREFIX + f"best_{name}": row[f"best_{name}"] for name in m.CLASS_BALANCED},
             },
             rel=1e-6,
         ), row["trial_name"]
@@ -294,6 +300,7 @@ def _assert_final(board: Board, name: str, session: dict[str, Any], status: str,
             hparams.BEST_VAL: max(row[m.VAL_ACCURACY] for row in rows),
             hparams.BEST_TEST: max(row[m.TEST_ACCURACY] for row in rows),
             hparams.FINAL_VAL: rows[-1][m.VAL_ACCURACY],
+            **{hparams.PREFIX + f"best_{key}": max(row[key] for row in rows) for key in m.CLASS_BALANCED},
         },
         rel=1e-6,
     ), name

@@ -30,6 +30,8 @@ import pandas as pd
 import pytest
 from conftest import REPO, cli, cli_env
 
+from orchestrator.review.tracking import EPOCH_METRICS
+
 SMOKE = REPO / "configs" / "smoke.yaml"
 NAME = "tracked"
 QUIET = {"MLFLOW_DISABLE_TELEMETRY": "true"}  # no usage reports from the server or the driver
@@ -172,11 +174,13 @@ def test_children_carry_params_epochs_and_outcome(tracked: Tracked, server: Serv
         assert told["epochs_run"] == str(row["epochs_run"])
         assert told["stopped_early"] == ("true" if row["status"] == "stopped" else "false")
         assert run["info"]["status"] == ("FINISHED" if row["status"] in ("completed", "stopped") else "FAILED")
+        for key in EPOCH_METRICS:  # every epoch once in every metric's history, never the last one twice
+            points = server.get("/api/2.0/mlflow/metrics/get-history", run_id=run["info"]["run_id"], metric_key=key)
+            steps = sorted(point["step"] for point in points["metrics"])
+            assert steps == list(range(1, int(row["epochs_run"]) + 1)), (key, steps)
         history = server.get(
             "/api/2.0/mlflow/metrics/get-history", run_id=run["info"]["run_id"], metric_key="val_accuracy"
         )["metrics"]
-        steps = sorted(point["step"] for point in history)
-        assert steps == list(range(1, int(row["epochs_run"]) + 1))
         epochs = tracked.history[tracked.history["trial_name"] == run["info"]["run_name"]].set_index("epoch")
         for point in history:
             assert point["value"] == pytest.approx(epochs.loc[point["step"], "val_accuracy"])
@@ -246,3 +250,49 @@ def test_a_server_down_turns_tracking_off_with_one_line(
     observers.sweep_ended([record], False)
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("warning: MLflow tracking off for the rest of the sweep"), err
+
+
+def test_every_epoch_is_logged_once_whatever_the_path(
+    server: Server, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A child created late (backfilled), an epoch reported again after a restart (new time, new value), a
+    resumed sweep's replay of a checkpoint epoch: the server holds each epoch once, in every metric."""
+    from orchestrator.config import load_config
+    from orchestrator.location import Location
+    from orchestrator.records import TrialRecord
+    from orchestrator.review.tracking import MlflowTracker
+    from trainables.recipe import TrialConfig
+
+    for name, value in QUIET.items():
+        monkeypatch.setenv(name, value)
+    cfg = load_config(SMOKE, [f"tracking.mlflow.tracking_uri={server.url}", "name=once"])
+    location = Location.parse(str(tmp_path), cfg.name)
+    location.makedirs()
+
+    def row(epoch: int, value: float) -> dict[str, Any]:
+        return {"epoch": epoch, "val_accuracy": value, "lr": 0.1, "timestamp": 1_700_000_000 + 10 * epoch + value}
+
+    record = TrialRecord("00000", "mlp-00000", TrialConfig())
+    tracker = MlflowTracker(cfg, location)
+    tracker.sweep_started([], False)
+    record.report(row(1, 0.5))
+    record.report(row(2, 0.6))
+    tracker.trial_reported(record)  # no trial_started first: the child is created here, with epochs 1-2
+    record.report(row(3, 0.7))
+    tracker.trial_reported(record)
+    record.report(row(3, 0.71))  # epoch 3 trained again after a restart
+    tracker.trial_reported(record)
+    tracker.sweep_ended([record], True)  # interrupted
+
+    resumed = MlflowTracker(cfg, location)  # a rerun of the driver resumes into the same runs
+    resumed.sweep_started([record], True)
+    resumed.trial_started(record)
+    resumed.trial_reported(record)  # the restored trial's checkpoint epoch, reported once more
+    record.report(row(4, 0.8))
+    resumed.trial_reported(record)
+    resumed.trial_ended(record)
+    assert not tracker.off and not resumed.off
+    run_id = json.loads((tmp_path / "once" / "mlflow.json").read_text())["children"]["mlp-00000"]
+    for key in ("val_accuracy", "lr"):
+        points = server.get("/api/2.0/mlflow/metrics/get-history", run_id=run_id, metric_key=key)["metrics"]
+        assert sorted(point["step"] for point in points) == [1, 2, 3, 4], (key, points)

@@ -538,6 +538,8 @@ def test_user_model_with_recipe_settings_histograms_and_gpu_preflight(
     assert knobs["schedule.name"] == "cosine" and knobs["clip.by"] == "norm" and knobs["loss.l2"] == 1.0e-4
     history = pd.read_parquet(experiment / "history.parquet").sort_values("epoch")
     assert history["lr"].is_monotonic_decreasing and history["lr"].iloc[-1] < 1.0e-3  # cosine decays
+    assert history["lr"].iloc[0] == pytest.approx(knobs["lr"])  # epoch 1's first step trained at the set lr
+    assert (history["lr_last"] < history["lr"]).all()  # ... and its last step lower: cosine moves every step
     assert all(np.isfinite(history["train_loss"]))
 
     # Weight histograms of the user's layers, at the init (epoch 0) and after every epoch.

@@ -637,6 +637,10 @@ VALUE_CASES: list[tuple[str, dict[str, Any], list[str], list[str]]] = [
     ("storage-path-gs-no-bucket", {}, ["storage_path=gs:///"], ["storage_path", "bucket"]),
     ("storage-path-file-relative", {"storage_path": "file://runs"}, [], ["storage_path", "absolute path"]),
     ("storage-path-file-no-path", {}, ["storage_path=file://"], ["storage_path", "absolute path"]),
+    # early stopping never looks at the test set; selection ranks by the known scores only
+    ("asha-metric-test", {"asha": {"metric": "test_balanced_accuracy"}}, [], ["asha.metric", "validation scores only"]),
+    ("asha-metric-unknown", {}, ["asha.metric=val_f1"], ["asha.metric", "'val_macro_f1'"]),
+    ("selection-metric-unknown", {}, ["selection.metric=balanced_accuracy"], ["selection.metric", "'val_macro_f1'"]),
 ]
 
 

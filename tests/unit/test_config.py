@@ -39,7 +39,8 @@ MALFORMED = [
     ("search: {space: {lr: {choice: [0.1, -1]}}}", "search.space.lr: Input should be greater than 0 (got -1)"),
     ("search: {space: {epochs: {choice: [1, 2]}}}", "search.space.epochs: trial.epochs is ASHA's max_t"),
     ("search: {space: {cnn.depth: {choice: [1]}}}", "search.space.cnn.depth: not a cnn field"),
-    ("selection: {metric: train_loss}", "selection.metric: Input should be 'test_accuracy' or 'val_accuracy'"),
+    ("selection: {metric: train_loss}", "selection.metric: Input should be 'test_accuracy', 'val_accuracy', "),
+    ("asha: {metric: test_macro_f1}", "asha.metric: early stopping looks at validation scores only"),
     ("name: ../escape", "name: must be a plain directory name"),
 ]
 
