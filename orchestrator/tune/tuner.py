@@ -21,12 +21,13 @@ from typing import Any
 
 from ray import tune
 
+from orchestrator import storage_guard
 from orchestrator.config.schema import ExperimentConfig
 from orchestrator.config.space import searched_fields
 from orchestrator.location import Location
 from orchestrator.records import CheckpointRef, Observer, TrialRecord
 from orchestrator.review.names import run_name
-from orchestrator.tune import callbacks, cluster
+from orchestrator.tune import callbacks, cluster, faults
 from orchestrator.tune.schedulers import ResumableASHA, SynchronousHalving
 from orchestrator.tune.searchers import build_search_alg, param_space
 from trainables import metrics as m
@@ -42,13 +43,16 @@ class SweepRun:
     records: list[TrialRecord]
     resumed: bool
     interrupted: int | None  # the signal that stopped it, if one did
+    fault: storage_guard.StorageFault | None = None  # the storage fault that stopped it, if one did
 
 
 class Interrupt:
-    """SIGINT/SIGTERM -> Tune's own graceful stop (its SIGUSR1 handler), once, from the main thread."""
+    """SIGINT/SIGTERM -> Tune's own graceful stop (its SIGUSR1 handler), once, from the main thread. A
+    storage fault (a full disk, a store that stayed down) stops the sweep the same way."""
 
     def __init__(self) -> None:
         self.signal: int | None = None
+        self.fault: storage_guard.StorageFault | None = None
         self.forwarded = False
         self.count = 0
         self.previous: dict[int, Any] = {}
@@ -93,9 +97,17 @@ class Interrupt:
             )
         self.forward()
 
+    def storage_fault(self, fault: storage_guard.StorageFault) -> None:
+        """Any thread: the first fault stops the sweep (forwarded to Tune from its loop); Ray's own account of
+        the failing snapshots and trials is not news after the one line the launch prints."""
+        if self.fault is None and self.signal is None:
+            self.fault = fault
+            logging.getLogger("ray.tune").setLevel(logging.CRITICAL)
+            logging.getLogger("ray.train").setLevel(logging.CRITICAL)
+
     def forward(self) -> None:
         """Once Tune's loop runs, hand the stop to its SIGUSR1 handler (which Tune installs for this)."""
-        if self.signal is None or self.forwarded:
+        if not self() or self.forwarded:
             return
         handler = signal.getsignal(signal.SIGUSR1)
         if callable(handler):
@@ -103,7 +115,7 @@ class Interrupt:
             handler(signal.SIGUSR1, None)
 
     def __call__(self) -> bool:
-        return self.signal is not None
+        return self.signal is not None or self.fault is not None
 
 
 def trial_name(fixed: dict[str, Any], searched: list[str], trial: Any) -> str:
@@ -146,7 +158,10 @@ def _scheduler(cfg: ExperimentConfig) -> Any:
 def _run_config(cfg: ExperimentConfig, location: Location) -> tune.RunConfig:
     return tune.RunConfig(
         name=location.name,
-        storage_path=location.storage,
+        # The guarded filesystem (orchestrator.storage_guard): the trials' checkpoint uploads and the
+        # experiment-state snapshots get its retries, atomic writes and full-disk faults too.
+        storage_path=location.root,
+        storage_filesystem=location.fs,
         # Ray keeps every checkpoint: the driver deletes the ones the selection rule does not keep, once no
         # experiment-state snapshot names them (orchestrator.outputs.retention), so a resume finds its own.
         checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
@@ -194,28 +209,41 @@ def run(
     # Ray's closing table cannot read a trial whose result.json a killed driver never flushed, and says
     # "Failed to fetch metrics" for it: not news, the records come from the driver's own log of each trial.
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
-    experiment = f"{location.storage}/{location.name}"
+    experiment = location.path
     with interrupt or Interrupt() as interrupt:
-        resumed = tune.Tuner.can_restore(experiment)
+        storage_guard.on_fault(interrupt.storage_fault)
+        faults.quiet_tracebacks(_driver_log(), interrupt)
+        resumed = tune.Tuner.can_restore(experiment, storage_filesystem=location.fs)
         if resumed:
             tuner = tune.Tuner.restore(
                 experiment,
                 trainable=_trainable(cfg, dataset, location),
                 resume_unfinished=True,
                 resume_errored=retry_errored,
+                storage_filesystem=location.fs,
             )
         else:
             tuner = _build(cfg, dataset, location)
         live = callbacks.LiveTrials(cfg.trial.model_dump(mode="json"), location, observer, interrupt)
-        callbacks.attach(live)
+        callbacks.attach(live, faults.TrialFaults(location.name))
         observer.sweep_started([], resumed)
         try:
             grid = tuner.fit()
         finally:
             callbacks.attach(None)
+            storage_guard.on_fault(None)
         records = _final_records(live, grid, location, interrupted=interrupt())
         observer.sweep_ended(records, interrupt())
-        return SweepRun(records, resumed, interrupt.signal)
+        return SweepRun(records, resumed, interrupt.signal, interrupt.fault)
+
+
+def _driver_log() -> Any:
+    """Where Ray's driver-side tracebacks go: the Ray session's log directory (never the experiment's disk,
+    which may be the one that filled up)."""
+    from pathlib import Path
+
+    session = cluster.session_dir()
+    return Path(session or "/tmp") / "logs" / "orchestrator-driver.log"
 
 
 def _final_records(live: callbacks.LiveTrials, grid: Any, location: Location, interrupted: bool) -> list[TrialRecord]:
