@@ -220,8 +220,9 @@ class Location:
         if self.is_local:
             return
         with ThreadPoolExecutor(max_workers=1) as pool:
-            # The bare store, not the guarded one: this check answers in REACH_TIMEOUT_S, not after an outage.
-            future = pool.submit(storage_guard.inner(self.fs).get_file_info, self.root.split("/")[0])
+            # Retried (a 5xx or a reset is not an answer) but within REACH_TIMEOUT_S, not a whole outage.
+            patient = storage_guard.guard(storage_guard.inner(self.fs), patience_s=REACH_TIMEOUT_S * 0.8)
+            future = pool.submit(patient.get_file_info, self.root.split("/")[0])
             try:
                 info = future.result(timeout=REACH_TIMEOUT_S)
             except FutureTimeout:

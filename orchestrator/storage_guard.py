@@ -115,7 +115,17 @@ def guard(fs: pafs.FileSystem, patience_s: float | None = None) -> pafs.FileSyst
         return fs
     if patience_s is None:
         patience_s = float(os.environ.get(PATIENCE_ENV, DEFAULT_PATIENCE_S))
-    return pafs.PyFileSystem(GuardedHandler(fs, patience_s))
+    return pafs.PyFileSystem(GuardedHandler(_synchronous(fs), patience_s))
+
+
+def _synchronous(fs: pafs.FileSystem) -> pafs.FileSystem:
+    """An S3 filesystem whose writes upload in the caller's thread. Its default hands them to Arrow's IO
+    threads, the same pool `copy_files` runs its files on, which then call back into this handler: a write
+    waiting for an IO thread that waits for the write would deadlock."""
+    if not isinstance(fs, pafs.S3FileSystem):
+        return fs
+    rebuild, (options,) = fs.__reduce__()
+    return rebuild({**options, "background_writes": False})
 
 
 def inner(fs: pafs.FileSystem) -> pafs.FileSystem:
@@ -370,8 +380,11 @@ class _SnapshotGroup:
             if old is not None:
                 with _suppress():
                     os.unlink(old[0])
+            if kind not in self.seen:  # the first of its kind: nothing older to stay consistent with
+                self.seen.add(kind)
+                os.replace(tmp, path)
+                return
             self.pending[kind] = (tmp, path)
-            self.seen.add(kind)
             if len(self.pending) < len(self.seen):
                 return
             ready, self.pending = list(self.pending.values()), {}
