@@ -104,6 +104,8 @@ def declare(exc: BaseException) -> bool:
 
 
 def _raise(fault: StorageFault) -> None:
+    if fault.kind == "unavailable":
+        _Outage.broken = fault
     if _hook is not None:
         _hook(fault)
     raise fault
@@ -144,6 +146,9 @@ class _Outage:
 
     lock = threading.Lock()
     since: float | None = None
+    # Once an outage outlasted the patience, later calls of this process fail at their first error instead of
+    # waiting it out again (the stop's last save, the records read back): the sweep is already stopping.
+    broken: StorageFault | None = None
 
     @classmethod
     def begin(cls, what: str, exc: BaseException, patience_s: float) -> None:
@@ -159,7 +164,7 @@ class _Outage:
 
     @classmethod
     def end(cls) -> None:
-        cls.since = None
+        cls.since = cls.broken = None
 
 
 def _first_line(exc: BaseException) -> str:
@@ -210,6 +215,8 @@ class GuardedHandler(pafs.FileSystemHandler):
                     _raise(fault)
                 if self.local or not _transient(exc):
                     raise
+                if _Outage.broken is not None:
+                    raise StorageFault("unavailable", path, _Outage.broken.detail) from None
                 now = time.monotonic()
                 deadline = deadline or now + self.patience_s
                 _Outage.begin(f"{what} {path}", exc, self.patience_s)
@@ -222,7 +229,7 @@ class GuardedHandler(pafs.FileSystemHandler):
                 time.sleep(min(delay, max(0.0, deadline - now)) * random.uniform(0.8, 1.2))
                 delay = min(delay * 2, 15.0)
                 continue
-            if deadline is not None:
+            if deadline is not None or _Outage.broken is not None:
                 _Outage.end()
             return value
 

@@ -91,7 +91,11 @@ def run_sweep(
             elif (session := cluster.session_dir()) is not None:
                 claim.note_session(session)
             watchers = _watchers(cfg, location, plan)
-            run = tuner.run(cfg, dataset, location, Observers(watchers.all), retry_errored, interrupt)
+            try:
+                run = tuner.run(cfg, dataset, location, Observers(watchers.all), retry_errored, interrupt)
+            except tuner.ShrunkError as exc:
+                print(f"resume error: {exc}", file=sys.stderr)
+                return 1
         finally:
             cluster.stop()
         if run.resumed:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import pickle
 import signal
 import sys
 from dataclasses import dataclass
@@ -215,6 +216,7 @@ def run(
         faults.quiet_tracebacks(_driver_log(), interrupt)
         resumed = tune.Tuner.can_restore(experiment, storage_filesystem=location.fs)
         if resumed:
+            _check_not_shrunk(cfg, location)
             tuner = tune.Tuner.restore(
                 experiment,
                 trainable=_trainable(cfg, dataset, location),
@@ -232,9 +234,41 @@ def run(
         finally:
             callbacks.attach(None)
             storage_guard.on_fault(None)
-        records = _final_records(live, grid, location, interrupted=interrupt())
+        try:
+            records = _final_records(live, grid, location, interrupted=interrupt())
+        except OSError as exc:  # the storage failed: what the driver holds is enough to say how far it got
+            if (fault := storage_guard.as_fault(exc)) is None:
+                raise
+            interrupt.storage_fault(fault)
+            records = list(live.records.values())
         observer.sweep_ended(records, interrupt())
         return SweepRun(records, resumed, interrupt.signal, interrupt.fault)
+
+
+class ShrunkError(RuntimeError):
+    """The saved experiment knows fewer trials than the config plans, and its searcher will create no more."""
+
+
+def _check_not_shrunk(cfg: ExperimentConfig, location: Location) -> None:
+    """Before a resume trains anything: a state file that lists fewer trials than planned, beside a searcher
+    that has finished creating them (a damaged or old snapshot), would resume as a smaller sweep."""
+    names = [info.base_name for info in location.children()]
+    states = sorted(n for n in names if n.startswith("experiment_state-") and n.endswith(".json"))
+    searchers = sorted(n for n in names if n.startswith("basic-variant-state-"))
+    if not states or not searchers:
+        return  # another searcher (its state is its own), or nothing saved yet: the check after the run holds
+    try:
+        known = len(location.read_json(states[-1])["trial_data"])
+        # Ray's own pickle, which its restore unpickles next anyway (claim.py has checked who wrote it).
+        finished = bool(pickle.loads(location.read_bytes(searchers[-1])).get("_finished"))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, EOFError, pickle.UnpicklingError):
+        return  # unreadable: Ray's restore says so
+    if finished and known < cfg.trial_count:
+        raise ShrunkError(
+            f"the experiment state at {location.display} knows {known} of the {cfg.trial_count} trials the config "
+            "plans and its searcher will create no more (a damaged or old state file); nothing was trained or "
+            "exported. Start over beside it with --fresh"
+        )
 
 
 def _driver_log() -> Any:
