@@ -96,6 +96,10 @@ def run_sweep(
             except tuner.ShrunkError as exc:
                 print(f"resume error: {exc}", file=sys.stderr)
                 return 1
+            except OSError as exc:  # before Tune's loop (restoring from a store that stayed down)
+                if (fault := storage_guard.as_fault(exc)) is None:
+                    raise
+                return _stopped_by(fault, None, cfg)
         finally:
             cluster.stop()
         if run.resumed:
@@ -126,13 +130,15 @@ def run_sweep(
             return _stopped_by(fault, run.records, cfg)
 
 
-def _stopped_by(fault: storage_guard.StorageFault, records: list[TrialRecord], cfg: ExperimentConfig) -> int:
+def _stopped_by(fault: storage_guard.StorageFault, records: list[TrialRecord] | None, cfg: ExperimentConfig) -> int:
     """A full disk or a store that stayed down: stopped like an interrupt, resumable, one line."""
-    finished = sum(record.ended for record in records)
+    how_far = ""
+    if records is not None:
+        how_far = f" with {sum(record.ended for record in records)} of {cfg.trial_count} trials finished"
     fix = "make room" if fault.kind == "full" else "once the store answers again"
     print(
-        f"storage error: {fault.line()}; the sweep stopped with {finished} of {cfg.trial_count} trials finished "
-        f"and stays resumable: {fix}, then rerun the same command",
+        f"storage error: {fault.line()}; the sweep stopped{how_far} and stays resumable: {fix}, then rerun the "
+        "same command",
         file=sys.stderr,
         flush=True,
     )

@@ -200,7 +200,8 @@ class Relay(tune.Callback):
             if not live.interrupted():
                 name = live.record(trial).name
                 print(
-                    f"failed: {name}: {error_text(trial)} (traceback: {live.location.uri(name, ERROR_TXT)})",
+                    f"error: {name} failed past its retries ({error_text(trial)}; traceback: "
+                    f"{live.location.uri(name, ERROR_TXT)})",
                     file=sys.stderr,
                     flush=True,
                 )
