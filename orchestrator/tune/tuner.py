@@ -11,6 +11,7 @@ that it is stopping. The caller reports the interrupt and exits 130 or 143.
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import os
 import pickle
@@ -253,8 +254,8 @@ def _check_not_shrunk(cfg: ExperimentConfig, location: Location) -> None:
     """Before a resume trains anything: a state file that lists fewer trials than planned, beside a searcher
     that has finished creating them (a damaged or old snapshot), would resume as a smaller sweep."""
     names = [info.base_name for info in location.children()]
-    states = sorted(n for n in names if n.startswith("experiment_state-") and n.endswith(".json"))
-    searchers = sorted(n for n in names if n.startswith("basic-variant-state-"))
+    states = _readable(location, sorted(n for n in names if n.startswith("experiment_state-") and n.endswith(".json")))
+    searchers = _readable(location, sorted(n for n in names if n.startswith("basic-variant-state-")))
     if not states or not searchers:
         return  # another searcher (its state is its own), or nothing saved yet: the check after the run holds
     try:
@@ -269,6 +270,25 @@ def _check_not_shrunk(cfg: ExperimentConfig, location: Location) -> None:
             "plans and its searcher will create no more (a damaged or old state file); nothing was trained or "
             "exported. Start over beside it with --fresh"
         )
+
+
+def _readable(location: Location, names: list[str]) -> list[str]:
+    """Those of Ray's snapshot files that read back whole; a damaged one (cut short by a full disk before
+    writes were atomic) is moved aside, so Ray restores from the previous good one."""
+    good = []
+    for name in names:
+        try:
+            data = location.read_bytes(name)
+            json.loads(data) if name.startswith("experiment_state-") else pickle.loads(data)
+        except OSError:
+            good.append(name)  # unreadable for now (the store): Ray's restore will say so
+            continue
+        except Exception:  # noqa: BLE001 - truncated JSON or pickle shows up as many exception types
+            location.fs.move(location.join(name), location.join(name + ".damaged"))
+            print(f"warning: {location.uri(name)} is damaged; resuming from the snapshot before it", file=sys.stderr)
+            continue
+        good.append(name)
+    return good
 
 
 def _driver_log() -> Any:

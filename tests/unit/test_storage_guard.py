@@ -151,3 +151,16 @@ def test_planned_checkpoints_larger_than_the_free_space_are_warned_about(tmp_pat
     many = load_config(str(config), ["search.num_samples=10000", "selection.keep_checkpoints=100"])
     warning = space_warning(many, tmp_path, (1, 28, 28), 10)
     assert warning is not None and "10000 trials x 102 checkpoints" in warning and str(tmp_path) in warning
+
+
+def test_a_damaged_snapshot_is_moved_aside_so_the_previous_good_one_is_restored(tmp_path: Path, capsys) -> None:
+    from orchestrator.location import Location
+    from orchestrator.tune.tuner import _readable
+
+    location = Location.parse(str(tmp_path), "exp")
+    location.makedirs()
+    location.write_bytes(b'{"trial_data": [1, 2, 3]}', "experiment_state-a.json")
+    location.write_bytes(b'{"trial_data": [1, 2', "experiment_state-b.json")  # cut short by a full disk
+    assert _readable(location, ["experiment_state-a.json", "experiment_state-b.json"]) == ["experiment_state-a.json"]
+    assert location.is_file("experiment_state-b.json.damaged") and not location.exists("experiment_state-b.json")
+    assert "experiment_state-b.json is damaged" in capsys.readouterr().err
