@@ -150,12 +150,18 @@ class _Outage:
     # waiting it out again (the stop's last save, the records read back): the sweep is already stopping.
     broken: StorageFault | None = None
 
+    warned = float("-inf")
+    QUIET_S = 60.0  # calls already in flight when the store came back fail late: still the same outage
+
     @classmethod
     def begin(cls, what: str, exc: BaseException, patience_s: float) -> None:
         with cls.lock:
             if cls.since is not None:
                 return
             cls.since = time.monotonic()
+            if cls.since - cls.warned < cls.QUIET_S:
+                return
+            cls.warned = cls.since
         print(
             f"warning: storage is not answering ({what}: {_first_line(exc)}); retrying for up to {patience_s:g} s",
             file=sys.stderr,
