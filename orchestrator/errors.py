@@ -5,6 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 _UNSET = object()
+# The launch's exit code when the storage failed (a full disk, a store that stayed down): the sweep stopped
+# the way an interrupt stops it and stays resumable (sysexits' EX_TEMPFAIL: try again later).
+STORAGE_EXIT = 75
 
 
 class ConfigError(ValueError):

@@ -23,6 +23,7 @@ from typing import Any
 
 import pyarrow.fs as pafs
 
+from orchestrator import storage_guard
 from orchestrator.errors import ConfigError
 from trainables.checkpoint import write_bytes_atomic
 
@@ -71,7 +72,8 @@ class Location:
                     exists = (path / name).exists()
                     what = "a file, not an experiment directory" if exists else "no such experiment directory"
                     raise ConfigError(str(path / name), f"{what}; give the experiment's directory (<storage>/<name>)")
-                return cls(storage=str(path.resolve()), name=name, fs=pafs.LocalFileSystem(), root=str(path.resolve()))
+                local = storage_guard.guard(pafs.LocalFileSystem())
+                return cls(storage=str(path.resolve()), name=name, fs=local, root=str(path.resolve()))
             return cls._local(path, name)
         scheme = storage_path.split("://", 1)[0].lower()
         if scheme not in SCHEMES:
@@ -94,7 +96,7 @@ class Location:
             raise ConfigError("storage_path", f"not a usable URI ({_first_line(exc)})", storage_path) from None
         if not root.strip("/"):
             raise ConfigError("storage_path", "name a bucket (s3://bucket/prefix)", storage_path)
-        location = cls(storage=storage_path.rstrip("/"), name=name, fs=fs, root=root.rstrip("/"))
+        location = cls(storage=storage_path.rstrip("/"), name=name, fs=storage_guard.guard(fs), root=root.rstrip("/"))
         if must_exist:
             location.check_reachable()
             if location.info().type != pafs.FileType.Directory:
@@ -109,13 +111,13 @@ class Location:
             raise ConfigError("storage_path", "is a file, not a directory", str(path))
         if probe is None or not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
             raise ConfigError("storage_path", f"cannot create experiments here ({probe} is not writable)", str(path))
-        return cls(storage=str(path), name=name, fs=pafs.LocalFileSystem(), root=str(path))
+        return cls(storage=str(path), name=name, fs=storage_guard.guard(pafs.LocalFileSystem()), root=str(path))
 
     # ------------------------------------------------------------------ paths
 
     @property
     def is_local(self) -> bool:
-        return isinstance(self.fs, pafs.LocalFileSystem)
+        return storage_guard.is_local(self.fs)
 
     @property
     def path(self) -> str:
@@ -175,7 +177,10 @@ class Location:
             with self.fs.open_output_stream(target) as stream:
                 stream.write(data)
             return
-        write_bytes_atomic(Path(target), data)
+        try:
+            write_bytes_atomic(Path(target), data)
+        except OSError as exc:
+            storage_guard.reraise(exc, target)
 
     def write_json(self, payload: Any, *parts: str) -> None:
         self.write_bytes((json.dumps(payload, indent=2, sort_keys=True) + "\n").encode(), *parts)
@@ -187,11 +192,17 @@ class Location:
             self.write_bytes(old + line.encode() + b"\n", *parts)
             return
         path = Path(self.join(*parts))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "a", encoding="utf-8") as stream:
-            stream.write(line + "\n")
-            stream.flush()
-            os.fsync(stream.fileno())
+        size = path.stat().st_size if path.is_file() else 0
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "a", encoding="utf-8") as stream:
+                stream.write(line + "\n")
+                stream.flush()
+                os.fsync(stream.fileno())
+        except OSError as exc:  # a line cut short by a full disk is taken back: the next one must not join it
+            if path.is_file():
+                os.truncate(path, size)
+            storage_guard.reraise(exc, str(path))
 
     def upload(self, local: Path, *parts: str) -> None:
         """Copy a local file or directory tree into the experiment (object-store storage)."""
@@ -209,7 +220,9 @@ class Location:
         if self.is_local:
             return
         with ThreadPoolExecutor(max_workers=1) as pool:
-            future = pool.submit(self.fs.get_file_info, self.root.split("/")[0])
+            # Retried (a 5xx or a reset is not an answer) but within REACH_TIMEOUT_S, not a whole outage.
+            patient = storage_guard.guard(storage_guard.inner(self.fs), patience_s=REACH_TIMEOUT_S * 0.8)
+            future = pool.submit(patient.get_file_info, self.root.split("/")[0])
             try:
                 info = future.result(timeout=REACH_TIMEOUT_S)
             except FutureTimeout:

@@ -16,6 +16,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from orchestrator import storage_guard
 from orchestrator.location import ERROR_TXT, PARAMS_JSON, REPORTS, RESULT_JSON, Location
 from trainables import metrics as m
 from trainables.metrics import finite
@@ -248,6 +249,8 @@ class Observers(Observer):
             try:
                 getattr(observer, hook)(*args)
             except Exception as exc:  # noqa: BLE001 - a display or tracking problem must not stop training
+                if storage_guard.declare(exc):  # a full disk or a store that stayed down: the sweep stops
+                    continue
                 print(
                     f"warning: {type(observer).__name__}.{hook} failed: {type(exc).__name__}: {exc}",
                     file=sys.stderr,

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from orchestrator import claim as claims
-from orchestrator import versions
+from orchestrator import storage_guard, versions
 from orchestrator.config.resources import check_cluster
 from orchestrator.config.schema import ExperimentConfig
-from orchestrator.errors import ConfigError
+from orchestrator.errors import STORAGE_EXIT, ConfigError
 from orchestrator.location import Location
 from orchestrator.outputs.export import export_best
 from orchestrator.outputs.retention import CheckpointRetention
@@ -91,7 +91,15 @@ def run_sweep(
             elif (session := cluster.session_dir()) is not None:
                 claim.note_session(session)
             watchers = _watchers(cfg, location, plan)
-            run = tuner.run(cfg, dataset, location, Observers(watchers.all), retry_errored, interrupt)
+            try:
+                run = tuner.run(cfg, dataset, location, Observers(watchers.all), retry_errored, interrupt)
+            except tuner.ShrunkError as exc:
+                print(f"resume error: {exc}", file=sys.stderr)
+                return 1
+            except OSError as exc:  # before Tune's loop (restoring from a store that stayed down)
+                if (fault := storage_guard.as_fault(exc)) is None:
+                    raise
+                return _stopped_by(fault, None, cfg)
         finally:
             cluster.stop()
         if run.resumed:
@@ -104,7 +112,37 @@ def run_sweep(
                 flush=True,
             )
             return 128 + run.interrupted
-        return _outputs(cfg, run.records, location, watchers)
+        if run.fault is not None:
+            return _stopped_by(run.fault, run.records, cfg)
+        if len(run.records) < cfg.trial_count:  # a damaged or old experiment state: never a subset as the answer
+            print(
+                f"resume error: the experiment state at {location.display} knows {len(run.records)} of the "
+                f"{cfg.trial_count} trials the config plans (damaged or from an older run); nothing was exported. "
+                "Start over beside it with --fresh",
+                file=sys.stderr,
+            )
+            return 1
+        try:
+            return _outputs(cfg, run.records, location, watchers)
+        except OSError as exc:
+            if (fault := storage_guard.as_fault(exc)) is None:
+                raise
+            return _stopped_by(fault, run.records, cfg)
+
+
+def _stopped_by(fault: storage_guard.StorageFault, records: list[TrialRecord] | None, cfg: ExperimentConfig) -> int:
+    """A full disk or a store that stayed down: stopped like an interrupt, resumable, one line."""
+    how_far = ""
+    if records is not None:
+        how_far = f" with {sum(record.ended for record in records)} of {cfg.trial_count} trials finished"
+    fix = "make room" if fault.kind == "full" else "once the store answers again"
+    print(
+        f"storage error: {fault.line()}; the sweep stopped{how_far} and stays resumable: {fix}, then rerun the "
+        "same command",
+        file=sys.stderr,
+        flush=True,
+    )
+    return STORAGE_EXIT
 
 
 def _outputs(cfg: ExperimentConfig, records: list[TrialRecord], location: Location, watchers: Watchers) -> int:

@@ -7,6 +7,8 @@ recipe, the dataset (zero-copy from the object store), and the run settings.
 
 from __future__ import annotations
 
+import errno
+import json
 import math
 import os
 import tempfile
@@ -30,6 +32,9 @@ from trainables.recipe import TrialConfig
 from trainables.tensorboard_log import TrialBoard
 
 WARNINGS = "warnings"  # a report's warnings for the driver to show (the trial's own log is in its directory)
+# Where a trial tells the driver its storage failed (Ray's key-value store; orchestrator.tune.faults reads it).
+FAULT_KEY = "orchestrator/storage-fault/{experiment}/{trial_id}"
+FAULT_WAIT_S = 900.0  # how long a trial whose storage failed waits for the driver to stop the sweep
 
 
 def trial_device() -> torch.device:
@@ -50,7 +55,8 @@ def _restore(training: Any, generator: torch.Generator, device: torch.device) ->
     restored = tune.get_checkpoint()
     if restored is None:
         return 0, [], {}
-    local = restored.filesystem.type_name == "local"  # then the older checkpoints sit beside the latest
+    # Local (or the driver's guarded local filesystem): then the older checkpoints sit beside the latest.
+    local = restored.filesystem.type_name.split("+")[-1] == "local"
     with warnings.catch_warnings(record=True) as caught, restored.as_directory() as directory:
         warnings.simplefilter("always", RuntimeWarning)
         state = resume.load_state(Path(restored.path if local else directory), local, device)
@@ -58,7 +64,37 @@ def _restore(training: Any, generator: torch.Generator, device: torch.device) ->
     return done, [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)], state.get("metrics", {})
 
 
-def train_trial(
+def _storage_fault(exc: OSError) -> bool:
+    return bool(getattr(exc, "storage_fault", False)) or exc.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+def train_trial(sampled: dict[str, Any], **kwargs: Any) -> None:
+    """The trial; a storage fault (a full disk, a store that stayed down) is the driver's to handle: this
+    trial tells it and waits to be stopped, resumable from its last complete checkpoint, rather than failing
+    (which would spend a retry, or end it as errored, for what is no fault of the trial)."""
+    try:
+        _train_trial(sampled, **kwargs)
+    except OSError as exc:
+        if not _storage_fault(exc):
+            raise
+        report = {
+            "kind": getattr(exc, "kind", "full"),
+            "path": getattr(exc, "path", None) or str(exc.filename or "?"),
+            "detail": getattr(exc, "detail", None) or os.strerror(exc.errno or errno.ENOSPC),
+        }
+        context = tune.get_context()
+        key = FAULT_KEY.format(experiment=context.get_experiment_name(), trial_id=context.get_trial_id())
+        from ray.experimental import internal_kv
+
+        internal_kv._internal_kv_put(key, json.dumps(report))
+        print(f"storage fault: {exc}; waiting for the driver to stop the sweep", flush=True)
+        deadline = time.monotonic() + FAULT_WAIT_S
+        while time.monotonic() < deadline:
+            time.sleep(0.5)
+        raise
+
+
+def _train_trial(
     sampled: dict[str, Any],
     *,
     fixed: dict[str, Any],

@@ -17,6 +17,7 @@ import sys
 from orchestrator import claim as claims
 from orchestrator.config import ExperimentConfig, load_config
 from orchestrator.config.data_fit import check_fits
+from orchestrator.config.disk_space import space_warning
 from orchestrator.config.gpu_memory import check_gpu_packing
 from orchestrator.config.plan import describe
 from orchestrator.config.resources import check_address, check_local, resolve_address
@@ -36,6 +37,9 @@ exit codes:
   0    the sweep finished and best/ was exported
   1    the sweep ran but no trial left a usable checkpoint
   2    a config, data or usage error (one line on stderr; nothing started or written)
+  75   the storage failed (the disk is full, or the store stopped answering for longer than
+       ORCHESTRATOR_STORE_PATIENCE_S, default 300 s): the sweep stopped as an interrupt stops it; make
+       room (or wait for the store), then rerun the same command to resume
   130  interrupted by Ctrl-C (SIGINT); 143 by SIGTERM: rerun the same command to resume
 """
 
@@ -103,6 +107,8 @@ def prepare(args: argparse.Namespace) -> tuple[ExperimentConfig, Location, str |
         print(describe(cfg, location.display))
         print(data_line(dataset))
         return 0
+    if (warning := space_warning(cfg, location.local_dir, dataset.input_shape, dataset.num_classes)) is not None:
+        print(warning, file=sys.stderr, flush=True)
     return cfg, location, address, dataset
 
 

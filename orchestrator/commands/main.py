@@ -27,7 +27,8 @@ examples:
 
 `python -m orchestrator COMMAND` is the same command; `python -m orchestrator.launch CONFIG` still works.
 exit codes: 0 done; 1 the sweep ran but produced no usable model; 2 a usage, config or data error (one line,
-nothing written); 130 / 143 interrupted by SIGINT / SIGTERM (rerun the same command to resume).
+nothing written); 75 the storage failed (disk full, or the store stayed down), stopped resumably (make room,
+rerun); 130 / 143 interrupted by SIGINT / SIGTERM (rerun the same command to resume).
 """
 
 

@@ -9,20 +9,24 @@ trial restored from an earlier run starts from what it recorded on storage.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
+from collections.abc import Iterator
 from typing import Any, Protocol
 
 import numpy as np
 from ray import tune
 
-from orchestrator.location import REPORTS, Location
+from orchestrator import storage_guard
+from orchestrator.location import ERROR_TXT, REPORTS, Location
 from orchestrator.records import Observer, State, TrialRecord, merge_history, read_reports
 from orchestrator.tune.schedulers import recorded_results
 from trainables import metrics as m
 from trainables.recipe import TrialConfig
 
 _CURRENT: LiveTrials | None = None
+_FAULTS: Any = None  # the sweep's faults.TrialFaults: the trials' storage faults, polled from Tune's loop
 
 
 class Interrupt(Protocol):
@@ -131,9 +135,19 @@ class LiveTrials:
         return [self.record(trial) for trial in trials]
 
 
-def attach(live: LiveTrials | None) -> None:
-    global _CURRENT
-    _CURRENT = live
+def attach(live: LiveTrials | None, trial_faults: Any = None) -> None:
+    global _CURRENT, _FAULTS
+    _CURRENT, _FAULTS = live, trial_faults
+
+
+@contextlib.contextmanager
+def _storage_faults() -> Iterator[None]:
+    """A storage fault while recording an event stops the sweep (through the hook), never Tune's loop."""
+    try:
+        yield
+    except OSError as exc:
+        if not storage_guard.declare(exc):
+            raise
 
 
 def error_text(trial: Any) -> str:
@@ -152,24 +166,49 @@ class Relay(tune.Callback):
 
     def on_step_begin(self, iteration: int, trials: list[Any], **info: Any) -> None:
         if (live := self._live()) is not None:
+            if _FAULTS is not None:
+                _FAULTS.poll()
             live.interrupted.forward()
 
     def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         if (live := self._live()) is not None:
-            live.started(trial)
+            with _storage_faults():
+                live.started(trial)
 
     def on_trial_result(self, iteration: int, trials: list[Any], trial: Any, result: dict, **info: Any) -> None:
         if (live := self._live()) is not None:
-            live.reported(trial, result)
+            with _storage_faults():
+                live.reported(trial, result)
 
     def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         if (live := self._live()) is not None:
-            live.ended(trial, None)
+            with _storage_faults():
+                live.ended(trial, None)
+
+    def on_trial_recover(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        if (live := self._live()) is not None and not live.interrupted():
+            record = live.record(trial)
+            print(
+                f"retrying: {record.name} failed ({error_text(trial)}); it restarts from its last checkpoint "
+                f"(traceback: {live.location.uri(record.name, ERROR_TXT)})",
+                file=sys.stderr,
+                flush=True,
+            )
 
     def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         if (live := self._live()) is not None:
-            live.ended(trial, error_text(trial))
+            if not live.interrupted():
+                name = live.record(trial).name
+                print(
+                    f"error: {name} failed past its retries ({error_text(trial)}; traceback: "
+                    f"{live.location.uri(name, ERROR_TXT)})",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            with _storage_faults():
+                live.ended(trial, error_text(trial))
 
     def on_step_end(self, iteration: int, trials: list[Any], **info: Any) -> None:
         if (live := self._live()) is not None:
-            live.heartbeat(trials)
+            with _storage_faults():
+                live.heartbeat(trials)

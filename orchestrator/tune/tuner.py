@@ -11,8 +11,10 @@ that it is stopping. The caller reports the interrupt and exits 130 or 143.
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import os
+import pickle
 import signal
 import sys
 from dataclasses import dataclass
@@ -21,12 +23,13 @@ from typing import Any
 
 from ray import tune
 
+from orchestrator import storage_guard
 from orchestrator.config.schema import ExperimentConfig
 from orchestrator.config.space import searched_fields
 from orchestrator.location import Location
 from orchestrator.records import CheckpointRef, Observer, TrialRecord
 from orchestrator.review.names import run_name
-from orchestrator.tune import callbacks, cluster
+from orchestrator.tune import callbacks, cluster, faults
 from orchestrator.tune.schedulers import ResumableASHA, SynchronousHalving
 from orchestrator.tune.searchers import build_search_alg, param_space
 from trainables import metrics as m
@@ -42,13 +45,16 @@ class SweepRun:
     records: list[TrialRecord]
     resumed: bool
     interrupted: int | None  # the signal that stopped it, if one did
+    fault: storage_guard.StorageFault | None = None  # the storage fault that stopped it, if one did
 
 
 class Interrupt:
-    """SIGINT/SIGTERM -> Tune's own graceful stop (its SIGUSR1 handler), once, from the main thread."""
+    """SIGINT/SIGTERM -> Tune's own graceful stop (its SIGUSR1 handler), once, from the main thread. A
+    storage fault (a full disk, a store that stayed down) stops the sweep the same way."""
 
     def __init__(self) -> None:
         self.signal: int | None = None
+        self.fault: storage_guard.StorageFault | None = None
         self.forwarded = False
         self.count = 0
         self.previous: dict[int, Any] = {}
@@ -93,9 +99,17 @@ class Interrupt:
             )
         self.forward()
 
+    def storage_fault(self, fault: storage_guard.StorageFault) -> None:
+        """Any thread: the first fault stops the sweep (forwarded to Tune from its loop); Ray's own account of
+        the failing snapshots and trials is not news after the one line the launch prints."""
+        if self.fault is None and self.signal is None:
+            self.fault = fault
+            logging.getLogger("ray.tune").setLevel(logging.CRITICAL)
+            logging.getLogger("ray.train").setLevel(logging.CRITICAL)
+
     def forward(self) -> None:
         """Once Tune's loop runs, hand the stop to its SIGUSR1 handler (which Tune installs for this)."""
-        if self.signal is None or self.forwarded:
+        if not self() or self.forwarded:
             return
         handler = signal.getsignal(signal.SIGUSR1)
         if callable(handler):
@@ -103,7 +117,7 @@ class Interrupt:
             handler(signal.SIGUSR1, None)
 
     def __call__(self) -> bool:
-        return self.signal is not None
+        return self.signal is not None or self.fault is not None
 
 
 def trial_name(fixed: dict[str, Any], searched: list[str], trial: Any) -> str:
@@ -146,7 +160,10 @@ def _scheduler(cfg: ExperimentConfig) -> Any:
 def _run_config(cfg: ExperimentConfig, location: Location) -> tune.RunConfig:
     return tune.RunConfig(
         name=location.name,
-        storage_path=location.storage,
+        # The guarded filesystem (orchestrator.storage_guard): the trials' checkpoint uploads and the
+        # experiment-state snapshots get its retries, atomic writes and full-disk faults too.
+        storage_path=location.root,
+        storage_filesystem=location.fs,
         # Ray keeps every checkpoint: the driver deletes the ones the selection rule does not keep, once no
         # experiment-state snapshot names them (orchestrator.outputs.retention), so a resume finds its own.
         checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
@@ -194,28 +211,93 @@ def run(
     # Ray's closing table cannot read a trial whose result.json a killed driver never flushed, and says
     # "Failed to fetch metrics" for it: not news, the records come from the driver's own log of each trial.
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
-    experiment = f"{location.storage}/{location.name}"
+    experiment = location.path
     with interrupt or Interrupt() as interrupt:
-        resumed = tune.Tuner.can_restore(experiment)
+        storage_guard.on_fault(interrupt.storage_fault)
+        faults.quiet_tracebacks(_driver_log(), interrupt)
+        resumed = tune.Tuner.can_restore(experiment, storage_filesystem=location.fs)
         if resumed:
+            _check_not_shrunk(cfg, location)
             tuner = tune.Tuner.restore(
                 experiment,
                 trainable=_trainable(cfg, dataset, location),
                 resume_unfinished=True,
                 resume_errored=retry_errored,
+                storage_filesystem=location.fs,
             )
         else:
             tuner = _build(cfg, dataset, location)
         live = callbacks.LiveTrials(cfg.trial.model_dump(mode="json"), location, observer, interrupt)
-        callbacks.attach(live)
+        callbacks.attach(live, faults.TrialFaults(location.name))
         observer.sweep_started([], resumed)
         try:
             grid = tuner.fit()
         finally:
             callbacks.attach(None)
-        records = _final_records(live, grid, location, interrupted=interrupt())
+            storage_guard.on_fault(None)
+        try:
+            records = _final_records(live, grid, location, interrupted=interrupt())
+        except OSError as exc:  # the storage failed: what the driver holds is enough to say how far it got
+            if (fault := storage_guard.as_fault(exc)) is None:
+                raise
+            interrupt.storage_fault(fault)
+            records = list(live.records.values())
         observer.sweep_ended(records, interrupt())
-        return SweepRun(records, resumed, interrupt.signal)
+        return SweepRun(records, resumed, interrupt.signal, interrupt.fault)
+
+
+class ShrunkError(RuntimeError):
+    """The saved experiment knows fewer trials than the config plans, and its searcher will create no more."""
+
+
+def _check_not_shrunk(cfg: ExperimentConfig, location: Location) -> None:
+    """Before a resume trains anything: a state file that lists fewer trials than planned, beside a searcher
+    that has finished creating them (a damaged or old snapshot), would resume as a smaller sweep."""
+    names = [info.base_name for info in location.children()]
+    states = _readable(location, sorted(n for n in names if n.startswith("experiment_state-") and n.endswith(".json")))
+    searchers = _readable(location, sorted(n for n in names if n.startswith("basic-variant-state-")))
+    if not states or not searchers:
+        return  # another searcher (its state is its own), or nothing saved yet: the check after the run holds
+    try:
+        known = len(location.read_json(states[-1])["trial_data"])
+        # Ray's own pickle, which its restore unpickles next anyway (claim.py has checked who wrote it).
+        finished = bool(pickle.loads(location.read_bytes(searchers[-1])).get("_finished"))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, EOFError, pickle.UnpicklingError):
+        return  # unreadable: Ray's restore says so
+    if finished and known < cfg.trial_count:
+        raise ShrunkError(
+            f"the experiment state at {location.display} knows {known} of the {cfg.trial_count} trials the config "
+            "plans and its searcher will create no more (a damaged or old state file); nothing was trained or "
+            "exported. Start over beside it with --fresh"
+        )
+
+
+def _readable(location: Location, names: list[str]) -> list[str]:
+    """Those of Ray's snapshot files that read back whole; a damaged one (cut short by a full disk before
+    writes were atomic) is moved aside, so Ray restores from the previous good one."""
+    good = []
+    for name in names:
+        try:
+            data = location.read_bytes(name)
+            json.loads(data) if name.startswith("experiment_state-") else pickle.loads(data)
+        except OSError:
+            good.append(name)  # unreadable for now (the store): Ray's restore will say so
+            continue
+        except Exception:  # noqa: BLE001 - truncated JSON or pickle shows up as many exception types
+            location.fs.move(location.join(name), location.join(name + ".damaged"))
+            print(f"warning: {location.uri(name)} is damaged; resuming from the snapshot before it", file=sys.stderr)
+            continue
+        good.append(name)
+    return good
+
+
+def _driver_log() -> Any:
+    """Where Ray's driver-side tracebacks go: the Ray session's log directory (never the experiment's disk,
+    which may be the one that filled up)."""
+    from pathlib import Path
+
+    session = cluster.session_dir()
+    return Path(session or "/tmp") / "logs" / "orchestrator-driver.log"
 
 
 def _final_records(live: callbacks.LiveTrials, grid: Any, location: Location, interrupted: bool) -> list[TrialRecord]:
