@@ -148,11 +148,28 @@ class DeviceSplit:
         return int(self.labels.shape[0])
 
 
+COPY_CHUNK_BYTES = 64 << 20  # host memory a copy to a GPU passes through at a time
+
+
 def to_device(split: Split, device: torch.device) -> DeviceSplit:
     """The trial's own copy of a split on its device, made once. The arrays themselves (on a CPU, read-only
     views of Ray's object store that every trial on the node shares) are never handed to torch, which
     cannot keep a tensor read-only: whatever a trial does to its tensors, the dataset stays as it was."""
-    return DeviceSplit(torch.tensor(split.images, device=device), torch.tensor(split.labels, device=device))
+    return DeviceSplit(resident(split.images, device), resident(split.labels, device))
+
+
+def resident(array: np.ndarray, device: torch.device, chunk_bytes: int | None = None) -> torch.Tensor:
+    """A copy of `array` on `device` (`torch.tensor` copies; `torch.from_numpy` would share the memory). To a
+    GPU a chunk of samples at a time, so the host never holds a second copy of a large split."""
+    if chunk_bytes is None:
+        chunk_bytes = array.nbytes if device.type == "cpu" else COPY_CHUNK_BYTES
+    if array.nbytes <= chunk_bytes:
+        return torch.tensor(array, device=device)
+    out = torch.empty(array.shape, dtype=torch.tensor(array[:0]).dtype, device=device)
+    step = max(1, chunk_bytes // max(1, array[0].nbytes))
+    for start in range(0, len(array), step):
+        out[start : start + step].copy_(torch.tensor(array[start : start + step]))
+    return out
 
 
 def batch_indices(n: int, batch_size: int, generator: torch.Generator, device: torch.device) -> Iterator[torch.Tensor]:

@@ -230,15 +230,13 @@ class MlflowTracker(Observer):
         )
         return [Metric(name, float(row[name]), millis, step) for name in EPOCH_METRICS if finite(row.get(name))]
 
-    def _epochs(self, run_id: str, rows: list[dict[str, Any]]) -> list[Any]:
-        """The metrics of the epochs in `rows` that the run does not hold yet, marked as held."""
+    def _log_epochs(self, run_id: str, rows: list[dict[str, Any]], params: Sequence[Any] = ()) -> None:
+        """The epochs in `rows` that the run does not hold yet (each once), then held once the server took them."""
         held = self.steps.setdefault(run_id, set())
-        metrics = []
-        for row in rows:
-            if finite(row.get(m.EPOCH)) and int(row[m.EPOCH]) not in held:
-                held.add(int(row[m.EPOCH]))
-                metrics += self._metrics(row, int(row[m.EPOCH]))
-        return metrics
+        new = {int(row[m.EPOCH]): row for row in rows if finite(row.get(m.EPOCH)) and int(row[m.EPOCH]) not in held}
+        metrics = [metric for epoch, row in new.items() for metric in self._metrics(row, epoch)]
+        self._log(run_id, metrics=metrics, params=params)
+        held.update(new)
 
     def _child(self, record: TrialRecord) -> str:
         """The trial's child run: reopened when an earlier run of the driver made it, else created (with its
@@ -254,7 +252,7 @@ class MlflowTracker(Observer):
             )
             run_id = run.info.run_id
             self.steps[run_id] = set()
-            self._log(run_id, metrics=self._epochs(run_id, record.history), params=self._params(record.config.knobs()))
+            self._log_epochs(run_id, record.history, params=self._params(record.config.knobs()))
             self.children[record.name] = run_id
             self._write_state()
         elif run_id not in self.steps:  # reopened: the epochs an earlier run of the driver logged
@@ -303,7 +301,7 @@ class MlflowTracker(Observer):
         if self.parent_id is None or not finite(record.last.get(m.EPOCH)):
             return
         run_id = self._child(record)
-        self._log(run_id, metrics=self._epochs(run_id, [record.last]))
+        self._log_epochs(run_id, [record.last])
 
     @_guarded
     def trial_ended(self, record: TrialRecord) -> None:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from trainables.data import Split, batch_indices, to_device
+from trainables.data import Split, batch_indices, resident, to_device
 from trainables.data_sources import DataConfig, load_dataset
 from trainables.loop import train_one_epoch
 from trainables.models import build_model
@@ -77,3 +77,14 @@ def test_an_epoch_trains_on_every_sample(data) -> None:  # noqa: ANN001
     # Each training image went through the model once: same multiset of images, as sorted byte rows.
     rows = lambda t: sorted(map(bytes, t.reshape(t.shape[0], -1).numpy()))  # noqa: E731
     assert rows(batches) == rows(split.images)
+
+
+def test_a_large_split_goes_to_a_device_a_chunk_at_a_time(data) -> None:  # noqa: ANN001
+    """The chunked copy a GPU gets (the host never holds a second whole copy), forced on the CPU: the same
+    tensor as a one-piece copy, and no read-only array handed to torch."""
+    images = data.train.images.copy()
+    images.flags.writeable = False
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        chunked = resident(images, torch.device("cpu"), chunk_bytes=7 * images[0].nbytes)
+    assert torch.equal(chunked, torch.from_numpy(data.train.images)) and chunked.data_ptr() != images.ctypes.data
