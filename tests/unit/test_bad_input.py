@@ -106,6 +106,7 @@ def refused(
     nothing written under root, and an answer within limit_s. Returns the line."""
     capsys.readouterr()
     before = snapshot(root)
+    cli_modules()  # once per session, not timed
     start = time.monotonic()
     with ray_blocked() as ray_imports:
         try:
@@ -198,14 +199,14 @@ def ray_blocked() -> Iterator[list[str]]:
 def test_the_guard_sees_a_refusal_that_imports_ray() -> None:
     """The check above is real: with another module having imported ray long before, an import of it (or of
     a module of ours that imports it) in the block is caught."""
-    import orchestrator.tune.tuner  # noqa: F401 - imports ray, as other test modules do at collection
+    import orchestrator.tune.schedulers  # noqa: F401 - imports ray, as tests/unit/test_schedulers.py does
 
-    tuner = sys.modules["orchestrator.tune.tuner"]
+    schedulers = sys.modules["orchestrator.tune.schedulers"]
     with ray_blocked() as attempts, contextlib.suppress(ImportError):
-        import orchestrator.tune.tuner  # noqa: F401
+        import orchestrator.tune.schedulers  # noqa: F401
     assert attempts and attempts[0].startswith("ray")
-    assert sys.modules["orchestrator.tune.tuner"] is tuner and "ray.tune" in sys.modules  # put back
-    assert sys.modules["orchestrator.tune"].tuner is tuner
+    assert sys.modules["orchestrator.tune.schedulers"] is schedulers and "ray.tune" in sys.modules  # put back
+    assert sys.modules["orchestrator.tune"].schedulers is schedulers
 
 
 # ------------------------------------------------------------------ fixtures: a base config and tiny data
@@ -227,6 +228,8 @@ def _tiny_npz(path: Path, n: int = 600, shape: tuple[int, ...] = (28, 28), **ext
 @pytest.fixture(scope="module")
 def shared(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Read-only inputs shared by the cases: tiny datasets and an entry-point module."""
+    import torchvision.datasets  # noqa: F401 - a one-time import (seconds on a loaded machine) is not the refusal's time
+
     root = tmp_path_factory.mktemp("bad-input-shared")
     _tiny_npz(root / "tiny.npz")
     _tiny_npz(root / "small-images.npz", shape=(8, 8))
@@ -829,6 +832,8 @@ def test_address_refused(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     address = address.format(closed=_closed_port())
+    if ".invalid:" in address:  # no name server in the loop (none may answer within the time limit here)
+        monkeypatch.setattr(socket, "getaddrinfo", _resolver_without_dns(socket.getaddrinfo))
     argv = ["launch"]
     if source == "config":
         argv.append(str(write_config(tmp_path, shared, {"ray": {"address": address}})))
@@ -839,6 +844,17 @@ def test_address_refused(
     if source == "env":
         monkeypatch.setenv("RAY_ADDRESS", address)
     refused(capsys, tmp_path, argv, ["--address/ray.address/RAY_ADDRESS", *fragments])
+
+
+def _resolver_without_dns(real: Callable[..., Any]) -> Callable[..., Any]:
+    """getaddrinfo answering for `.invalid` names (RFC 6761: never registered) as a resolver does, at once."""
+
+    def resolve(host: Any, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(host, str) and host.endswith(".invalid"):
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return real(host, *args, **kwargs)
+
+    return resolve
 
 
 def test_auto_with_a_stale_cluster_file(tmp_path: Path, shared: Path, capsys: pytest.CaptureFixture[str]) -> None:
