@@ -26,7 +26,7 @@ from orchestrator.config.space import searched_fields
 from orchestrator.location import Location
 from orchestrator.records import CheckpointRef, Observer, TrialRecord
 from orchestrator.review.names import run_name
-from orchestrator.tune import callbacks, cluster
+from orchestrator.tune import callbacks, cluster, errored
 from orchestrator.tune.schedulers import ResumableASHA, SynchronousHalving
 from orchestrator.tune.searchers import build_search_alg, param_space
 from trainables import metrics as m
@@ -198,6 +198,8 @@ def run(
     with interrupt or Interrupt() as interrupt:
         resumed = tune.Tuner.can_restore(experiment)
         if resumed:
+            if not retry_errored:
+                errored.keep_errored(location)  # even where Tune's last snapshot missed the final failure
             tuner = tune.Tuner.restore(
                 experiment,
                 trainable=_trainable(cfg, dataset, location),
