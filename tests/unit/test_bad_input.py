@@ -75,6 +75,23 @@ def returns_no_labels():
     return {"x_train": np.zeros((4, 2), np.float32)}
 
 
+OVER_THE_CAP = 5_500_000  # 28x28 bytes each: 4.02 GiB of pixels (the cap is 4 GiB)
+
+
+def too_big(n=OVER_THE_CAP):
+    # over the cap without the memory: every sample is a view of one (zero strides)
+    x = np.broadcast_to(np.zeros((1, 1, 28, 28), np.uint8), (n, 1, 28, 28))
+    return {"x_train": x, "y_train": np.broadcast_to(np.arange(2), (n // 2, 2)).reshape(-1)}
+
+
+def mapped(path, n=OVER_THE_CAP):
+    # over the cap as a memory-mapped file (sparse on disk, never read)
+    with open(path, "wb") as f:
+        f.truncate(n * 28 * 28)
+    x = np.memmap(path, np.uint8, mode="r", shape=(n, 28, 28))
+    return {"x_train": x, "y_train": np.arange(n) % 2}
+
+
 def takes_nothing():
     return {"x_train": np.zeros((4, 2), np.float32), "y_train": np.array([0, 1, 0, 1])}
 """
@@ -1119,6 +1136,20 @@ DATA_CASES: list[tuple[str, Callable[[Path], dict[str, Any]], list[str]]] = [
         ["data.entry_point", "TypeError"],
     ),
     (
+        "entry-point-over-the-4-gib-cap",
+        lambda _: {"source": "entry_point", "entry_point": f"{ENTRY_MODULE}:too_big"},
+        ["data: 4.1 GiB is above the 4 GiB a trial keeps resident on its device"],
+    ),
+    (
+        "entry-point-memory-mapped-over-the-cap",
+        lambda tmp_path: {
+            "source": "entry_point",
+            "entry_point": f"{ENTRY_MODULE}:mapped",
+            "args": {"path": str(tmp_path.parent / f"{tmp_path.name}-mapped.u8")},  # outside the watched tree
+        },
+        ["data: 4.1 GiB is above the 4 GiB"],
+    ),
+    (
         "entry-point-no-colon",
         lambda _: {"source": "entry_point", "entry_point": "module_only"},
         ["data.entry_point", "package.module:function"],
@@ -1185,7 +1216,8 @@ def test_data_refused(
     config["data"] = section if replace else {**config["data"], **section}
     path.write_text(yaml.safe_dump(config))
     line = refused(capsys, tmp_path, ["launch", str(path)], fragments, prefix="")
-    assert line.startswith(("data error: data.", f"data error: {tmp_path}", "config error: data")), line
+    prefixes = ("data error: data.", "data error: data: ", f"data error: {tmp_path}", "config error: data")
+    assert line.startswith(prefixes), line
 
 
 # (id, the data section as YAML, fragments): fields that do not apply to the source, unknown sources
