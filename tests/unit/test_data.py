@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import FASHION_DIR
 
 from trainables.data import DataError, batch_indices, carve, channel_stats, input_scaling
 from trainables.data_readers import find_idx_dir, read_idx
@@ -81,7 +82,7 @@ def test_standard_scaling_is_per_channel() -> None:
 
 def test_the_split_and_scaling_match_what_a_trial_has_always_used(fashion) -> None:  # noqa: ANN001
     """The built-in source keeps the original numbers: the 50k/10k split of seed 0 and the unit-scale stats."""
-    raw = read_idx(find_idx_dir(Path("./data")) / "train-labels-idx1-ubyte.gz").astype(np.int64)
+    raw = read_idx(find_idx_dir(FASHION_DIR) / "train-labels-idx1-ubyte.gz").astype(np.int64)
     order = np.random.default_rng(0).permutation(60_000)
     assert np.array_equal(fashion.val.labels, raw[np.sort(order[:10_000])])
     unit = fashion.train.images.astype(np.float32) / 255.0
