@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import json
 import os
-from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ from trainables.checkpoint import write_bytes_atomic
 
 SCHEMES = ("s3", "gs", "gcs", "file")
 REACH_TIMEOUT_S = 20.0
+REACH_TIMEOUT_ENV = "ORCHESTRATOR_STORE_TIMEOUT_S"  # tests shorten the wait with it (seconds)
 
 # Output names, relative to the experiment directory: declared once, here.
 RECORD = "experiment.json"  # the resolved config, its hash, library versions: what a resume must match
@@ -219,27 +220,68 @@ class Location:
         """Before Ray starts: the store answers, and the bucket exists (a timeout, not a hang)."""
         if self.is_local:
             return
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            # Retried (a 5xx or a reset is not an answer) but within REACH_TIMEOUT_S, not a whole outage.
-            patient = storage_guard.guard(storage_guard.inner(self.fs), patience_s=REACH_TIMEOUT_S * 0.8)
-            future = pool.submit(patient.get_file_info, self.root.split("/")[0])
-            try:
-                info = future.result(timeout=REACH_TIMEOUT_S)
-            except FutureTimeout:
-                raise ConfigError(
-                    "storage_path",
-                    f"{self.storage} did not answer within {REACH_TIMEOUT_S:g} s "
-                    "(check AWS_ENDPOINT_URL and the network)",
-                ) from None
-            except (OSError, ValueError) as exc:
-                raise ConfigError(
-                    "storage_path",
-                    f"cannot reach {self.storage} ({_first_line(exc)}); check AWS_ENDPOINT_URL and credentials",
-                ) from None
+        timeout = reach_timeout_s()
+        try:
+            # Retried (a 5xx or a reset is not an answer) but within the timeout, not a whole outage.
+            patient = storage_guard.guard(_bounded(storage_guard.inner(self.fs), timeout), patience_s=timeout * 0.8)
+            info = _within(timeout, lambda: patient.get_file_info(self.root.split("/")[0]))
+        except TimeoutError:
+            raise ConfigError(
+                "storage_path",
+                f"{self.storage} did not answer within {timeout:g} s (check AWS_ENDPOINT_URL and the network)",
+            ) from None
+        except (OSError, ValueError) as exc:
+            raise ConfigError(
+                "storage_path",
+                f"cannot reach {self.storage} ({_first_line(exc)}); check AWS_ENDPOINT_URL and credentials",
+            ) from None
         if info.type == pafs.FileType.NotFound:
             raise ConfigError(
                 "storage_path", f"bucket {self.root.split('/')[0]!r} does not exist; create it first", self.storage
             )
+
+
+def reach_timeout_s() -> float:
+    try:
+        value = float(os.environ.get(REACH_TIMEOUT_ENV, REACH_TIMEOUT_S))
+    except ValueError:
+        return REACH_TIMEOUT_S
+    return value if 0 < value <= REACH_TIMEOUT_S else REACH_TIMEOUT_S
+
+
+def _bounded(fs: pafs.FileSystem, timeout: float) -> pafs.FileSystem:
+    """The same S3 filesystem, its requests given up after timeout with no retries: a request left in
+    flight would hold the process's exit (the AWS SDK waits for it) until the SDK's own limits, minutes."""
+    if not isinstance(fs, pafs.S3FileSystem):
+        return fs
+    limit = timeout + 1.0  # a little past the caller's wait, which then always ends first, with its own message
+    options = {**fs.__reduce__()[1][0], "connect_timeout": limit, "request_timeout": limit}
+    try:
+        return pafs.S3FileSystem(**options, retry_strategy=pafs.AwsStandardS3RetryStrategy(max_attempts=1))
+    except (TypeError, ValueError):  # a pyarrow whose options differ: the thread below still bounds the wait
+        return fs
+
+
+def _within(timeout: float, call: Callable[[], Any]) -> Any:
+    """call() in a daemon thread, given up after timeout: a store that never answers holds neither this
+    launch (an executor's shutdown would wait for the call) nor the interpreter's exit."""
+    box: dict[str, Any] = {}
+    done = threading.Event()
+
+    def run() -> None:
+        try:
+            box["value"] = call()
+        except BaseException as exc:  # handed to the caller as is
+            box["error"] = exc
+        finally:
+            done.set()
+
+    threading.Thread(target=run, daemon=True, name="store-probe").start()
+    if not done.wait(timeout):
+        raise TimeoutError
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
 
 
 def _expand(text: str, field: str = "storage_path") -> Path:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -99,6 +100,20 @@ def good_model(tmp_path_factory: pytest.TempPathFactory) -> Sweep:
         "data.train_limit=20000",
         "trial.mlp.hidden=[128]",
     )
+
+
+@pytest.fixture
+def one_torch_thread() -> Iterator[None]:
+    """torch on one thread for the test (a measurement, or a result that depends on reduction order),
+    and back to what it was afterwards, pass or fail: later tests do not inherit it."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")

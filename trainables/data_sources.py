@@ -112,6 +112,8 @@ class DataConfig(Section):
 def load_dataset(cfg: DataConfig, seed: int) -> Dataset:
     """Read, check and split; raises DataError with one line naming the problem."""
     arrays, source = _read(cfg)
+    if cfg.train_limit is None:  # every sample stays resident: refused before a check or a split copies it
+        _check_size(_resident_bytes(arrays))
     x_train, y_train, classes = _checked(arrays, source, cfg.layout)
     if ("x_test" in arrays) != ("y_test" in arrays):
         given, missing = ("x_test", "y_test") if "x_test" in arrays else ("y_test", "x_test")
@@ -143,12 +145,7 @@ def load_dataset(cfg: DataConfig, seed: int) -> Dataset:
     if cfg.train_limit is not None:
         train = limit(train, cfg.train_limit, seed)
     check_classes(train, val, test, classes, source)
-    nbytes = sum(s.images.nbytes + s.labels.nbytes for s in (train, val, test))
-    if nbytes > MAX_DATASET_BYTES:  # before the statistics: they read every training sample
-        raise DataError(
-            f"data: {nbytes / 2**30:.1f} GiB is above the {MAX_DATASET_BYTES >> 30} GiB a trial "
-            "keeps resident on its device; use data.train_limit or a smaller dataset"
-        )
+    _check_size(sum(s.images.nbytes + s.labels.nbytes for s in (train, val, test)))  # before the statistics
     named = [
         ("x_train", train.images),
         ("validation split", val.images),
@@ -159,6 +156,29 @@ def load_dataset(cfg: DataConfig, seed: int) -> Dataset:
     return Dataset(
         train, val, test, source=source, classes=classes, mean=mean, std=std, value_range=span, observed=observed
     )
+
+
+def _check_size(nbytes: int) -> None:
+    if nbytes > MAX_DATASET_BYTES:
+        raise DataError(
+            f"data: {nbytes / 2**30:.1f} GiB is above the {MAX_DATASET_BYTES >> 30} GiB a trial "
+            "keeps resident on its device; use data.train_limit or a smaller dataset"
+        )
+
+
+def _resident_bytes(arrays: dict[str, Any]) -> int:
+    """What the arrays will occupy once checked (floats as float32, labels as int64), from their shapes
+    alone: a broadcast or memory-mapped array is not read. Arrays the checks will refuse count nothing."""
+    total = 0
+    for key in ("x_train", "y_train", "x_test", "y_test"):
+        value = arrays.get(key)
+        if not isinstance(value, np.ndarray):
+            continue
+        if key.startswith("y"):
+            total += value.size * 8
+        elif value.dtype == np.uint8 or np.issubdtype(value.dtype, np.floating):
+            total += value.size * (1 if value.dtype == np.uint8 else 4)
+    return total
 
 
 def _count(size: Size, available: int, field: str) -> int:

@@ -29,7 +29,7 @@ from orchestrator.config.space import searched_fields
 from orchestrator.location import Location
 from orchestrator.records import CheckpointRef, Observer, TrialRecord
 from orchestrator.review.names import run_name
-from orchestrator.tune import callbacks, cluster, faults
+from orchestrator.tune import callbacks, cluster, errored, faults
 from orchestrator.tune.schedulers import ResumableASHA, SynchronousHalving
 from orchestrator.tune.searchers import build_search_alg, param_space
 from trainables import metrics as m
@@ -218,6 +218,8 @@ def run(
         resumed = tune.Tuner.can_restore(experiment, storage_filesystem=location.fs)
         if resumed:
             _check_not_shrunk(cfg, location)
+            if not retry_errored:
+                errored.keep_errored(location)  # even where Tune's last snapshot missed the final failure
             tuner = tune.Tuner.restore(
                 experiment,
                 trainable=_trainable(cfg, dataset, location),

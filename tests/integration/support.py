@@ -124,3 +124,18 @@ def state_checkpoints(experiment: Path) -> dict[str, str]:
             if directory:
                 named[trial["relative_logdir"]] = directory
     return named
+
+
+def saved_statuses(experiment: Path) -> dict[str, str]:
+    """Per trial, its status in Tune's newest saved experiment state (what a rerun resumes from); empty
+    while there is none, or while it is being rewritten."""
+    statuses = {}
+    for path in sorted(experiment.glob("experiment_state-*.json"))[-1:]:
+        try:
+            state = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return {}
+        for trial_json, _ in state["trial_data"]:
+            trial = json.loads(trial_json)
+            statuses[str(trial["relative_logdir"])] = str(trial["status"])
+    return statuses

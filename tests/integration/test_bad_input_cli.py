@@ -9,11 +9,13 @@ no traceback, nothing written under tmp_path (the command runs there, with stora
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 import stat
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,7 +24,7 @@ from typing import Any
 import numpy as np
 import pytest
 import yaml
-from conftest import FASHION_DIR, cli, cli_env
+from conftest import FASHION_DIR, REPO, cli, cli_env
 
 ADDRESS_LIMIT_S = 15.0
 
@@ -64,10 +66,39 @@ def refused(
     return line
 
 
+# Loaded by every command these tests start (a sitecustomize on PYTHONPATH): an import of ray, anywhere in
+# the process, ends it at once with exit 99 and says so, so "refused before Ray starts" fails loudly.
+_NO_RAY = """\
+import os
+import sys
+
+
+class _NoRay:
+    def find_spec(self, name, path=None, target=None):
+        if name == "ray" or name.startswith("ray."):
+            sys.stderr.write(f"{name} imported: bad input must be refused before Ray starts\\n")
+            sys.stderr.flush()
+            os._exit(99)
+        return None
+
+
+sys.meta_path.insert(0, _NoRay())
+"""
+
+
+@functools.cache
+def _no_ray_dir() -> str:
+    directory = tempfile.mkdtemp(prefix="no-ray-")  # outside every tmp_path a case watches
+    Path(directory, "sitecustomize.py").write_text(_NO_RAY)
+    return directory
+
+
 def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
     """The runner's environment (no RAY_ADDRESS), with Ray's temp directory (where `auto` looks for a cluster
-    that `ray start` noted) inside tmp_path, so a cluster started elsewhere on this machine is not seen."""
-    return {**cli_env(), "RAY_TMPDIR": str(tmp_path / "ray-tmp"), **extra}
+    that `ray start` noted) inside tmp_path, so a cluster started elsewhere on this machine is not seen, and
+    Ray unimportable."""
+    pythonpath = os.pathsep.join([_no_ray_dir(), str(REPO)])
+    return {**cli_env(), "PYTHONPATH": pythonpath, "RAY_TMPDIR": str(tmp_path / "ray-tmp"), **extra}
 
 
 @pytest.fixture(scope="module")

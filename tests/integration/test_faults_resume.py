@@ -20,6 +20,7 @@ from support import (
     finish,
     kill_session,
     results,
+    saved_statuses,
     start,
     state_checkpoints,
     surviving_epochs,
@@ -34,7 +35,6 @@ from orchestrator.commands.main import launch_main
 from orchestrator.config import validate
 from orchestrator.errors import ConfigError
 from orchestrator.location import LOCK, RECORD, Location
-from orchestrator.tune.tuner import EXPERIMENT_SYNC_S
 from trainables import checkpoint as ckpt
 
 EPOCHS = 8
@@ -90,7 +90,6 @@ def test_driver_sigkill_then_rerun_resumes_without_rerunning_finished_trials(
             proc,
             what="a finished trial",
         )
-        finished_at = time.monotonic()
 
         # A second launch on the same experiment while the first runs: refused, nothing started.
         assert launch_main([str(config)]) == 2
@@ -100,8 +99,8 @@ def test_driver_sigkill_then_rerun_resumes_without_rerunning_finished_trials(
 
         def interrupted_trial() -> Path | None:
             """A trial mid-run with a checkpoint on disk older than the two newest the saved state can name."""
-            if time.monotonic() - finished_at < 2 * EXPERIMENT_SYNC_S + 1:
-                return None  # let the experiment state on disk catch up with the finished trial
+            if saved_statuses(exp_dir).get(first_done.name) != "TERMINATED":
+                return None  # the experiment state on disk has not caught up with the finished trial yet
             named = state_checkpoints(exp_dir)
             return next(
                 (

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -172,3 +174,91 @@ def test_file_uris_are_local_directories(tmp_path: Path) -> None:
     assert (tmp_path / "store" / "fileuri" / "best" / "manifest.json").is_file()
     relative = cli("launch", str(config), "--storage-path", "file://relative/dir", cwd=tmp_path)
     assert relative.returncode == 2 and relative.stderr.startswith("config error: storage_path: a file:// URI needs")
+
+
+# ------------------------------------------------------------------ store faults and the lease, for real
+
+
+def test_a_store_that_never_answers_is_refused_within_its_timeout(tmp_path: Path) -> None:
+    """A socket that accepts and never answers, as a firewalled or hung endpoint does; the 20 s wait is
+    shortened through its test knob. The refusal comes, and the process ends, without the AWS SDK's own
+    minutes of retries."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(64)
+        env = cli_env(
+            AWS_ENDPOINT_URL=f"http://127.0.0.1:{silent.getsockname()[1]}",
+            AWS_ACCESS_KEY_ID="test",
+            AWS_SECRET_ACCESS_KEY="test",
+            AWS_DEFAULT_REGION="us-east-1",
+            ORCHESTRATOR_STORE_TIMEOUT_S="2",
+        )
+        config = _config(tmp_path, "silent", 1, f"s3://{BUCKET}/team")
+        started = time.monotonic()
+        done = cli("launch", str(config), env=env, cwd=tmp_path, timeout=300)
+        elapsed = time.monotonic() - started
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert done.stderr == (
+        f"config error: storage_path: s3://{BUCKET}/team did not answer within 2 s "
+        "(check AWS_ENDPOINT_URL and the network)\n"
+    )
+    # The command's start-up (imports) takes seconds on a loaded machine; a hung request held it 100 s.
+    assert elapsed < 60, f"the refusal took {elapsed:.0f} s"
+    assert not list(tmp_path.glob("s3*"))
+
+
+def test_a_missing_bucket_is_refused_before_ray_starts(s3_env: dict[str, str], tmp_path: Path) -> None:
+    config = _config(tmp_path, "nobucket", 1, "s3://no-such-bucket/team")
+    done = cli("launch", str(config), env=s3_env, cwd=tmp_path)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert done.stderr == (
+        "config error: storage_path: bucket 'no-such-bucket' does not exist; create it first "
+        "(got 's3://no-such-bucket/team')\n"
+    )
+    assert "Ray" not in done.stdout + done.stderr
+    report = cli("report", "s3://no-such-bucket/team/nobucket", env=s3_env)
+    assert report.returncode == 2 and "bucket 'no-such-bucket' does not exist" in report.stderr, report.stderr
+
+
+def _put_lease(key: str, **fields: object) -> None:
+    lease = {"token": "theirs", "pid": 4242, "host": "elsewhere.example", "renewed": time.time(), "session": None}
+    with _store().open_output_stream(f"{BUCKET}/{key}") as stream:
+        stream.write(json.dumps({**lease, **fields}).encode())
+
+
+def test_a_lease_from_another_machine_is_honoured_for_60_s_then_taken_over(
+    s3_env: dict[str, str], tmp_path: Path
+) -> None:
+    """The lease's age is what its holder last wrote: one renewed moments ago (its age when the launch reads
+    it: the command's start-up) refuses the launch; one renewed 61 s ago (its holder gone for more than the
+    60 s) is taken over, and the sweep runs. The 60 s boundary itself: tests/unit/test_lock.py."""
+    config = _config(tmp_path, "s3lease", 1, f"s3://{BUCKET}/team", train_limit=300)
+    _put_lease("team/s3lease/.launch.lock")
+    refused = cli("launch", str(config), env=s3_env, cwd=tmp_path)
+    assert refused.returncode == 2, refused.stderr[-2000:]
+    assert re.fullmatch(
+        r"config error: name: experiment s3://sweeps/team/s3lease is in use by another launch \(pid 4242 on "
+        r"elsewhere\.example, lease renewed \d+ s ago\); wait for it to finish, rerun after 60 s if it died, "
+        r"or use --fresh \(got 's3lease'\)\n",
+        refused.stderr,
+    ), refused.stderr
+    assert _files("team/s3lease") == {".launch.lock"}  # nothing else written
+
+    _put_lease("team/s3lease/.launch.lock", renewed=time.time() - 61)
+    taken = cli("launch", str(config), env=s3_env, cwd=tmp_path)
+    assert taken.returncode == 0, taken.stderr[-3000:]
+    assert _read_json("team/s3lease/status.json")["state"] == "finished"
+    assert ".launch.lock" not in _files("team/s3lease")  # released at the end
+
+
+def test_two_launches_racing_on_the_store_one_runs_the_other_is_refused(s3_env: dict[str, str], tmp_path: Path) -> None:
+    config = _config(tmp_path, "s3race", 1, f"s3://{BUCKET}/team", train_limit=300)
+    procs = [start_cli("launch", str(config), env=s3_env, cwd=tmp_path) for _ in range(2)]
+    outcomes = [finish(proc, timeout=600) for proc in procs]
+    codes = sorted(code for code, _, _ in outcomes)
+    assert codes == [0, 2], [(code, err[-1500:]) for code, _, err in outcomes]
+    loser = next(err for code, _, err in outcomes if code == 2)
+    assert len(loser.splitlines()) == 1 and loser.startswith("config error: name: experiment s3://sweeps/team/s3race")
+    assert "in use by another launch" in loser or "claimed by another launch at the same moment" in loser, loser
+    assert _read_json("team/s3race/status.json")["state"] == "finished"
+    assert ".launch.lock" not in _files("team/s3race")

@@ -9,9 +9,12 @@ still trains, and a trial early stopping cut shows as stopped before the sweep e
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -308,6 +311,19 @@ def _assert_final(board: Board, name: str, session: dict[str, Any], status: str,
         assert [s for _, s, _ in board.scalars(run, tag)] == list(range(1, epochs + 1)), (run, tag)
 
 
+@contextlib.contextmanager
+def _held(trial_dir: Path) -> Iterator[None]:
+    """The trial's worker stopped (SIGSTOP) for the block: it cannot end while the test looks at the others,
+    however fast this machine is. It goes on where it was afterwards (SIGCONT), pass or fail."""
+    pid = int(results(trial_dir)[-1]["pid"])
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGCONT)
+
+
 def _trials(experiment: Path) -> dict[str, dict[str, Any]]:
     """Trial directory name -> its sampled knobs (params.json)."""
     return {p.parent.name: json.loads(p.read_text()) for p in experiment.glob("*/params.json")}
@@ -332,19 +348,20 @@ def test_a_finished_trial_is_final_while_another_still_trains(tmp_path: Path) ->
         fast = next(name for name, knobs in trials.items() if knobs["mlp"]["hidden"] == [16])
         slow = next(name for name in trials if name != fast)
         board = Board(experiment)
-        wait_for(lambda: fast in _ended(experiment), proc, what="the small trial's end")
-        assert _ended(experiment)[fast] == {"status": "completed", "epochs_run": epochs, "error": None}
-        sessions = board.wait(
-            lambda: (
-                (s := board.sessions()).get(fast, {}).get("status") == "STATUS_SUCCESS"
-                and hparams.STATUS in s.get(slow, {}).get("metrics", {})
-                and s
-            ),
-            "the small trial's end and the large one's first epoch",
-        )
-        assert slow not in _ended(experiment) and proc.poll() is None, (
-            "the large trial ended before TensorBoard was asked: make it slower"
-        )
+        wait_for(lambda: results(experiment / slow), proc, what="the large trial's first epoch")
+        with _held(experiment / slow):  # it stays mid-run until TensorBoard has been asked
+            assert len(results(experiment / slow)) < epochs and slow not in _ended(experiment)
+            wait_for(lambda: fast in _ended(experiment), proc, what="the small trial's end")
+            assert _ended(experiment)[fast] == {"status": "completed", "epochs_run": epochs, "error": None}
+            sessions = board.wait(
+                lambda: (
+                    (s := board.sessions()).get(fast, {}).get("status") == "STATUS_SUCCESS"
+                    and hparams.STATUS in s.get(slow, {}).get("metrics", {})
+                    and s
+                ),
+                "the small trial's end and the large one's first epoch",
+            )
+            assert slow not in _ended(experiment) and proc.poll() is None
         _assert_final(board, fast, sessions[fast], "completed", experiment / fast)
         assert sessions[slow]["status"] == "STATUS_UNKNOWN", "a running trial has no session end"
         assert sessions[slow]["metrics"][hparams.STATUS] == hparams.STATUS_CODES["running"]
@@ -373,7 +390,7 @@ def test_a_trial_early_stopping_cut_shows_as_stopped_while_the_sweep_runs(tmp_pa
     proc = start(config, "--set", "asha.grace_period=1", "--set", "trial.mlp.hidden=[1024, 1024]", cwd=tmp_path)
     board = None
     try:
-        wait_for(lambda: len(_trials(experiment)) == 2, proc, what="both trials")
+        trials = wait_for(lambda: len(t := _trials(experiment)) == 2 and t, proc, what="both trials")
         board = Board(experiment)
         cut = wait_for(
             lambda: next((n for n, t in _ended(experiment).items() if t["status"] == "stopped"), None),
@@ -381,10 +398,14 @@ def test_a_trial_early_stopping_cut_shows_as_stopped_while_the_sweep_runs(tmp_pa
             what="a trial cut by early stopping",
         )
         assert _ended(experiment)[cut]["epochs_run"] < epochs
-        sessions = board.wait(
-            lambda: (s := board.sessions()).get(cut, {}).get("status") == "STATUS_SUCCESS" and s, "the cut trial's end"
-        )
-        assert proc.poll() is None, "the sweep ended before TensorBoard was asked: make the other trial slower"
+        other = next(name for name in trials if name != cut)
+        with _held(experiment / other):  # the sweep stays running until TensorBoard has been asked
+            assert len(results(experiment / other)) < epochs and other not in _ended(experiment)
+            sessions = board.wait(
+                lambda: (s := board.sessions()).get(cut, {}).get("status") == "STATUS_SUCCESS" and s,
+                "the cut trial's end",
+            )
+            assert proc.poll() is None
         _assert_final(board, cut, sessions[cut], "stopped", experiment / cut)
         code, out, err = finish(proc)
         assert code == 0, f"{out[-2000:]}\n{err[-2000:]}"

@@ -32,10 +32,19 @@ import pytest
 import torch
 import yaml
 from conftest import FASHION_DIR, REPO, cli, cli_env, start_cli
-from support import finish, kill_session, results, state_checkpoints, surviving_epochs, table, trial_dirs, wait_for
+from support import (
+    finish,
+    kill_session,
+    results,
+    saved_statuses,
+    state_checkpoints,
+    surviving_epochs,
+    table,
+    trial_dirs,
+    wait_for,
+)
 
 from orchestrator.commands.main import launch_main
-from orchestrator.tune.tuner import EXPERIMENT_SYNC_S
 from trainables.data import channel_stats
 from trainables.data_readers import FASHION_CLASSES
 from trainables.subsets import carve
@@ -363,13 +372,11 @@ def test_user_model_searched_resumed_after_sigkill_exported_and_evaluated(
     env = env_with(package)
     proc = start_cli("launch", str(config), cwd=tmp_path, env=env)
     try:
-        seen: dict[str, Any] = {"finished": set(), "at": time.monotonic()}
 
         def interrupted() -> Path | None:
             finished = {t.name for t in trial_dirs(experiment) if len(results(t)) == USER_EPOCHS}
-            if finished != seen["finished"]:
-                seen.update(finished=finished, at=time.monotonic())
-            if not finished or time.monotonic() - seen["at"] < 2 * EXPERIMENT_SYNC_S + 1:
+            saved = saved_statuses(experiment)  # the state on disk has caught up with every finished trial
+            if not finished or any(saved.get(name) != "TERMINATED" for name in finished):
                 return None
             return next(
                 (

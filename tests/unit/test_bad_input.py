@@ -9,19 +9,24 @@ real subprocess in tests/integration/test_bad_input_cli.py.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import gzip
+import importlib.abc
 import io
+import json
 import math
 import os
 import shutil
 import socket
 import stat
 import struct
+import subprocess
 import sys
 import time
 import types
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +75,23 @@ def returns_no_labels():
     return {"x_train": np.zeros((4, 2), np.float32)}
 
 
+OVER_THE_CAP = 5_500_000  # 28x28 bytes each: 4.02 GiB of pixels (the cap is 4 GiB)
+
+
+def too_big(n=OVER_THE_CAP):
+    # over the cap without the memory: every sample is a view of one (zero strides)
+    x = np.broadcast_to(np.zeros((1, 1, 28, 28), np.uint8), (n, 1, 28, 28))
+    return {"x_train": x, "y_train": np.broadcast_to(np.arange(2), (n // 2, 2)).reshape(-1)}
+
+
+def mapped(path, n=OVER_THE_CAP):
+    # over the cap as a memory-mapped file (sparse on disk, never read)
+    with open(path, "wb") as f:
+        f.truncate(n * 28 * 28)
+    x = np.memmap(path, np.uint8, mode="r", shape=(n, 28, 28))
+    return {"x_train": x, "y_train": np.arange(n) % 2}
+
+
 def takes_nothing():
     return {"x_train": np.zeros((4, 2), np.float32), "y_train": np.array([0, 1, 0, 1])}
 """
@@ -101,12 +123,13 @@ def refused(
     nothing written under root, and an answer within limit_s. Returns the line."""
     capsys.readouterr()
     before = snapshot(root)
-    had_ray = "ray" in sys.modules
+    cli_modules()  # once per session, not timed
     start = time.monotonic()
-    try:
-        code = main(argv)
-    except SystemExit as exc:  # argparse's usage errors
-        code = exc.code  # type: ignore[assignment]
+    with ray_blocked() as ray_imports:
+        try:
+            code = main(argv)
+        except SystemExit as exc:  # argparse's usage errors
+            code = exc.code  # type: ignore[assignment]
     elapsed = time.monotonic() - start
     out, err = capsys.readouterr()
     assert code == 2, f"exit {code}\nstdout: {out}\nstderr: {err}"
@@ -120,8 +143,87 @@ def refused(
         assert fragment in line, f"{fragment!r} not in {line!r}"
     assert snapshot(root) == before, "something was written"
     assert elapsed < limit_s, f"took {elapsed:.1f} s"
-    assert had_ray or "ray" not in sys.modules, "Ray was imported before the refusal"
+    assert not ray_imports, f"the refusal imported {ray_imports[0]}: bad input must be refused before Ray starts"
     return line
+
+
+# ------------------------------------------------------------------ "before Ray starts", checked for real
+#
+# Other test modules import ray (and the modules of ours that use it) at collection, so "ray" in
+# sys.modules says nothing. Each refusal runs with Ray unimportable instead: every ray module, and every
+# module of ours that a fresh `import orchestrator.commands.main` does not load (the ones that may import
+# ray), is hidden from sys.modules for the call, and a meta-path finder records (and refuses) any import
+# of ray. Everything is put back afterwards, so later tests see the modules they imported.
+
+PROJECT = ("orchestrator", "trainables")
+
+
+@functools.cache
+def cli_modules() -> frozenset[str]:
+    """Our modules that the CLI's entry point loads in a fresh interpreter (none of them imports ray)."""
+    code = "import json, sys, orchestrator.commands.main; print(json.dumps(sorted(sys.modules)))"
+    repo = str(Path(__file__).resolve().parents[2])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [repo, os.environ.get("PYTHONPATH")]))}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    loaded = set(json.loads(done.stdout))
+    assert "ray" not in loaded, "the CLI's entry point imports ray"
+    return frozenset(name for name in loaded if name.split(".")[0] in PROJECT)
+
+
+def _ray(name: str) -> bool:
+    return name == "ray" or name.startswith("ray.")
+
+
+class _NoRay(importlib.abc.MetaPathFinder):
+    def __init__(self) -> None:
+        self.attempts: list[str] = []
+
+    def find_spec(self, name: str, path: Sequence[str] | None = None, target: Any = None) -> None:
+        if _ray(name):
+            self.attempts.append(name)  # recorded: a caller's `except ImportError` cannot hide it
+            raise ImportError(f"{name} imported while refusing bad input")
+        return None
+
+
+@contextlib.contextmanager
+def ray_blocked() -> Iterator[list[str]]:
+    """Ray made unimportable for the block; yields the ray modules it tried to import."""
+    keep = cli_modules()
+    hidden = {
+        name: module
+        for name, module in sys.modules.items()
+        if (_ray(name) or (name.split(".")[0] in PROJECT and name not in keep)) and not isinstance(module, _NoSweep)
+    }
+    for name in hidden:
+        del sys.modules[name]
+    visible = set(sys.modules)
+    finder = _NoRay()
+    sys.meta_path.insert(0, finder)
+    try:
+        yield finder.attempts
+    finally:
+        sys.meta_path.remove(finder)
+        for name in [n for n in sys.modules if n not in visible and (_ray(n) or n.split(".")[0] in PROJECT)]:
+            del sys.modules[name]  # imported during the block, possibly against a hidden module's twin
+        sys.modules.update(hidden)
+        for name, module in hidden.items():
+            parent, _, child = name.rpartition(".")
+            if parent in sys.modules:
+                setattr(sys.modules[parent], child, module)  # the package attribute, as it was
+
+
+def test_the_guard_sees_a_refusal_that_imports_ray() -> None:
+    """The check above is real: with another module having imported ray long before, an import of it (or of
+    a module of ours that imports it) in the block is caught."""
+    import orchestrator.tune.schedulers  # noqa: F401 - imports ray, as tests/unit/test_schedulers.py does
+
+    schedulers = sys.modules["orchestrator.tune.schedulers"]
+    with ray_blocked() as attempts, contextlib.suppress(ImportError):
+        import orchestrator.tune.schedulers  # noqa: F401
+    assert attempts and attempts[0].startswith("ray")
+    assert sys.modules["orchestrator.tune.schedulers"] is schedulers and "ray.tune" in sys.modules  # put back
+    assert sys.modules["orchestrator.tune"].schedulers is schedulers
 
 
 # ------------------------------------------------------------------ fixtures: a base config and tiny data
@@ -143,6 +245,8 @@ def _tiny_npz(path: Path, n: int = 600, shape: tuple[int, ...] = (28, 28), **ext
 @pytest.fixture(scope="module")
 def shared(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Read-only inputs shared by the cases: tiny datasets and an entry-point module."""
+    import torchvision.datasets  # noqa: F401 - a one-time import (seconds on a loaded machine) is not the refusal's time
+
     root = tmp_path_factory.mktemp("bad-input-shared")
     _tiny_npz(root / "tiny.npz")
     _tiny_npz(root / "small-images.npz", shape=(8, 8))
@@ -749,6 +853,8 @@ def test_address_refused(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     address = address.format(closed=_closed_port())
+    if ".invalid:" in address:  # no name server in the loop (none may answer within the time limit here)
+        monkeypatch.setattr(socket, "getaddrinfo", _resolver_without_dns(socket.getaddrinfo))
     argv = ["launch"]
     if source == "config":
         argv.append(str(write_config(tmp_path, shared, {"ray": {"address": address}})))
@@ -759,6 +865,17 @@ def test_address_refused(
     if source == "env":
         monkeypatch.setenv("RAY_ADDRESS", address)
     refused(capsys, tmp_path, argv, ["--address/ray.address/RAY_ADDRESS", *fragments])
+
+
+def _resolver_without_dns(real: Callable[..., Any]) -> Callable[..., Any]:
+    """getaddrinfo answering for `.invalid` names (RFC 6761: never registered) as a resolver does, at once."""
+
+    def resolve(host: Any, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(host, str) and host.endswith(".invalid"):
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return real(host, *args, **kwargs)
+
+    return resolve
 
 
 def test_auto_with_a_stale_cluster_file(tmp_path: Path, shared: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -1084,6 +1201,20 @@ DATA_CASES: list[tuple[str, Callable[[Path], dict[str, Any]], list[str]]] = [
         ["data.entry_point", "TypeError"],
     ),
     (
+        "entry-point-over-the-4-gib-cap",
+        lambda _: {"source": "entry_point", "entry_point": f"{ENTRY_MODULE}:too_big"},
+        ["data: 4.1 GiB is above the 4 GiB a trial keeps resident on its device"],
+    ),
+    (
+        "entry-point-memory-mapped-over-the-cap",
+        lambda tmp_path: {
+            "source": "entry_point",
+            "entry_point": f"{ENTRY_MODULE}:mapped",
+            "args": {"path": str(tmp_path.parent / f"{tmp_path.name}-mapped.u8")},  # outside the watched tree
+        },
+        ["data: 4.1 GiB is above the 4 GiB"],
+    ),
+    (
         "entry-point-no-colon",
         lambda _: {"source": "entry_point", "entry_point": "module_only"},
         ["data.entry_point", "package.module:function"],
@@ -1150,7 +1281,8 @@ def test_data_refused(
     config["data"] = section if replace else {**config["data"], **section}
     path.write_text(yaml.safe_dump(config))
     line = refused(capsys, tmp_path, ["launch", str(path)], fragments, prefix="")
-    assert line.startswith(("data error: data.", f"data error: {tmp_path}", "config error: data")), line
+    prefixes = ("data error: data.", "data error: data: ", f"data error: {tmp_path}", "config error: data")
+    assert line.startswith(prefixes), line
 
 
 # (id, the data section as YAML, fragments): fields that do not apply to the source, unknown sources

@@ -76,7 +76,7 @@ def test_set_overrides_are_validated_like_the_file() -> None:
 
 
 def test_cli_config_error_is_one_line_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["configs/smoke.yaml", "--set", "trial.lr=-1", "--storage-path", str(tmp_path / "runs")])
+    code = main([str(ROOT / "configs/smoke.yaml"), "--set", "trial.lr=-1", "--storage-path", str(tmp_path / "runs")])
     err = capsys.readouterr().err
     assert code == 2
     assert err.count("\n") == 1 and err.startswith("config error: trial.lr: ")
@@ -86,7 +86,9 @@ def test_cli_config_error_is_one_line_exit_2(tmp_path: Path, capsys: pytest.Capt
 def test_batch_larger_than_the_training_split_is_refused_once_the_data_is_known(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code = main(["configs/smoke.yaml", "--set", "trial.batch_size=20001", "--storage-path", str(tmp_path / "runs")])
+    code = main(
+        [str(ROOT / "configs/smoke.yaml"), "--set", "trial.batch_size=20001", "--storage-path", str(tmp_path / "runs")]
+    )
     assert code == 2
     assert capsys.readouterr().err == (
         "config error: trial.batch_size: batch size larger than the training split (20000 samples) (got 20001)\n"
@@ -95,7 +97,7 @@ def test_batch_larger_than_the_training_split_is_refused_once_the_data_is_known(
 
 
 def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["configs/smoke.yaml", "--dry-run", "--storage-path", str(tmp_path / "runs")])
+    code = main([str(ROOT / "configs/smoke.yaml"), "--dry-run", "--storage-path", str(tmp_path / "runs")])
     out = capsys.readouterr().out
     assert code == 0
     assert "trials: 4" in out and "rungs at epochs [1, 2]" in out

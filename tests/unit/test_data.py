@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import FASHION_DIR
 
 from trainables.data import DataError, batch_indices, channel_stats, input_scaling
 from trainables.data_readers import find_idx_dir, read_idx
@@ -87,10 +88,10 @@ def test_standard_scaling_is_per_channel() -> None:
 def test_the_split_is_stratified_and_the_scaling_is_the_training_splits(fashion) -> None:  # noqa: ANN001
     """The built-in source: 60k training images, 6,000 per class; the validation split of seed 0 takes exactly
     1,000 of each class, at random within it; the stats are the training split's on the unit scale."""
-    raw = read_idx(find_idx_dir(Path("./data")) / "train-labels-idx1-ubyte.gz").astype(np.int64)
+    raw = read_idx(find_idx_dir(FASHION_DIR) / "train-labels-idx1-ubyte.gz").astype(np.int64)
     assert np.array_equal(np.bincount(fashion.val.labels), [1000] * 10)
     assert np.array_equal(np.bincount(fashion.train.labels), [5000] * 10)
-    images = read_idx(find_idx_dir(Path("./data")) / "train-images-idx3-ubyte.gz")
+    images = read_idx(find_idx_dir(FASHION_DIR) / "train-images-idx3-ubyte.gz")
     rows = {bytes(row) for row in fashion.val.images.reshape(10_000, -1)}
     chosen = np.array([bytes(row) in rows for row in images.reshape(60_000, -1)])
     assert np.array_equal(np.bincount(raw[chosen]), [1000] * 10)  # the val images are training images

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -77,8 +78,16 @@ def test_a_huge_model_is_refused_before_it_is_allocated() -> None:
         build_model(spec)
 
 
+@pytest.fixture
+def forget_usernets() -> Iterator[None]:
+    """The test's package is forgotten afterwards, pass or fail: a later test may write its own `usernets`."""
+    yield
+    for name in [n for n in sys.modules if n == "usernets" or n.startswith("usernets.")]:
+        del sys.modules[name]
+
+
 def test_a_user_factory_is_imported_and_called_with_shape_classes_and_args(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, forget_usernets: None
 ) -> None:
     package = tmp_path / "usernets"
     package.mkdir()
@@ -102,8 +111,6 @@ def test_a_user_factory_is_imported_and_called_with_shape_classes_and_args(
         build_model(make_spec("nowhere_pkg.nets:build", {}, (3, 4, 4), 6))
     with pytest.raises(ModelError, match="no function 'missing'"):
         build_model(make_spec("usernets.nets:missing", {}, (3, 4, 4), 6))
-    sys.modules.pop("usernets.nets", None)
-    sys.modules.pop("usernets", None)
 
 
 @pytest.mark.parametrize("name", list(OPTIMIZERS))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import SMOKE
 
 from orchestrator.config import load_config
 from orchestrator.errors import ConfigError
@@ -44,8 +45,7 @@ def test_forced_bf16_resolves_on_any_device() -> None:
     assert resolve(RuntimeConfig(precision="fp32"), CPU, "mlp").autocast is None
 
 
-def test_bf16_channels_last_trains_and_predicts_like_fp32(data) -> None:  # noqa: ANN001
-    torch.set_num_threads(1)
+def test_bf16_channels_last_trains_and_predicts_like_fp32(data, one_torch_thread: None) -> None:  # noqa: ANN001
     fp32_model, _, scaling = trained_cnn(data, Plan(None, False, False))
     model, net, _ = trained_cnn(data, Plan(torch.bfloat16, True, False))
     assert isinstance(net, Accelerated)
@@ -75,7 +75,7 @@ def test_compile_switch_gives_the_same_logits() -> None:
 
 def test_runtime_section_is_validated() -> None:
     with pytest.raises(ConfigError, match=r"runtime\.precison: unknown key \(did you mean 'precision'\?\)"):
-        load_config("configs/smoke.yaml", ["runtime.precison=bf16"])
+        load_config(SMOKE, ["runtime.precison=bf16"])
     with pytest.raises(ConfigError, match=r"runtime\.precision"):
-        load_config("configs/smoke.yaml", ["runtime.precision=fp16"])
-    assert load_config("configs/smoke.yaml", ["runtime.compile=true"]).runtime.compile is True
+        load_config(SMOKE, ["runtime.precision=fp16"])
+    assert load_config(SMOKE, ["runtime.compile=true"]).runtime.compile is True

@@ -30,8 +30,7 @@ def fast_path_accuracy(trial: TrialConfig, data) -> float:  # noqa: ANN001
     return evaluate(model, test, scaling)[1]
 
 
-def test_fast_path_matches_the_dataloader_reference(tmp_path: Path) -> None:
-    torch.set_num_threads(1)
+def test_fast_path_matches_the_dataloader_reference(tmp_path: Path, one_torch_thread: None) -> None:
     data = load_dataset(DataConfig(train_limit=6000), seed=0)
     trial = TrialConfig(model="mlp", mlp={"hidden": [64]}, batch_size=64, epochs=2, seed=0, input_scale="unit")
     fast = fast_path_accuracy(trial, data)
