@@ -30,6 +30,7 @@ HISTORY_COLUMNS = (
     m.TEST_LOSS, m.TEST_ACCURACY, m.LR, m.EPOCH_SECONDS, m.SAMPLES_PER_SECOND, m.DIVERGED, m.NODE_ID,
     "time_total_s", "timestamp",
 )  # fmt: skip
+LINEAGE = "pbt."  # a population member's generation, parent and knob values per epoch (trainables.exploit)
 
 
 @dataclass(frozen=True)
@@ -117,7 +118,12 @@ class TrialRecord:
 
     def history_rows(self) -> list[dict[str, Any]]:
         return [
-            {**{key: row.get(key) for key in HISTORY_COLUMNS}, "trial_id": self.trial_id, "trial_name": self.name}
+            {
+                **{key: row.get(key) for key in HISTORY_COLUMNS},
+                **{k: v for k, v in row.items() if k.startswith(LINEAGE)},
+                "trial_id": self.trial_id,
+                "trial_name": self.name,
+            }
             for row in self.history
         ]
 
