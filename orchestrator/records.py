@@ -69,7 +69,9 @@ class TrialRecord:
 
     @property
     def diverged(self) -> bool:
-        return any(bool(row.get(m.DIVERGED)) for row in self.history)
+        """Its last epoch diverged. (A trial ends at a divergence; only a population member goes on after
+        one, as a copy of another member, and is judged by what it did after.)"""
+        return bool(self.history and self.history[-1].get(m.DIVERGED))
 
     @property
     def status(self) -> str:

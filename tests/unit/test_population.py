@@ -170,3 +170,21 @@ def test_the_barrier_waits_for_every_member_and_a_rerun_reads_the_decision_back(
         again.on_trial_add(None, _member(tmp_path, int(trial.trial_id[-1]), [_row(1, accuracy)]))
     assert again.decisions[1][0].to_json() == written["0"]
     assert again._verdict(0) == TrialScheduler.PAUSE and again._verdict(1) == TrialScheduler.CONTINUE
+
+
+def test_a_member_takes_the_latest_decision_that_names_it(tmp_path: Path) -> None:
+    """A member copied at epoch 1 that diverged in epoch 2 restarts from its own epoch-1 checkpoint; the copy it
+    makes is the one decided at epoch 2, not the epoch-1 copy again (which would diverge again, forever)."""
+    cfg = TrialConfig.resolve({"model": "mlp", "mlp": {"hidden": [8]}, "epochs": 4}, {})
+    for epoch in (1, 2):
+        directory = tmp_path / "parent" / f"checkpoint_{epoch:06d}"
+        directory.mkdir(parents=True)
+        ckpt.save_atomic(_state(cfg, steps=1, epochs_done=epoch), directory / ckpt.CHECKPOINT_FILE)
+        decision = {"member": 3, "parent": 0, "epoch": epoch, "values": {"lr": 0.01 * epoch}, "batch_seed": epoch,
+                    "generation": epoch, "checkpoint": f"parent/checkpoint_{epoch:06d}"}  # fmt: skip
+        (tmp_path / exploit.DECISIONS).mkdir(exist_ok=True)
+        (tmp_path / exploit.decision_file(epoch)).write_text(json.dumps({"exploits": {"3": decision}}))
+    copy = exploit.pending_copy(str(tmp_path), 3, 1, 1, 4, torch.device("cpu"))
+    assert copy is not None and copy.state["epoch"] == 2 and copy.lineage == exploit.Lineage(2, 0, {"lr": 0.02}, 2)
+    assert exploit.pending_copy(str(tmp_path), 3, 3, 1, 4, torch.device("cpu")) is None  # past every decision
+    assert exploit.pending_copy(str(tmp_path), 1, 0, 1, 4, torch.device("cpu")) is None  # never named

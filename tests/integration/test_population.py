@@ -1,0 +1,95 @@
+"""Population-based training end to end (real Ray, the real CLI): a tiny population whose weaker members
+copy the best one each epoch with a perturbed lr, and two members that diverge every epoch (an absurd L2
+penalty) and are replaced, never copied. Run twice it gives the same lineage, tables and exported weights;
+with the driver SIGKILLed after the first exploit and the same command rerun, it gives the same again."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from support import finish, kill_session, results, start, trial_dirs, wait_for
+from test_reproducibility import _same
+
+CONFIG = """\
+name: {name}
+storage_path: {storage}
+data: {{train_limit: 1500, val_size: 500}}
+trial: {{model: mlp, mlp: {{hidden: [16]}}, optimizer: momentum, batch_size: 16, epochs: 3}}
+resources: {{cpu: 1}}
+search: {{num_samples: 2, space: {{lr: {{loguniform: [1.0e-3, 1.0e-1]}}, loss.l2: {{grid: [0.0, 1000.0]}}}}}}
+population: {{interval: 1, fraction: 0.25, mutate: [lr]}}
+"""
+
+
+def _config(tmp_path: Path, name: str) -> Path:
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(CONFIG.format(name=name, storage=tmp_path / "runs"))
+    return path
+
+
+def _decisions(experiment: Path) -> dict[int, dict[int, dict[str, Any]]]:
+    return {
+        int(path.stem.rsplit("_", 1)[-1]): {int(k): v for k, v in json.loads(path.read_text())["exploits"].items()}
+        for path in sorted((experiment / "population").glob("epoch_*.json"))
+    }
+
+
+def _check_lineage(experiment: Path) -> None:
+    history = pd.read_parquet(experiment / "history.parquet")
+    member = history["trial_name"].map(lambda name: int(name.rsplit("_", 1)[-1]))
+    params = {
+        int(t.name.rsplit("_", 1)[-1]): json.loads((t / "params.json").read_text()) for t in trial_dirs(experiment)
+    }
+    broken = {i for i, p in params.items() if p["loss"]["l2"] > 0}
+    assert len(broken) == 2
+    decisions = _decisions(experiment)
+    assert sorted(decisions) == [1, 2]
+    for epoch, exploits in decisions.items():
+        assert broken <= set(exploits)  # a diverged member is always replaced ...
+        assert not {e["parent"] for e in exploits.values()} & broken  # ... and never copied
+        for child, exploit in exploits.items():
+            after = history[(member == child) & (history["epoch"] == epoch + 1)].iloc[0]
+            assert after["pbt.parent"] == exploit["parent"] and after["pbt.generation"] == exploit["generation"]
+            # The lr the optimizer used (the `lr` column) is the mutated one, inside the search domain.
+            assert math.isclose(after["lr"], exploit["values"]["lr"]) and 1e-3 <= after["lr"] <= 1e-1
+            assert exploit["checkpoint"].startswith(next(t.name for t in trial_dirs(experiment)
+                                                         if t.name.endswith(f"_{exploit['parent']:05d}")))  # fmt: skip
+    healthy_child = next(c for c in decisions[1] if c not in broken)
+    lrs = history[member == healthy_child].sort_values("epoch")["lr"].tolist()
+    assert lrs[0] != lrs[1]  # its lr changed where it copied
+    assert set(history[member.isin(broken) & history["epoch"].eq(3)]["diverged"]) == {True}
+
+
+def test_a_population_reruns_and_resumes_identically(tmp_path: Path) -> None:
+    runs = {}
+    for name in ("first", "second"):
+        code, out, err = finish(start(_config(tmp_path, name), cwd=tmp_path))
+        assert code == 0, err[-3000:]
+        runs[name] = tmp_path / "runs" / name
+    _check_lineage(runs["first"])
+    assert _decisions(runs["first"]) == _decisions(runs["second"])
+    _same(runs["first"], runs["second"])
+
+    config = _config(tmp_path, "killed")
+    experiment = tmp_path / "runs" / "killed"
+    proc = start(config, cwd=tmp_path)
+    try:
+        # Past the first exploit: a member trains its second epoch.
+        wait_for(lambda: any(len(results(t)) >= 2 for t in trial_dirs(experiment)), proc, what="a second epoch")
+        time.sleep(0.5)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=60)
+    finally:
+        kill_session(proc)
+    assert (experiment / "population" / "epoch_000001.json").is_file()
+    code, out, err = finish(start(config, cwd=tmp_path))
+    assert code == 0, err[-3000:]
+    assert _decisions(experiment) == _decisions(runs["first"])
+    _same(runs["first"], experiment)
