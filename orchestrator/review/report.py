@@ -13,6 +13,8 @@ carries its images inside), and the figures of `review.plots`:
   test_vs_val.png       best test against best validation accuracy of every trial
   wall_time.png         wall time per trial
   asha.png              how many trials trained to each epoch; early stopping's rungs marked
+  lineage.png           a population's members x epochs: who copied whom (`review.lineage`)
+  schedule.png          the best checkpoint's hyperparameter schedule along its line (a population)
 Paths in the report are relative (images to the report, checkpoints to the experiment), so a report
 or an experiment that is moved or copied still reads the same. Before the sweep has finished, the
 tables are rebuilt from the trials' files (`outputs.reader`).
@@ -31,7 +33,7 @@ from orchestrator.errors import ConfigError
 from orchestrator.location import BEST
 from orchestrator.outputs.reader import Experiment, records
 from orchestrator.outputs.tables import cell, ordered
-from orchestrator.review import budget_plots, knob_plots, plots
+from orchestrator.review import budget_plots, knob_plots, lineage, plots
 from orchestrator.review.importance import EVALUATOR, Importance, knob_importance, searched_knobs
 from orchestrator.review.report_html import render_html
 from orchestrator.review.summaries import (
@@ -43,7 +45,7 @@ from orchestrator.review.summaries import (
 )
 
 # Figures drawn only when their section has something to show; a stale copy from an earlier run is removed.
-OPTIONAL = ("importance.png", "confusion.png")
+OPTIONAL = ("importance.png", "confusion.png", "lineage.png", "schedule.png")
 
 STATES = {
     "finished": "finished",
@@ -213,6 +215,7 @@ def write_report(exp: Experiment, out: Path, top: int) -> Path:
     plots.plot_test_vs_val(rows, exp.metric, best, out / "test_vs_val.png")
     budget_plots.plot_wall_time(rows, exp.history, exp.metric, out / "wall_time.png")
     budget_plots.plot_asha(rows, exp.config.get("asha", {}), exp.epochs, out / "asha.png")
+    population = lineage.lineage_sections(exp.location, exp.history, manifest, exp.epochs or 0, out)
     title = f"Sweep report: {exp.config.get('name', exp.location.name)}"
     text = "\n\n".join(
         [
@@ -225,6 +228,7 @@ def write_report(exp: Experiment, out: Path, top: int) -> Path:
             + ("\n\nThe checkpoint path is relative to the experiment directory." if manifest else ""),
             "## How the top trials learned",
             "![learning curves](learning_curves.png)",
+            *population,
             "## Searched knobs and the selection metric",
             "Each line is a trial, coloured by how it ended; the thick line is the best. Knobs searched on a log scale "
             "(or spanning 20x or more) have log axes.",
