@@ -14,7 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow.fs as pafs
 from support import finish, kill_session, results, start, trial_dirs, wait_for
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from test_object_store import BUCKET, s3_env  # noqa: F401 - the moto server fixture
 from test_reproducibility import _same
 
 CONFIG = """\
@@ -61,9 +64,16 @@ def _check_lineage(experiment: Path) -> None:
             assert math.isclose(after["lr"], exploit["values"]["lr"]) and 1e-3 <= after["lr"] <= 1e-1
             assert exploit["checkpoint"].startswith(next(t.name for t in trial_dirs(experiment)
                                                          if t.name.endswith(f"_{exploit['parent']:05d}")))  # fmt: skip
-    healthy_child = next(c for c in decisions[1] if c not in broken)
-    lrs = history[member == healthy_child].sort_values("epoch")["lr"].tolist()
-    assert lrs[0] != lrs[1]  # its lr changed where it copied
+    epoch, child = next((e, c) for e, exploits in decisions.items() for c in exploits if c not in broken)
+    lrs = history[member == child].set_index("epoch")["lr"]
+    assert lrs[epoch] != lrs[epoch + 1]  # its lr changed where it copied
+    # TensorBoard: the member is one run, its knob a scalar over every epoch, the copy an event.
+    run = next(t for t in trial_dirs(experiment) if t.name.endswith(f"_{child:05d}"))
+    board = EventAccumulator(str(run), size_guidance={"scalars": 0, "tensors": 0})
+    board.Reload()
+    assert [e.step for e in board.Scalars("population/lr")] == [1, 2, 3]
+    assert math.isclose(board.Scalars("population/lr")[epoch].value, lrs[epoch + 1], rel_tol=1e-6)
+    assert [e.step for e in board.Tensors("population/exploit")] == [epoch]
     assert set(history[member.isin(broken) & history["epoch"].eq(3)]["diverged"]) == {True}
 
 
@@ -93,3 +103,30 @@ def test_a_population_reruns_and_resumes_identically(tmp_path: Path) -> None:
     assert code == 0, err[-3000:]
     assert _decisions(experiment) == _decisions(runs["first"])
     _same(runs["first"], experiment)
+
+
+def test_a_population_on_an_object_store(s3_env: dict[str, str], tmp_path: Path) -> None:
+    """The decisions, and the parents' checkpoints a copy loads, go through the store (moto's S3 server)."""
+    import io
+
+    import pyarrow.parquet as pq
+    from conftest import start_cli
+
+    config = tmp_path / "pbt.yaml"
+    config.write_text(CONFIG.format(name="pbt", storage=f"s3://{BUCKET}/sweeps"))
+    proc = start_cli("launch", str(config), cwd=tmp_path, env=s3_env)
+    code, out, err = finish(proc)
+    assert code == 0, err[-3000:]
+    store = pafs.FileSystem.from_uri(f"s3://{BUCKET}")[0]
+    root = f"{BUCKET}/sweeps/pbt"
+    decisions = {}
+    for epoch in (1, 2):
+        with store.open_input_stream(f"{root}/population/epoch_{epoch:06d}.json") as stream:
+            decisions[epoch] = json.loads(stream.read())["exploits"]
+    with store.open_input_stream(f"{root}/history.parquet") as stream:
+        history = pq.read_table(io.BytesIO(stream.read())).to_pandas()
+    member = history["trial_name"].map(lambda name: int(name.rsplit("_", 1)[-1]))
+    for epoch, exploits in decisions.items():
+        for child, exploit in exploits.items():
+            after = history[(member == int(child)) & (history["epoch"] == epoch + 1)].iloc[0]
+            assert after["pbt.parent"] == exploit["parent"] and math.isclose(after["lr"], exploit["values"]["lr"])

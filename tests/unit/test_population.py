@@ -188,3 +188,14 @@ def test_a_member_takes_the_latest_decision_that_names_it(tmp_path: Path) -> Non
     assert copy is not None and copy.state["epoch"] == 2 and copy.lineage == exploit.Lineage(2, 0, {"lr": 0.02}, 2)
     assert exploit.pending_copy(str(tmp_path), 3, 3, 1, 4, torch.device("cpu")) is None  # past every decision
     assert exploit.pending_copy(str(tmp_path), 1, 0, 1, 4, torch.device("cpu")) is None  # never named
+
+
+def test_the_best_checkpoints_line_is_traced_back_through_every_copy() -> None:
+    from orchestrator.review.lineage import ancestry, lineage_markdown
+
+    decisions = {2: {1: {"parent": 0}, 3: {"parent": 2}}, 4: {0: {"parent": 1}}}
+    assert ancestry(decisions, 0, 6) == [(1, 2, 0), (3, 4, 1), (5, 6, 0)]
+    assert ancestry(decisions, 2, 6) == [(1, 6, 2)]
+    assert ancestry(decisions, 0, 4) == [(1, 4, 0)]  # the copy at 4 came after that checkpoint
+    text = lineage_markdown(decisions, {i: f"t_{i:05d}" for i in range(4)}, "t_00000", 6)
+    assert "| 1 `t_00001` | <- 0 |  |" in text and "member 0 (epochs 1-2), then member 1 (epochs 3-4)" in text
