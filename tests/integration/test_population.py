@@ -5,6 +5,7 @@ with the driver SIGKILLed after the first exploit and the same command rerun, it
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -15,6 +16,8 @@ from typing import Any
 
 import pandas as pd
 import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+from conftest import start_cli
 from support import finish, kill_session, results, start, trial_dirs, wait_for
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from test_object_store import BUCKET, s3_env  # noqa: F401 - the moto server fixture
@@ -105,13 +108,8 @@ def test_a_population_reruns_and_resumes_identically(tmp_path: Path) -> None:
     _same(runs["first"], experiment)
 
 
-def test_a_population_on_an_object_store(s3_env: dict[str, str], tmp_path: Path) -> None:
+def test_a_population_on_an_object_store(s3_env: dict[str, str], tmp_path: Path) -> None:  # noqa: F811
     """The decisions, and the parents' checkpoints a copy loads, go through the store (moto's S3 server)."""
-    import io
-
-    import pyarrow.parquet as pq
-    from conftest import start_cli
-
     config = tmp_path / "pbt.yaml"
     config.write_text(CONFIG.format(name="pbt", storage=f"s3://{BUCKET}/sweeps"))
     proc = start_cli("launch", str(config), cwd=tmp_path, env=s3_env)

@@ -199,3 +199,27 @@ def test_the_best_checkpoints_line_is_traced_back_through_every_copy() -> None:
     assert ancestry(decisions, 0, 4) == [(1, 4, 0)]  # the copy at 4 came after that checkpoint
     text = lineage_markdown(decisions, {i: f"t_{i:05d}" for i in range(4)}, "t_00000", 6)
     assert "| 1 `t_00001` | <- 0 |  |" in text and "member 0 (epochs 1-2), then member 1 (epochs 3-4)" in text
+
+
+def test_retention_keeps_every_interval_checkpoint_until_the_sweep_has_finished(tmp_path: Path) -> None:
+    """A copy loads its parent's checkpoint of the interval epoch, perhaps long after the parent went on."""
+    from orchestrator.location import Location
+    from orchestrator.outputs.retention import SETTLE_S, CheckpointRetention, trial_checkpoints
+    from orchestrator.records import TrialRecord
+
+    location = Location.parse(str(tmp_path), "exp")
+    record = TrialRecord("t", "t", TrialConfig())
+    for epoch, accuracy in enumerate([0.5, 0.9, 0.6, 0.7, 0.65], 1):
+        record.report({"epoch": epoch, "test_accuracy": accuracy, "val_accuracy": accuracy,
+                       "checkpoint_dir_name": f"checkpoint_{epoch:06d}"})  # fmt: skip
+    for ref in trial_checkpoints(record):
+        (tmp_path / "exp" / ref.path).mkdir(parents=True)
+    now = [0.0]
+    retention = CheckpointRetention(location, "test_accuracy", keep=1, clock=lambda: now[0], pinned=frozenset({1, 3}))
+    retention.trial_reported(record)
+    now[0] = SETTLE_S
+    retention.trial_reported(record)
+    on_disk = lambda: sorted(int(p.name[-1]) for p in (tmp_path / "exp" / "t").iterdir())  # noqa: E731
+    assert on_disk() == [1, 2, 3, 5]  # epoch 4 is neither kept nor pinned
+    retention.finish([record])
+    assert on_disk() == [2, 5]  # after the sweep: the best and the latest, as for any trial
