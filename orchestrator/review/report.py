@@ -45,7 +45,7 @@ from orchestrator.review.summaries import (
 )
 
 # Figures drawn only when their section has something to show; a stale copy from an earlier run is removed.
-OPTIONAL = ("importance.png", "confusion.png", "lineage.png", "schedule.png")
+OPTIONAL = ("importance.png", "confusion.png", "lineage.png", "schedule.png", "asha.png")
 
 STATES = {
     "finished": "finished",
@@ -199,7 +199,8 @@ def write_report(exp: Experiment, out: Path, top: int) -> Path:
     # Before best/ exists, the leaderboard's leader is drawn thick instead, as the best so far.
     leader = best or (ordered(rows, exp.metric)[0]["trial_name"] if rows else None)
     knobs = searched_knobs(exp.config, rows)
-    rungs = rung_epochs(exp.config.get("asha", {}), exp.epochs)
+    is_population = bool(exp.config.get("population"))  # no early stopping: no rungs, nothing cut
+    rungs = [] if is_population else rung_epochs(exp.config.get("asha", {}), exp.epochs)
     out.mkdir(parents=True, exist_ok=True)
     for name in OPTIONAL:
         (out / name).unlink(missing_ok=True)
@@ -214,7 +215,8 @@ def write_report(exp: Experiment, out: Path, top: int) -> Path:
         plots.plot_confusion(scored.matrix, scored.classes, out / "confusion.png")
     plots.plot_test_vs_val(rows, exp.metric, best, out / "test_vs_val.png")
     budget_plots.plot_wall_time(rows, exp.history, exp.metric, out / "wall_time.png")
-    budget_plots.plot_asha(rows, exp.config.get("asha", {}), exp.epochs, out / "asha.png")
+    if not is_population:
+        budget_plots.plot_asha(rows, exp.config.get("asha", {}), exp.epochs, out / "asha.png")
     population = lineage.lineage_sections(exp.location, exp.history, manifest, exp.epochs or 0, out)
     title = f"Sweep report: {exp.config.get('name', exp.location.name)}"
     text = "\n\n".join(
@@ -249,9 +251,15 @@ def write_report(exp: Experiment, out: Path, top: int) -> Path:
             "## Wall time per trial",
             wall_markdown(rows, exp.history),
             "![wall time per trial](wall_time.png)",
-            "## What early stopping cut, and when",
-            asha_markdown(rows, exp.config),
-            "![trials per epoch](asha.png)",
+            *(
+                []
+                if is_population
+                else [
+                    "## What early stopping cut, and when",
+                    asha_markdown(rows, exp.config),
+                    "![trials per epoch](asha.png)",
+                ]
+            ),
         ]
     )
     text = _relative(text, exp)
