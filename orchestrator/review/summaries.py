@@ -59,6 +59,11 @@ def best_markdown(best: dict[str, Any] | None) -> str:
         ["validation accuracy", cell(best.get("val_accuracy"))],
         ["checkpoint", f"`{best.get('source_checkpoint')}`"],
     ]
+    lineage = best.get("population")
+    if lineage:  # a population member: its line, and the values it trained with (config shows the sampled ones)
+        copied = f"member {lineage['parent']} at epoch {lineage['copied_at']}" if lineage["parent"] >= 0 else "never"
+        rows += [["generation", str(lineage["generation"])], ["last copied", copied]]
+        rows += [[f"`{k}` trained with", cell(v)] for k, v in lineage["values"].items()]
     rows += [[f"`{k}`", cell(v)] for k, v in best.get("config", {}).items()]
     return markdown_table(["", "best checkpoint"], rows)
 

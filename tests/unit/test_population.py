@@ -223,3 +223,13 @@ def test_retention_keeps_every_interval_checkpoint_until_the_sweep_has_finished(
     assert on_disk() == [1, 2, 3, 5]  # epoch 4 is neither kept nor pinned
     retention.finish([record])
     assert on_disk() == [2, 5]  # after the sweep: the best and the latest, as for any trial
+
+
+def test_the_summary_card_says_where_the_best_came_from() -> None:
+    from orchestrator.review.summaries import best_lineage_line, best_markdown
+
+    best = {"trial_name": "t_00002", "epoch": 3, "config": {"lr": 0.001},
+            "population": {"generation": 1, "parent": 0, "values": {"lr": 0.0159}, "copied_at": 2}}  # fmt: skip
+    assert "last copied member 0 at epoch 2" in best_lineage_line(best) and "lr=0.0159" in best_lineage_line(best)
+    assert "| last copied | member 0 at epoch 2 |" in best_markdown(best)
+    assert best_lineage_line({"trial_name": "t", "epoch": 1}) == ""  # not a population
