@@ -17,11 +17,12 @@ from typing import Any
 import pandas as pd
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
+import torch
 from conftest import start_cli
 from support import finish, kill_session, results, start, trial_dirs, wait_for
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from test_object_store import BUCKET, s3_env  # noqa: F401 - the moto server fixture
-from test_reproducibility import _same
+from test_reproducibility import TIMINGS, _best, _index
 
 CONFIG = """\
 name: {name}
@@ -41,10 +42,41 @@ def _config(tmp_path: Path, name: str) -> Path:
 
 
 def _decisions(experiment: Path) -> dict[int, dict[int, dict[str, Any]]]:
-    return {
-        int(path.stem.rsplit("_", 1)[-1]): {int(k): v for k, v in json.loads(path.read_text())["exploits"].items()}
-        for path in sorted((experiment / "population").glob("epoch_*.json"))
-    }
+    """Every decision; the parent's checkpoint as `<trial number>/checkpoint_<n>` (Tune's ids differ per run)."""
+    decisions: dict[int, dict[int, dict[str, Any]]] = {}
+    for path in sorted((experiment / "population").glob("epoch_*.json")):
+        exploits = json.loads(path.read_text())["exploits"]
+        for exploit in exploits.values():
+            trial, checkpoint = exploit["checkpoint"].split("/")
+            exploit["checkpoint"] = f"{trial.rsplit('_', 1)[-1]}/{checkpoint}"
+        decisions[int(path.stem.rsplit("_", 1)[-1])] = {int(k): v for k, v in exploits.items()}
+    return decisions
+
+
+def _tables(experiment: Path) -> list[pd.DataFrame]:
+    """results.parquet and history.parquet, timings aside, trials by number (a diverged member has no best)."""
+    out = []
+    for name in ("results.parquet", "history.parquet"):
+        frame = pd.read_parquet(experiment / name).drop(columns=TIMINGS + ["trial_id"], errors="ignore")
+        frame["trial_name"] = frame["trial_name"].map(_index)
+        if "best_checkpoint" in frame:
+            frame["best_checkpoint"] = frame["best_checkpoint"].map(
+                lambda p: p.rsplit("/", 1)[-1] if isinstance(p, str) else None
+            )
+        keys = ["trial_name", "epoch"] if "epoch" in frame else ["trial_name"]
+        out.append(frame.sort_values(keys).reset_index(drop=True))
+    return out
+
+
+def _same(a: Path, b: Path) -> None:
+    for table_a, table_b in zip(_tables(a), _tables(b), strict=True):
+        pd.testing.assert_frame_equal(table_a, table_b, check_exact=True)
+    (manifest_a, weights_a), (manifest_b, weights_b) = _best(a), _best(b)
+    assert _index(manifest_a["trial_name"]) == _index(manifest_b["trial_name"])
+    assert manifest_a["population"] == manifest_b["population"]
+    assert (manifest_a["epoch"], manifest_a["test_accuracy"]) == (manifest_b["epoch"], manifest_b["test_accuracy"])
+    assert weights_a.keys() == weights_b.keys() and all(torch.equal(weights_a[k], weights_b[k]) for k in weights_a)
+    assert _decisions(a) == _decisions(b)
 
 
 def _check_lineage(experiment: Path) -> None:
@@ -65,8 +97,7 @@ def _check_lineage(experiment: Path) -> None:
             assert after["pbt.parent"] == exploit["parent"] and after["pbt.generation"] == exploit["generation"]
             # The lr the optimizer used (the `lr` column) is the mutated one, inside the search domain.
             assert math.isclose(after["lr"], exploit["values"]["lr"]) and 1e-3 <= after["lr"] <= 1e-1
-            assert exploit["checkpoint"].startswith(next(t.name for t in trial_dirs(experiment)
-                                                         if t.name.endswith(f"_{exploit['parent']:05d}")))  # fmt: skip
+            assert exploit["checkpoint"].startswith(f"{exploit['parent']:05d}/checkpoint_")
     epoch, child = next((e, c) for e, exploits in decisions.items() for c in exploits if c not in broken)
     lrs = history[member == child].set_index("epoch")["lr"]
     assert lrs[epoch] != lrs[epoch + 1]  # its lr changed where it copied
