@@ -52,11 +52,12 @@ class PopulationScheduler(FIFOScheduler):
         self.decisions: dict[int, dict[int, Exploit]] = {}  # interval epoch -> {member: exploit}
         self.knobs: dict[int, dict[str, Any]] = {}
         self.generations: dict[int, int] = {}
+        self.on_disk: dict[int, dict[int, Exploit]] | None = None  # decisions an earlier run wrote, read once
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)  # pickled with the Tuner: the live state is rebuilt from disk on a resume
         state.update(trials={}, scores={}, checkpoints={}, waiting={}, ended=set(), decisions={}, knobs={},
-                     generations={})  # fmt: skip
+                     generations={}, on_disk=None)  # fmt: skip
         return state
 
     def set_search_properties(self, metric: str | None, mode: str | None, **spec: Any) -> bool:
@@ -79,10 +80,14 @@ class PopulationScheduler(FIFOScheduler):
 
     def _decide(self) -> None:
         """Every interval whose barrier is complete, in order; each decided once and kept on disk."""
+        if not self.trials:
+            return
+        if self.on_disk is None:  # once per driver: not a storage read per event
+            self.on_disk = {e: d for e in self.intervals if (d := self._read(e)) is not None}
         for epoch in self.intervals:
             if epoch in self.decisions:
                 continue
-            stored = self._read(epoch)
+            stored = self.on_disk.get(epoch)
             if stored is None:
                 live = [i for i in range(self.members) if i not in self.ended]  # an errored member is never copied
                 if any(epoch not in self.scores.get(i, {}) for i in live):
