@@ -109,7 +109,15 @@ class PopulationScheduler(FIFOScheduler):
 
     def _with_checkpoint(self, exploit: Exploit) -> Exploit:
         trial = self.trials[exploit.parent]
-        path = f"{trial.storage.trial_dir_name}/{self.checkpoints[exploit.parent][exploit.epoch]}"
+        directory = self.checkpoints.get(exploit.parent, {}).get(exploit.epoch)
+        if directory is None:
+            # Its report of this epoch came back only as a restored trial's replay (no checkpoint named): the
+            # parent waits here, so Tune's latest checkpoint of it is the one of this epoch.
+            latest = getattr(trial, "checkpoint", None)
+            if latest is None:
+                raise RuntimeError(f"no checkpoint of member {exploit.parent} at epoch {exploit.epoch} to copy")
+            directory = str(latest.path).rstrip("/").rsplit("/", 1)[-1]
+        path = f"{trial.storage.trial_dir_name}/{directory}"
         return Exploit(**{**exploit.to_json(), "checkpoint": path})
 
     def _storage(self) -> Any:
