@@ -31,6 +31,7 @@ HISTORY_COLUMNS = (
     m.TEST_LOSS, m.TEST_ACCURACY, *m.CLASS_BALANCED, m.LR, m.LR_LAST, m.EPOCH_SECONDS, m.SAMPLES_PER_SECOND,
     m.DIVERGED, m.NODE_ID, "time_total_s", "timestamp",
 )  # fmt: skip
+LINEAGE = "pbt."  # a population member's generation, parent and knob values per epoch (trainables.exploit)
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,9 @@ class TrialRecord:
 
     @property
     def diverged(self) -> bool:
-        return any(bool(row.get(m.DIVERGED)) for row in self.history)
+        """Its last epoch diverged. (A trial ends at a divergence; only a population member goes on after
+        one, as a copy of another member, and is judged by what it did after.)"""
+        return bool(self.history and self.history[-1].get(m.DIVERGED))
 
     @property
     def status(self) -> str:
@@ -120,7 +123,12 @@ class TrialRecord:
 
     def history_rows(self) -> list[dict[str, Any]]:
         return [
-            {**{key: row.get(key) for key in HISTORY_COLUMNS}, "trial_id": self.trial_id, "trial_name": self.name}
+            {
+                **{key: row.get(key) for key in HISTORY_COLUMNS},
+                **{k: v for k, v in row.items() if k.startswith(LINEAGE)},
+                "trial_id": self.trial_id,
+                "trial_name": self.name,
+            }
             for row in self.history
         ]
 

@@ -29,6 +29,7 @@ from orchestrator.review.progress import Progress
 from orchestrator.review.tensorboard import DriverBoard
 from orchestrator.tune import cluster, tuner
 from trainables.data import Dataset
+from trainables.exploit import interval_epochs
 
 if TYPE_CHECKING:
     from orchestrator.review.tracking import MlflowTracker
@@ -47,7 +48,9 @@ class Watchers:
 
 def _watchers(cfg: ExperimentConfig, location: Location, plan: str) -> Watchers:
     status, board = StatusWriter(location), DriverBoard(cfg, location, plan)
-    retention = CheckpointRetention(location, cfg.selection.metric, cfg.selection.keep_checkpoints)
+    population = cfg.population
+    pinned = frozenset(interval_epochs(population.interval, cfg.trial.epochs)) if population else frozenset()
+    retention = CheckpointRetention(location, cfg.selection.metric, cfg.selection.keep_checkpoints, pinned=pinned)
     observers: list[Observer] = [Progress(cfg), status, board, retention]
     tracker = None
     if cfg.tracking.mlflow is not None:

@@ -22,13 +22,13 @@ import torch
 from ray import tune
 
 from trainables import checkpoint as ckpt
+from trainables import exploit, resume
 from trainables import metrics as m
-from trainables import resume
 from trainables.accel import RuntimeConfig, accelerate, make_deterministic, resolve
 from trainables.assemble import assemble, steps_per_epoch
 from trainables.data import Dataset, input_scaling, to_device
 from trainables.loop import score, train_one_epoch
-from trainables.recipe import TrialConfig
+from trainables.recipe import TrialConfig, deep_merge
 from trainables.tensorboard_log import TrialBoard
 
 WARNINGS = "warnings"  # a report's warnings for the driver to show (the trial's own log is in its directory)
@@ -49,19 +49,24 @@ def assigned_cpus() -> int:
     return max(1, int(cpus))
 
 
-def _restore(training: Any, generator: torch.Generator, device: torch.device) -> tuple[int, list[str], dict[str, Any]]:
-    """(epochs already done, warnings for the driver, the restored epoch's report) from Ray's checkpoint of
-    this trial, if any."""
+def _own_state(device: torch.device) -> tuple[dict[str, Any] | None, list[str]]:
+    """This trial's latest usable checkpoint from Ray, if any, and warnings for the driver."""
     restored = tune.get_checkpoint()
     if restored is None:
-        return 0, [], {}
+        return None, []
     # Local (or the driver's guarded local filesystem): then the older checkpoints sit beside the latest.
     local = restored.filesystem.type_name.split("+")[-1] == "local"
     with warnings.catch_warnings(record=True) as caught, restored.as_directory() as directory:
         warnings.simplefilter("always", RuntimeWarning)
         state = resume.load_state(Path(restored.path if local else directory), local, device)
-    done = resume.apply_state(state, training.model, training.optimizer, generator, training.schedule)
-    return done, [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)], state.get("metrics", {})
+    return state, [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+
+
+def _member(population: dict[str, Any], own: dict[str, Any] | None, device: torch.device) -> exploit.Copy | None:
+    """A population member's copy of its parent, when the driver's decision for this epoch names it."""
+    member = int(tune.get_context().get_trial_id().rsplit("_", 1)[-1])
+    done = int(own["epoch"]) if own else 0
+    return exploit.pending_copy(population["root"], member, done, population["interval"], population["epochs"], device)
 
 
 def _storage_fault(exc: OSError) -> bool:
@@ -103,11 +108,16 @@ def _train_trial(
     histogram_every: int = 0,
     runtime: dict[str, Any] | None = None,
     selection_metric: str = m.TEST_ACCURACY,
+    population: dict[str, Any] | None = None,
 ) -> None:
+    """`population`: {root, interval, epochs, mutate} when the sweep is a population (trainables.exploit)."""
     started = time.perf_counter()
-    cfg = TrialConfig.resolve(fixed, sampled)
     settings = RuntimeConfig.model_validate(runtime or {})
     device = trial_device()
+    own, notes = _own_state(device)
+    copy = _member(population, own, device) if population else None
+    lineage = copy.lineage if copy else exploit.Lineage.of(own)
+    cfg = TrialConfig.resolve(fixed, deep_merge(sampled, lineage.overlay()))
     # Threads = the CPUs Ray reserved: several trials on one machine must not oversubscribe it.
     torch.set_num_threads(assigned_cpus())
     make_deterministic(settings.deterministic)
@@ -115,7 +125,8 @@ def _train_trial(
         torch.cuda.reset_peak_memory_stats(device)
     torch.manual_seed(cfg.seed)
     spec = cfg.model_spec(data.input_shape, data.num_classes)
-    training = assemble(cfg, spec, device, steps_per_epoch(len(data.train), cfg.batch_size))
+    steps = steps_per_epoch(len(data.train), cfg.batch_size)
+    training = assemble(cfg, spec, device, steps)
     model, optimizer, schedule = training.model, training.optimizer, training.schedule
     # `net` trains (autocast, channels_last, compile per `runtime:`); the bare `model` is checkpointed.
     plan = resolve(settings, device, cfg.model)
@@ -123,7 +134,13 @@ def _train_trial(
     # How the trial scored (device, autocast): `evaluate` scores a checkpoint the same way, or says how not.
     scored = {"device": device.type, "autocast": str(plan.autocast).removeprefix("torch.") if plan.autocast else None}
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
-    done_epochs, notes, restored = _restore(training, generator, device)
+    fresh = exploit.hyperparameters(optimizer)
+    state = copy.state if copy else own
+    done_epochs = resume.apply_state(state, model, optimizer, generator, schedule) if state else 0
+    if copy:
+        exploit.retune(optimizer, schedule, fresh, float(copy.state["trial_config"]["lr"]), done_epochs, steps)
+        exploit.reseed(generator, copy.batch_seed)
+    restored = own.get("metrics", {}) if own else {}
 
     train, val, test = (to_device(s, device) for s in (data.train, data.val, data.test))
     scaling = input_scaling(cfg.input_scale, data.mean, data.std, data.pixel_max, data.pixel_min)
@@ -131,6 +148,9 @@ def _train_trial(
     board = TrialBoard(run_dir, cfg.knobs(), histogram_every, cfg.epochs)
     if done_epochs == 0:
         board.log_weights(0, model)
+    if copy:
+        board.writer.text("population/exploit", f"copied member {lineage.parent} at epoch {done_epochs}: "
+                          f"generation {lineage.generation}, {json.dumps(lineage.values)}", done_epochs)  # fmt: skip
     node_id = ray.get_runtime_context().get_node_id()
     startup = time.perf_counter() - started
     if restored:
@@ -159,6 +179,10 @@ def _train_trial(
                 m.GPU_PEAK_GIB: torch.cuda.max_memory_reserved(device) / 2**30 if device.type == "cuda" else 0.0,
             }  # fmt: skip
             metrics[m.SELECTION_SCORE] = m.selection_score(metrics, selection_metric)
+            if population:
+                metrics.update(lineage.report(cfg, population["mutate"]))
+                board.writer.scalars({f"population/{k.removeprefix(exploit.PREFIX)}": v for k, v in metrics.items()
+                                      if k.startswith(exploit.PREFIX) and m.finite(v)}, epoch)  # fmt: skip
             board.log_epoch(epoch, metrics, model)
             report = {**metrics, WARNINGS: notes} if notes else metrics
             notes = []
@@ -181,6 +205,7 @@ def _train_trial(
                     "classes": list(data.classes),
                     "runtime": scored,
                     "metrics": {k: v for k, v in metrics.items() if isinstance(v, float | int)},
+                    exploit.STATE: lineage.to_json(),
                 }, Path(directory) / ckpt.CHECKPOINT_FILE)  # fmt: skip
                 tune.report(report, checkpoint=tune.Checkpoint.from_directory(directory))
     finally:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from orchestrator.config.rungs import rungs
 from orchestrator.config.schema import ExperimentConfig
 from orchestrator.config.space import dimensions
+from trainables import metrics as m
 from trainables.models import MODELS
 from trainables.recipe import TrialConfig
 
@@ -47,13 +48,23 @@ def describe(cfg: ExperimentConfig, location: str) -> str:
     gpu = cfg.resources.gpu
     gpu_text = f"1/{cfg.resources.trials_per_gpu} GPU if the cluster has GPUs" if gpu == "auto" else f"{gpu:g} GPU"
     lines.append(f"resources per trial: {cfg.resources.cpu:g} CPU, {gpu_text}; concurrent trials: {concurrency}")
-    milestones = rungs(cfg.asha.grace_period, cfg.asha.reduction_factor, cfg.max_t)
-    mode = "deterministic (synchronous rungs)" if cfg.asha.mode == "deterministic" else "async"
-    lines.append(
-        f"ASHA: {mode} on {cfg.asha.metric} (max), max_t = trial.epochs = {cfg.max_t}, grace "
-        f"{cfg.asha.grace_period}, reduction {cfg.asha.reduction_factor:g}, brackets {cfg.asha.brackets}, "
-        f"rungs at epochs {milestones}"
-    )
+    population = cfg.population
+    if population is not None:
+        exploits = list(range(population.interval, cfg.max_t, population.interval))
+        lines.append(
+            f"population: {cfg.trial_count} members to epoch {cfg.max_t}, ranked on {m.ASHA_METRIC} at epochs "
+            f"{exploits}; the bottom {population.fraction:g} copies the top {population.fraction:g}, mutating "
+            f"{', '.join(population.mutate)} (x{population.perturb[0]:g} or x{population.perturb[1]:g}, "
+            f"resampled with p {population.resample_probability:g})"
+        )
+    else:
+        milestones = rungs(cfg.asha.grace_period, cfg.asha.reduction_factor, cfg.max_t)
+        mode = "deterministic (synchronous rungs)" if cfg.asha.mode == "deterministic" else "async"
+        lines.append(
+            f"ASHA: {mode} on {cfg.asha.metric} (max), max_t = trial.epochs = {cfg.max_t}, grace "
+            f"{cfg.asha.grace_period}, reduction {cfg.asha.reduction_factor:g}, brackets {cfg.asha.brackets}, "
+            f"rungs at epochs {milestones}"
+        )
     lines.append(
         f"selection: best {cfg.selection.metric} over every kept checkpoint "
         f"({cfg.selection.keep_checkpoints} best + latest kept per trial)"

@@ -17,6 +17,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from orchestrator.config import limits
+from orchestrator.config.population import PopulationConfig, validate_population
 from orchestrator.config.rungs import rungs
 from orchestrator.config.space import grid_size, validate_algorithm, validate_space
 from orchestrator.errors import ConfigError
@@ -176,6 +177,9 @@ class ExperimentConfig(Section):
     search: SearchConfig = SearchConfig()
     resources: ResourcesConfig = ResourcesConfig()
     asha: AshaConfig = AshaConfig()
+    population: PopulationConfig | None = Field(
+        default=None, description="population-based training instead of early stopping (orchestrator/config/population)"
+    )
     selection: SelectionConfig = SelectionConfig()
     failure: FailureConfig = FailureConfig()
     tensorboard: TensorBoardConfig = TensorBoardConfig()
@@ -206,6 +210,10 @@ class ExperimentConfig(Section):
 
     @model_validator(mode="after")
     def _cross_checks(self) -> ExperimentConfig:
+        if self.population is not None and "asha" in self.model_fields_set:
+            raise ConfigError(
+                "population", "a sweep is early-stopped (asha:) or a population (population:), not both; drop one"
+            )
         if self.search.algorithm == "optuna" and "mode" not in self.asha.model_fields_set:
             # TPE proposes from finished trials, which synchronous rungs hold back: async unless told otherwise.
             object.__setattr__(self, "asha", self.asha.model_copy(update={"mode": "async"}))
@@ -229,6 +237,8 @@ class ExperimentConfig(Section):
                 f"grid points x num_samples = {trials} trials, above the cap of {limits.MAX_TRIALS}",
                 self.search.num_samples,
             )
+        if self.population is not None:
+            validate_population(self.population, self.search.space, self.trial.epochs, trials, self.search.algorithm)
         levels = len(rungs(self.asha.grace_period, self.asha.reduction_factor, self.trial.epochs))
         if self.asha.brackets > max(levels, 1):
             raise ConfigError(

@@ -62,6 +62,9 @@ def export_best(record: TrialRecord, ref: CheckpointRef, location: Location, con
         "source_checkpoint": ref.path,  # relative to the experiment directory
         "model_sha256": hashlib.sha256(model_bytes).hexdigest(),
         "partial": False,
+        # A population member's line (generation, latest copy, the knob values it trained with, which
+        # `config` above does not show: that is what it was sampled with).
+        **({"population": state["population"]} if state.get("population") else {}),
         **context,
     }
     files = {BEST_MODEL: model_bytes, BEST_MANIFEST: _json(manifest)}

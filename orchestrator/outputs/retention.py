@@ -8,7 +8,9 @@ the final selection wants is one this retention keeps: the two are one rule. Del
 (Ray keeps every checkpoint) because of a resume: the experiment state a rerun restores from is a snapshot
 taken every couple of seconds and names each trial's latest checkpoint then. A checkpoint that stopped
 being the latest is deleted only SETTLE_S later, when every snapshot since names a newer one; when the sweep
-has finished, the rest go at once. No Ray here.
+has finished, the rest go at once. A population (`population:`) pins every checkpoint at an interval epoch
+until the sweep has finished: a later copy, or a copy made again after a restart, loads its parent's.
+No Ray here.
 """
 
 from __future__ import annotations
@@ -38,8 +40,16 @@ def kept(record: TrialRecord, refs: list[CheckpointRef], metric: str, keep: int)
 
 
 class CheckpointRetention(Observer):
-    def __init__(self, location: Location, metric: str, keep: int, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        location: Location,
+        metric: str,
+        keep: int,
+        clock: Callable[[], float] = time.monotonic,
+        pinned: frozenset[int] = frozenset(),
+    ):
         self.location, self.metric, self.keep, self.clock = location, metric, keep, clock
+        self.pinned = pinned  # epochs whose checkpoints stay until the sweep has finished
         self.superseded: dict[str, float] = {}  # path -> when it stopped being the latest
         self.deleted: set[str] = set()
 
@@ -57,7 +67,7 @@ class CheckpointRetention(Observer):
         now = self.clock()
         latest = max((ref.epoch for ref in refs), default=0)
         for ref in refs:
-            if ref.path in keep or ref.path in self.deleted:
+            if ref.path in keep or ref.path in self.deleted or (settle and ref.epoch in self.pinned):
                 continue
             since = self.superseded.setdefault(ref.path, now) if ref.epoch < latest else now
             if now - since >= settle:

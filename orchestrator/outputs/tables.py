@@ -31,7 +31,8 @@ def write_tables(records: list[TrialRecord], location: Location, metric: str) ->
     rows = [record.row(metric) for record in records]
     location.write_bytes(_parquet(rows), RESULTS)
     history = [row for record in records for row in record.history_rows()]
-    location.write_bytes(_parquet(history, HISTORY_COLUMNS), HISTORY)
+    lineage = tuple(dict.fromkeys(k for row in history for k in row if k not in HISTORY_COLUMNS))
+    location.write_bytes(_parquet(history, HISTORY_COLUMNS + lineage), HISTORY)
     return rows
 
 

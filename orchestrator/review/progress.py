@@ -67,8 +67,12 @@ class Progress(Observer):
     ) -> None:
         self.knobs = searched_fields(cfg.search.space)
         self.epochs, self.trials = cfg.trial.epochs, cfg.trial_count
-        self.planned = planned_epochs(
-            cfg.trial_count, cfg.trial.epochs, cfg.asha.grace_period, cfg.asha.reduction_factor, cfg.asha.brackets
+        self.planned = (
+            cfg.trial_count * cfg.trial.epochs  # a population trains every member to the end
+            if cfg.population is not None
+            else planned_epochs(
+                cfg.trial_count, cfg.trial.epochs, cfg.asha.grace_period, cfg.asha.reduction_factor, cfg.asha.brackets
+            )
         )
         self.out, self.every_s, self.max_rows, self.clock = out, every_s, max_rows, clock
         stream = out or sys.stdout

@@ -13,6 +13,8 @@ carries its images inside), and the figures of `review.plots`:
   test_vs_val.png       best test against best validation accuracy of every trial
   wall_time.png         wall time per trial
   asha.png              how many trials trained to each epoch; early stopping's rungs marked
+  lineage.png           a population's members x epochs: who copied whom (`review.lineage`)
+  schedule.png          the best checkpoint's hyperparameter schedule along its line (a population)
 Paths in the report are relative (images to the report, checkpoints to the experiment), so a report
 or an experiment that is moved or copied still reads the same. Before the sweep has finished, the
 tables are rebuilt from the trials' files (`outputs.reader`).
@@ -31,7 +33,7 @@ from orchestrator.errors import ConfigError
 from orchestrator.location import BEST
 from orchestrator.outputs.reader import Experiment, records
 from orchestrator.outputs.tables import cell, ordered
-from orchestrator.review import budget_plots, knob_plots, plots
+from orchestrator.review import budget_plots, knob_plots, lineage, plots
 from orchestrator.review.importance import EVALUATOR, Importance, knob_importance, searched_knobs
 from orchestrator.review.report_html import render_html
 from orchestrator.review.summaries import (
@@ -43,7 +45,7 @@ from orchestrator.review.summaries import (
 )
 
 # Figures drawn only when their section has something to show; a stale copy from an earlier run is removed.
-OPTIONAL = ("importance.png", "confusion.png")
+OPTIONAL = ("importance.png", "confusion.png", "lineage.png", "schedule.png", "asha.png")
 
 STATES = {
     "finished": "finished",
@@ -197,7 +199,8 @@ def write_report(exp: Experiment, out: Path, top: int) -> Path:
     # Before best/ exists, the leaderboard's leader is drawn thick instead, as the best so far.
     leader = best or (ordered(rows, exp.metric)[0]["trial_name"] if rows else None)
     knobs = searched_knobs(exp.config, rows)
-    rungs = rung_epochs(exp.config.get("asha", {}), exp.epochs)
+    is_population = bool(exp.config.get("population"))  # no early stopping: no rungs, nothing cut
+    rungs = [] if is_population else rung_epochs(exp.config.get("asha", {}), exp.epochs)
     out.mkdir(parents=True, exist_ok=True)
     for name in OPTIONAL:
         (out / name).unlink(missing_ok=True)
@@ -212,7 +215,9 @@ def write_report(exp: Experiment, out: Path, top: int) -> Path:
         plots.plot_confusion(scored.matrix, scored.classes, out / "confusion.png")
     plots.plot_test_vs_val(rows, exp.metric, best, out / "test_vs_val.png")
     budget_plots.plot_wall_time(rows, exp.history, exp.metric, out / "wall_time.png")
-    budget_plots.plot_asha(rows, exp.config.get("asha", {}), exp.epochs, out / "asha.png")
+    if not is_population:
+        budget_plots.plot_asha(rows, exp.config.get("asha", {}), exp.epochs, out / "asha.png")
+    population = lineage.lineage_sections(exp.location, exp.history, manifest, exp.epochs or 0, out)
     title = f"Sweep report: {exp.config.get('name', exp.location.name)}"
     text = "\n\n".join(
         [
@@ -225,6 +230,7 @@ def write_report(exp: Experiment, out: Path, top: int) -> Path:
             + ("\n\nThe checkpoint path is relative to the experiment directory." if manifest else ""),
             "## How the top trials learned",
             "![learning curves](learning_curves.png)",
+            *population,
             "## Searched knobs and the selection metric",
             "Each line is a trial, coloured by how it ended; the thick line is the best. Knobs searched on a log scale "
             "(or spanning 20x or more) have log axes.",
@@ -245,9 +251,15 @@ def write_report(exp: Experiment, out: Path, top: int) -> Path:
             "## Wall time per trial",
             wall_markdown(rows, exp.history),
             "![wall time per trial](wall_time.png)",
-            "## What early stopping cut, and when",
-            asha_markdown(rows, exp.config),
-            "![trials per epoch](asha.png)",
+            *(
+                []
+                if is_population
+                else [
+                    "## What early stopping cut, and when",
+                    asha_markdown(rows, exp.config),
+                    "![trials per epoch](asha.png)",
+                ]
+            ),
         ]
     )
     text = _relative(text, exp)

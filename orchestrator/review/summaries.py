@@ -59,6 +59,11 @@ def best_markdown(best: dict[str, Any] | None) -> str:
         *[[name.replace("_", " "), cell(best.get(name))] for name in m.CLASS_BALANCED if name in best],
         ["checkpoint", f"`{best.get('source_checkpoint')}`"],
     ]
+    lineage = best.get("population")
+    if lineage:  # a population member: its line, and the values it trained with (config shows the sampled ones)
+        copied = f"member {lineage['parent']} at epoch {lineage['copied_at']}" if lineage["parent"] >= 0 else "never"
+        rows += [["generation", str(lineage["generation"])], ["last copied", copied]]
+        rows += [[f"`{k}` trained with", cell(v)] for k, v in lineage["values"].items()]
     rows += [[f"`{k}`", cell(v)] for k, v in best.get("config", {}).items()]
     return markdown_table(["", "best checkpoint"], rows)
 
@@ -107,6 +112,20 @@ def asha_markdown(rows: list[dict[str, Any]], config: dict[str, Any]) -> str:
     return f"{head}\n\n{rung_table}\n\nTrials stopped early ({len(stopped)}):\n\n{cut_table}"
 
 
+def best_lineage_line(manifest: dict[str, Any] | None) -> str:
+    """For the summary card: the best's generation, its latest copy and the values it trained with."""
+    lineage = (manifest or {}).get("population")
+    if not lineage:
+        return ""
+    values = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in lineage["values"].items())
+    if lineage["parent"] < 0:
+        return "The best never copied another member: it trained with its own sampled values throughout."
+    return (
+        f"The best is generation {lineage['generation']}: it last copied member {lineage['parent']} at epoch "
+        f"{lineage['copied_at']} and trained on with {values}. The report draws its whole line."
+    )
+
+
 def summary_markdown(cfg: ExperimentConfig, rows: list[dict[str, Any]], best: dict[str, Any] | None, plan: str) -> str:
     config = cfg.model_dump(mode="json")
     plan_block = "\n".join("    " + line for line in plan.splitlines())
@@ -120,8 +139,11 @@ def summary_markdown(cfg: ExperimentConfig, rows: list[dict[str, Any]], best: di
             leaderboard_markdown(rows, cfg.selection.metric),
             "## Best checkpoint",
             best_markdown(best),
-            "## Early stopping",
-            asha_markdown(rows, config),
+            *(
+                ["## Population", best_lineage_line(best) or "No best checkpoint yet."]
+                if cfg.population
+                else ["## Early stopping", asha_markdown(rows, config)]
+            ),
             "## Plan",
             plan_block,
         ]

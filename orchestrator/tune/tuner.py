@@ -29,7 +29,7 @@ from orchestrator.config.space import searched_fields
 from orchestrator.location import Location
 from orchestrator.records import CheckpointRef, Observer, TrialRecord
 from orchestrator.review.names import run_name
-from orchestrator.tune import callbacks, cluster, errored, faults
+from orchestrator.tune import callbacks, cluster, errored, faults, population
 from orchestrator.tune.schedulers import ResumableASHA, SynchronousHalving
 from orchestrator.tune.searchers import build_search_alg, param_space
 from trainables import metrics as m
@@ -130,13 +130,15 @@ def _trainable(cfg: ExperimentConfig, dataset: Dataset, location: Location) -> A
         train_trial, fixed=cfg.trial.model_dump(mode="json"), data=dataset,
         board_root=str(location.local_dir) if location.local_dir is not None else None,
         histogram_every=cfg.tensorboard.histogram_every, runtime=cfg.runtime.model_dump(mode="json"),
-        selection_metric=cfg.selection.metric,
+        selection_metric=cfg.selection.metric, population=population.trial_settings(cfg, location),
     )  # fmt: skip
     gpu = cfg.resources.gpus_per_trial(cluster.cluster_gpus())
     return tune.with_resources(trainable, {"cpu": cfg.resources.cpu, "gpu": gpu})
 
 
 def _scheduler(cfg: ExperimentConfig) -> Any:
+    if cfg.population is not None:
+        return population.scheduler(cfg)
     if cfg.asha.mode == "async":
         return ResumableASHA(
             time_attr=m.EPOCH,

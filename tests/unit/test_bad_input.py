@@ -443,6 +443,11 @@ NAN, INF = float("nan"), float("inf")
 
 # (id, merged into the base config, --set overrides, fragments). Either or both may be given: a YAML
 # file's value and a --set value go through the same validation.
+# A population of four members, one copy per interval, two epochs (interval 1).
+PBT: dict[str, Any] = {
+    "search": {"num_samples": 4, "space": {"lr": {"loguniform": [1.0e-4, 1.0e-1]}}},
+    "population": {"interval": 1, "mutate": ["lr"]},
+}
 VALUE_CASES: list[tuple[str, dict[str, Any], list[str], list[str]]] = [
     # non-finite floats wherever a float is accepted
     ("nan-lr", {"trial": {"lr": NAN}}, [], ["trial.lr", "finite"]),
@@ -690,6 +695,49 @@ VALUE_CASES: list[tuple[str, dict[str, Any], list[str], list[str]]] = [
         {"search": {"space": {"model": {"grid": ["mlp"]}, "cnn.channels": {"grid": [[8], [16]]}}}},
         [],
         ["search.space.cnn.channels", "model mlp"],
+    ),
+    # population-based training (orchestrator/config/population.py)
+    ("population-and-asha", {**PBT, "asha": {"grace_period": 1}}, [], ["population", "not both"]),
+    ("population-with-optuna", PBT, ["search.algorithm=optuna"], ["search.algorithm", "search algorithm", "'optuna'"]),
+    (
+        "population-mutates-an-architecture-knob",
+        PBT,
+        ["population.mutate=[mlp.hidden]"],
+        ["population.mutate", "mlp.hidden cannot change mid-training", "'mlp.hidden'"],
+    ),
+    ("population-mutates-the-optimizer", PBT, ["population.mutate=[optimizer]"], ["population.mutate", "optimizer"]),
+    (
+        "population-mutates-an-unsearched-knob",
+        PBT,
+        ["population.mutate=[weight_decay]"],
+        ["population.mutate", "weight_decay is not searched"],
+    ),
+    ("population-mutates-nothing", PBT, ["population.mutate=[]"], ["population.mutate", "at least 1"]),
+    ("population-mutates-a-knob-twice", PBT, ["population.mutate=[lr, lr]"], ["population.mutate", "twice"]),
+    ("population-interval-zero", PBT, ["population.interval=0"], ["population.interval", "greater than or equal to 1"]),
+    ("population-interval-at-the-end", PBT, ["population.interval=2"], ["population.interval", "below trial.epochs"]),
+    ("population-interval-text", PBT, ["population.interval=often"], ["population.interval", "valid integer"]),
+    ("population-fraction-above-half", PBT, ["population.fraction=0.6"], ["population.fraction", "0.5"]),
+    (
+        "population-fraction-replaces-none",
+        PBT,
+        ["population.fraction=0.1"],
+        ["population.fraction", "replaces no member"],
+    ),
+    ("population-perturb-equal", PBT, ["population.perturb=[1.0, 1.0]"], ["population.perturb", "two different"]),
+    ("population-perturb-negative", PBT, ["population.perturb=[-0.8, 1.2]"], ["population.perturb", "above 0"]),
+    (
+        "population-resample-above-one",
+        PBT,
+        ["population.resample_probability=1.5"],
+        ["population.resample_probability", "less than or equal to 1"],
+    ),
+    ("population-unknown-key", PBT, ["population.intervals=1"], ["population.intervals", "did you mean 'interval'"]),
+    (
+        "population-of-one",
+        {**PBT, "search": {"num_samples": 1}},
+        ["population.fraction=0.5"],
+        ["population.fraction", "population of 1"],
     ),
     # types, ranges and names the schema knows (the earlier suite's cases)
     ("unknown-top-level-key", {"seeds": 1}, [], ["seeds: unknown key (did you mean 'seed'?)"]),
