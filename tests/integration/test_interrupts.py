@@ -9,67 +9,119 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 from conftest import cli, cli_env
-from support import SLOW_EPOCH, finish, kill_session, results, start, table, trial_dirs, wait_for, write_config
+from support import (
+    SLOW_EPOCH,
+    finish,
+    kill_session,
+    results,
+    saved_statuses,
+    start,
+    table,
+    trial_dirs,
+    wait_for,
+    write_config,
+)
 
 EPOCHS = 4
 EXTRA = "search: {space: {lr: {grid: [1.0e-3, 2.0e-3, 3.0e-3]}}, max_concurrent_trials: 1}\n"
 
 
+STOPPING = "stopping the trials and saving the experiment state"
+ALREADY = "already stopping; the experiment stays resumable (a third signal stops at once)"
+AT_ONCE = "stopping now without a last save"
+FINAL = "interrupted: 1 of 3 trials finished; rerun the same command to resume"
+
+
+def _start_logged(config: Path, cwd: Path) -> tuple[subprocess.Popen[bytes], Path, Path]:
+    """`launch CONFIG` in its own session, its output in files the test reads while it runs."""
+    out, err = cwd / "launch.out", cwd / "launch.err"
+    with out.open("wb") as stdout, err.open("wb") as stderr:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "orchestrator", "launch", str(config)],
+            cwd=cwd,
+            env=cli_env(),
+            stdout=stdout,
+            stderr=stderr,
+            start_new_session=True,
+        )
+    return proc, out, err
+
+
 @pytest.mark.parametrize(
-    ("signum", "code", "group", "twice"),
+    ("signum", "code", "group", "count"),
     [
-        (signal.SIGINT, 130, True, False),  # Ctrl-C in a terminal: every process of the group gets it
-        (signal.SIGTERM, 143, False, True),  # a scheduler's stop, sent again while the sweep is stopping
+        (signal.SIGINT, 130, True, 1),  # Ctrl-C in a terminal: every process of the group gets it
+        (signal.SIGTERM, 143, False, 2),  # a scheduler's stop, sent again while the sweep is stopping
+        (signal.SIGTERM, 143, False, 3),  # ... and a third time: stop at once
     ],
-    ids=["ctrl-c", "sigterm-twice"],
+    ids=["ctrl-c", "sigterm-twice", "sigterm-three-times"],
 )
 def test_an_interrupted_sweep_says_so_exports_nothing_and_resumes(
-    tmp_path: Path, signum: int, code: int, group: bool, twice: bool
+    tmp_path: Path, signum: int, code: int, group: bool, count: int
 ) -> None:
     config = write_config(tmp_path, "stop", EPOCHS, EXTRA, train_limit=SLOW_EPOCH)
     experiment = tmp_path / "runs" / "stop"
-    proc = start(config, cwd=tmp_path)
+    proc, out_file, err_file = _start_logged(config, tmp_path)
     try:
 
         def second_trial_mid_run() -> Path | None:
+            """One trial finished, and saved as finished in Tune's state (what even a stop at once leaves to
+            resume from), and the next one mid-run."""
             done = [t for t in trial_dirs(experiment) if len(results(t)) == EPOCHS]
             running = [t for t in trial_dirs(experiment) if 1 <= len(results(t)) < EPOCHS]
-            return running[0] if done and running else None
+            saved = done and saved_statuses(experiment).get(done[0].name) == "TERMINATED"
+            return running[0] if saved and running else None
+
+        def said(text: str) -> bool:
+            return text in err_file.read_text(errors="replace")
 
         wait_for(second_trial_mid_run, proc, what="one trial finished and the next one mid-run")
         if group:
             os.killpg(proc.pid, signum)
         else:
             os.kill(proc.pid, signum)
-        if twice:
-            time.sleep(0.3)
+        wait_for(lambda: said(STOPPING), proc, what="the sweep saying it is stopping")
+        # Each further signal is sent once the sweep has said it took the previous one, while it is stopping.
+        for answer in (ALREADY, AT_ONCE)[: count - 1]:
             os.kill(proc.pid, signum)
-        returncode, out, err = finish(proc, timeout=300)
+            wait_for(lambda answer=answer: said(answer), proc, what=f"the sweep answering {answer!r}")
+        returncode = proc.wait(timeout=300)
     except BaseException:
         kill_session(proc)
         raise
+    finally:
+        kill_session(proc)
+    err = err_file.read_text(errors="replace")
     assert returncode == code, err[-3000:]
     assert "Traceback" not in err, err[-3000:]
-    assert err.strip().splitlines()[-1] == ("interrupted: 1 of 3 trials finished; rerun the same command to resume"), (
-        err[-2000:]
-    )
+    lines = err.strip().splitlines()
+    assert sum(STOPPING in line for line in lines) == 1, err[-2000:]  # the first signal is taken once
+    assert sum(ALREADY in line for line in lines) == (count >= 2), err[-2000:]
+    if count < 3:
+        assert lines[-1] == FINAL, err[-2000:]
+    else:  # gone at once: no closing line, no last save
+        assert AT_ONCE in lines[-1] and FINAL not in err, err[-2000:]
     # Nothing written as if the sweep had finished.
     assert not (experiment / "best").exists() and not (experiment / "results.parquet").exists()
     status = json.loads((experiment / "status.json").read_text())
-    assert status["state"] == "interrupted"
-    assert [entry["status"] for entry in status["trials"].values()] == ["completed"]  # nothing "stopped early"
+    if count < 3:
+        assert status["state"] == "interrupted"
+        assert [entry["status"] for entry in status["trials"].values()] == ["completed"]  # nothing "stopped early"
+    else:  # the driver never got to record the interrupt: the record still says the sweep is running
+        assert status["state"] in {"running", "interrupted"} and status["state"] != "finished"
+        assert [entry["status"] for entry in status["trials"].values()] == ["completed"]
     report = cli("report", str(experiment), "--out", str(tmp_path / "report"))
     assert report.returncode == 0, report.stderr
-    assert "UNFINISHED: interrupted" in report.stdout
+    assert "UNFINISHED: interrupted" in report.stdout  # no launch holds it: "running" is read as interrupted
     assert "stopped" not in {line.split()[-3] for line in report.stdout.splitlines()[2:] if line[:1].isdigit()}
     finished_first = {
         t.name: (t / "result.json").read_bytes() for t in trial_dirs(experiment) if len(results(t)) == EPOCHS
     }
+    assert len(finished_first) == 1
 
     again, out, err = finish(start(config, cwd=tmp_path))
     assert again == 0, err[-3000:]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -73,6 +74,7 @@ def test_two_runs_and_a_killed_and_resumed_run_give_the_same_sweep(tmp_path: Pat
     try:
         # Past the first rung's decision: a trial trains its second epoch.
         wait_for(lambda: any(len(results(t)) >= 2 for t in trial_dirs(experiment)), proc, what="a second epoch")
+        time.sleep(0.5)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=60)
     finally:
