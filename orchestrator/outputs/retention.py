@@ -21,6 +21,7 @@ from orchestrator.location import Location
 from orchestrator.records import CheckpointRef, Observer, TrialRecord, rank_checkpoints
 
 SETTLE_S = 10.0  # several experiment-state snapshots (every 2 s) after a checkpoint stopped being the latest
+SETTLE_SNAPSHOTS = 5  # the same, in snapshots, for a sweep whose snapshots are further apart
 
 
 def trial_checkpoints(record: TrialRecord) -> list[CheckpointRef]:
@@ -38,13 +39,20 @@ def kept(record: TrialRecord, refs: list[CheckpointRef], metric: str, keep: int)
 
 
 class CheckpointRetention(Observer):
-    def __init__(self, location: Location, metric: str, keep: int, clock: Callable[[], float] = time.monotonic):
-        self.location, self.metric, self.keep, self.clock = location, metric, keep, clock
+    def __init__(
+        self,
+        location: Location,
+        metric: str,
+        keep: int,
+        clock: Callable[[], float] = time.monotonic,
+        settle_s: float = SETTLE_S,
+    ) -> None:
+        self.location, self.metric, self.keep, self.clock, self.settle_s = location, metric, keep, clock, settle_s
         self.superseded: dict[str, float] = {}  # path -> when it stopped being the latest
         self.deleted: set[str] = set()
 
     def trial_reported(self, record: TrialRecord) -> None:
-        self._prune(record, settle=SETTLE_S)
+        self._prune(record, settle=self.settle_s)
 
     def finish(self, records: list[TrialRecord]) -> None:
         """After the sweep: each trial down to its kept checkpoints, now."""

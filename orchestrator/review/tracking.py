@@ -36,6 +36,7 @@ URI that does not answer before Ray starts.
 from __future__ import annotations
 
 import functools
+import math
 import os
 import sys
 import tempfile
@@ -87,6 +88,9 @@ def _guarded(hook: Hook) -> Hook:
     return wrapper  # type: ignore[return-value]
 
 
+STATE_EVERY_S = 2.0  # mlflow.json as child runs are made (a resume reopens the ones it lists)
+
+
 class MlflowTracker(Observer):
     def __init__(self, cfg: ExperimentConfig, location: Location) -> None:
         from mlflow.tracking import MlflowClient
@@ -105,6 +109,8 @@ class MlflowTracker(Observer):
         self.children: dict[str, str] = {}  # trial name -> child run id (kept in mlflow.json)
         self.checked: set[str] = set()  # child runs known open in this run of the driver
         self.open: set[str] = set()  # child runs started and not yet ended (closed KILLED on an interrupt)
+        self.state_written_at = -math.inf  # mlflow.json lists every child: rewritten at most every STATE_EVERY_S
+        self.state_dirty = False
 
     # ------------------------------------------------------------------ failures
 
@@ -153,6 +159,17 @@ class MlflowTracker(Observer):
             },
             MLFLOW,
         )
+
+    def _write_state_soon(self) -> None:
+        self.state_dirty = True
+        if time.monotonic() - self.state_written_at >= STATE_EVERY_S:
+            self._write_state()
+            self.state_written_at, self.state_dirty = time.monotonic(), False
+
+    @_guarded
+    def heartbeat(self, records: list[TrialRecord]) -> None:
+        if self.state_dirty:
+            self._write_state_soon()
 
     # ------------------------------------------------------------------ runs
 
@@ -241,7 +258,7 @@ class MlflowTracker(Observer):
             metrics = [metric for row in record.history for metric in self._metrics(row, int(row[m.EPOCH]))]
             self._log(run_id, metrics=metrics, params=self._params(record.config.knobs()))
             self.children[record.name] = run_id
-            self._write_state()
+            self._write_state_soon()
         self.checked.add(run_id)
         self.open.add(run_id)
         return run_id
@@ -309,6 +326,9 @@ class MlflowTracker(Observer):
 
     @_guarded
     def sweep_ended(self, records: list[TrialRecord], interrupted: bool) -> None:
+        if self.state_dirty:
+            self._write_state()
+            self.state_dirty = False
         if not interrupted or self.parent_id is None:
             return  # a finished sweep is closed by `finish`, once best/ exists
         for run_id in sorted(self.open):

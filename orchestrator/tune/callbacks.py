@@ -53,6 +53,10 @@ class LiveTrials:
     def __init__(self, fixed: dict[str, Any], location: Location, observer: Observer, interrupt: Interrupt) -> None:
         self.fixed, self.location, self.observer, self.interrupted = fixed, location, observer, interrupt
         self.records: dict[str, TrialRecord] = {}
+        # Tune's list of trials only grows: the records in its order, extended by the trials new since the
+        # last step, and the trials that may be running (the only ones a step can pause). No step scans them all.
+        self.in_order: list[TrialRecord] = []
+        self.active: dict[str, tuple[Any, TrialRecord]] = {}
 
     def record(self, trial: Any) -> TrialRecord:
         record = self.records.get(trial.trial_id)
@@ -94,6 +98,7 @@ class LiveTrials:
     def started(self, trial: Any) -> None:
         record = self.record(trial)
         record.state = "running"
+        self.active[trial.trial_id] = (trial, record)
         self.observer.trial_started(record)
 
     def reported(self, trial: Any, result: dict[str, Any]) -> None:
@@ -112,23 +117,24 @@ class LiveTrials:
             return
         record = self.record(trial)
         record.state, record.error = "ended", error
+        self.active.pop(trial.trial_id, None)
         self.observer.trial_ended(record)
-
-    def paused(self, trial: Any) -> None:
-        record = self.record(trial)
-        if record.state != "ended":
-            record.state = "paused"
 
     def heartbeat(self, trials: list[Any]) -> None:
         self.interrupted.forward()  # an interrupt that came before Tune's loop could take it
-        for trial in trials:
+        for trial in trials[len(self.in_order) :]:
             record = self.record(trial)
-            if str(trial.status) == "PAUSED" and record.state == "running":
+            self.in_order.append(record)
+            if record.state == "paused" and record.history:  # restored waiting at a rung
+                self.observer.trial_paused(record)
+        for trial_id, (trial, record) in list(self.active.items()):
+            status = str(trial.status)
+            if status == "PAUSED" and record.state == "running":
                 record.state = "paused"
-        self.observer.heartbeat(self.ordered(trials))
-
-    def ordered(self, trials: list[Any]) -> list[TrialRecord]:
-        return [self.record(trial) for trial in trials]
+                self.observer.trial_paused(record)
+            if status not in ("RUNNING", "PENDING"):
+                del self.active[trial_id]
+        self.observer.heartbeat(self.in_order)
 
 
 def attach(live: LiveTrials | None) -> None:

@@ -10,11 +10,13 @@ that it is stopping. The caller reports the interrupt and exits 130 or 143.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
 import signal
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from types import FrameType
 from typing import Any
@@ -35,6 +37,40 @@ from trainables.recipe import TrialConfig
 from trainables.trial import train_trial
 
 EXPERIMENT_SYNC_S = 2  # how often the driver snapshots the experiment state a rerun resumes from
+# A snapshot holds every trial created so far (about 26 kB each in Tune's state): a sweep of more than
+# EXPERIMENT_SYNC_S * TRIALS_PER_SYNC_S trials snapshots less often, so that the driver's time in snapshots
+# does not grow with the sweep (10,000 trials: every 20 s).
+TRIALS_PER_SYNC_S = 500
+
+
+def snapshot_period(trials: int) -> float:
+    """Seconds between experiment-state snapshots: what a SIGKILLed driver's rerun may repeat at most."""
+    return max(float(EXPERIMENT_SYNC_S), trials / TRIALS_PER_SYNC_S)
+
+
+def max_pending(cfg: ExperimentConfig) -> int:
+    """Trials Tune may hold created but not started (each with a directory and a resource request): two per
+    slot of the cluster, at least 8. More would only cost the driver; fewer could leave a slot idle."""
+    slots = cluster.cluster_cpus() / cfg.resources.cpu
+    if cfg.search.max_concurrent_trials:
+        slots = min(slots, cfg.search.max_concurrent_trials)
+    return max(8, 2 * int(slots))
+
+
+@contextlib.contextmanager
+def tune_settings(cfg: ExperimentConfig) -> Iterator[None]:
+    """Tune's settings read from the environment, for this run only; a value the user set wins."""
+    ours = {
+        "TUNE_GLOBAL_CHECKPOINT_S": f"{snapshot_period(cfg.trial_count):g}",
+        "TUNE_MAX_PENDING_TRIALS_PG": str(max_pending(cfg)),
+    }
+    added = [key for key in ours if key not in os.environ]
+    os.environ.update({key: ours[key] for key in added})
+    try:
+        yield
+    finally:
+        for key in added:
+            os.environ.pop(key, None)
 
 
 @dataclass
@@ -140,6 +176,7 @@ def _scheduler(cfg: ExperimentConfig) -> Any:
         brackets=cfg.asha.brackets,
         total_trials=cfg.trial_count,
         max_concurrent=cfg.search.max_concurrent_trials,
+        max_pending=max_pending(cfg),
     )
 
 
@@ -187,15 +224,14 @@ def run(
     """Fit a new experiment, or resume the one at `location`; errored trials rerun only when asked.
     `interrupt` is the caller's, when it must cover more than the run (the outputs after it)."""
     os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
-    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", str(EXPERIMENT_SYNC_S))
-    # That 2 s snapshot period is ours, on purpose: Ray's "snapshotting triggered often" warning says nothing.
+    # The snapshot period is ours, on purpose: Ray's "snapshotting triggered often" warning says nothing.
     os.environ["TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S"] = "0"
     os.environ["RAY_AIR_NEW_OUTPUT"] = "0"  # its experiment box and tables: the progress lines are ours
     # Ray's closing table cannot read a trial whose result.json a killed driver never flushed, and says
     # "Failed to fetch metrics" for it: not news, the records come from the driver's own log of each trial.
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
     experiment = f"{location.storage}/{location.name}"
-    with interrupt or Interrupt() as interrupt:
+    with interrupt or Interrupt() as interrupt, tune_settings(cfg):
         resumed = tune.Tuner.can_restore(experiment)
         if resumed:
             tuner = tune.Tuner.restore(
