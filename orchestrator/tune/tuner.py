@@ -11,11 +11,12 @@ that it is stopping. The caller reports the interrupt and exits 130 or 143.
 from __future__ import annotations
 
 import contextlib
-import functools
+import json
 import logging
 import os
 import signal
 import sys
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from types import FrameType
@@ -147,6 +148,27 @@ def trial_name(fixed: dict[str, Any], searched: list[str], trial: Any) -> str:
     return run_name(TrialConfig.resolve(fixed, callbacks.plain(trial.config or {})), searched, trial.trial_id)
 
 
+class TrialNamer:
+    """`trial_name` for Tune, pickled small: Tune stores the namer with every trial in each experiment-state
+    snapshot, and the fixed config as a dict took a quarter of a trial's share of it."""
+
+    def __init__(self, fixed: dict[str, Any], searched: list[str]) -> None:
+        self.packed = zlib.compress(json.dumps(fixed, separators=(",", ":")).encode(), 9)
+        self.searched = searched
+        self._fixed: dict[str, Any] | None = fixed
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"packed": self.packed, "searched": self.searched}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.packed, self.searched, self._fixed = state["packed"], state["searched"], None
+
+    def __call__(self, trial: Any) -> str:
+        if self._fixed is None:
+            self._fixed = json.loads(zlib.decompress(self.packed))
+        return trial_name(self._fixed, self.searched, trial)
+
+
 def _trainable(cfg: ExperimentConfig, dataset: Dataset, location: Location) -> Any:
     trainable = tune.with_parameters(
         train_trial, fixed=cfg.trial.model_dump(mode="json"), data=dataset,
@@ -199,7 +221,7 @@ def _run_config(cfg: ExperimentConfig, location: Location) -> tune.RunConfig:
 
 
 def _build(cfg: ExperimentConfig, dataset: Dataset, location: Location) -> tune.Tuner:
-    namer = functools.partial(trial_name, cfg.trial.model_dump(mode="json"), searched_fields(cfg.search.space))
+    namer = TrialNamer(cfg.trial.model_dump(mode="json"), searched_fields(cfg.search.space))
     tune_config = tune.TuneConfig(
         metric=m.ASHA_METRIC, mode="max", scheduler=_scheduler(cfg), search_alg=build_search_alg(cfg),
         num_samples=cfg.search.num_samples, trial_name_creator=namer, trial_dirname_creator=namer,
