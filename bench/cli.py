@@ -41,6 +41,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="instead: sweeps of these many tiny trials (e.g. 1000,3000,10000), the product beside raw Ray Tune",
     )
     p.add_argument("--scale-no-ray", action="store_true", help="with --scale: leave the raw Ray Tune runs out")
+    p.add_argument("--scale-ray-max", type=int, default=0, help="with --scale: raw Ray Tune only up to this size")
     p.add_argument(
         "--train-limit-scale", type=int, default=512, help="with --scale: training samples of each tiny trial"
     )

@@ -10,7 +10,8 @@ its own private Ray (so each driver's peak memory is its own):
   ray          raw Ray Tune: `tune.Tuner` over the same trial function, Ray's defaults but reuse_actors
                (as the product sets it: without it every tiny trial starts a worker process)
 Per run: wall seconds (Ray's start included), seconds per trial, the driver's peak resident memory
-(VmHWM), and files per trial in the experiment directory.
+(VmHWM, and its anonymous part alone, sampled), and files per trial in the experiment directory. Sizes run
+in the order given; `--scale-ray-max N` runs the raw Ray side only up to N trials.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -50,6 +52,26 @@ def peak_rss_mib() -> float:
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class AnonPeak:
+    """Samples this process's anonymous resident memory (RssAnon: what it allocated, not the shared
+    libraries' pages VmHWM also counts) every half second; `peak` in MiB."""
+
+    def __init__(self) -> None:
+        self.peak = 0.0
+        self._stop = threading.Event()
+        threading.Thread(target=self._poll, daemon=True).start()
+
+    def _poll(self) -> None:
+        while not self._stop.wait(0.5):
+            for line in Path("/proc/self/status").read_text().splitlines():
+                if line.startswith("RssAnon:"):
+                    self.peak = max(self.peak, int(line.split()[1]) / 1024)
+
+    def stop(self) -> float:
+        self._stop.set()
+        return self.peak
 
 
 def count_files(root: Path) -> int:
@@ -102,8 +124,9 @@ def child_ray(trials: int, scratch: Path, train_limit: int) -> dict[str, Any]:
 
 
 def child(mode: str, trials: int, scratch: Path, train_limit: int) -> None:
+    anon = AnonPeak()
     out = (child_orchestrate if mode == "orchestrate" else child_ray)(trials, scratch, train_limit)
-    out.update(peak_rss_mib=peak_rss_mib(), files=count_files(Path(out.pop("root"))))
+    out.update(peak_rss_mib=peak_rss_mib(), peak_anon_mib=anon.stop(), files=count_files(Path(out.pop("root"))))
     print("SCALE " + json.dumps(out), flush=True)
 
 
@@ -125,22 +148,24 @@ def measure(mode: str, trials: int, parent: Path, train_limit: int) -> dict[str,
 
 
 def print_scale(rows: list[dict[str, Any]]) -> None:
-    header = ("trials", "side", "wall", "s/trial", "x 1st", "driver peak", "files/trial")
-    print("{:>7}  {:<11}  {:>8}  {:>7}  {:>6}  {:>11}  {:>11}".format(*header))
-    first: dict[str, float] = {}
-    for row in rows:
-        base = first.setdefault(row["mode"], row["s_per_trial"])
+    header = ("trials", "side", "wall", "s/trial", "x smallest", "driver peak", "(anon)", "files/trial")
+    print("{:>7}  {:<11}  {:>8}  {:>7}  {:>10}  {:>11}  {:>8}  {:>11}".format(*header))
+    smallest: dict[str, float] = {}
+    for row in sorted(rows, key=lambda r: r["trials"]):
+        base = smallest.setdefault(row["mode"], row["s_per_trial"])
         print(
             f"{row['trials']:>7}  {row['mode']:<11}  {row['wall_s']:>7.0f}s  {row['s_per_trial']:>7.3f}  "
-            f"{row['s_per_trial'] / base:>5.2f}x  {row['peak_rss_mib']:>8.0f} MiB  {row['files_per_trial']:>11.1f}"
+            f"{row['s_per_trial'] / base:>9.2f}x  {row['peak_rss_mib']:>7.0f} MiB  {row['peak_anon_mib']:>4.0f} MiB  "
+            f"{row['files_per_trial']:>11.1f}"
         )
 
 
 def run_scale(args: argparse.Namespace) -> int:
     sizes = [int(s) for s in str(args.scale).split(",") if s.strip()]
     parent = Path(args.scratch or tempfile.gettempdir())
-    sides = ["orchestrate"] if args.scale_no_ray else ["orchestrate", "ray"]
-    rows = [measure(mode, n, parent, args.train_limit_scale) for n in sizes for mode in sides]
+    ray_max = 0 if args.scale_no_ray else (args.scale_ray_max or max(sizes))
+    runs = [(mode, n) for n in sizes for mode in ("orchestrate", "ray") if mode == "orchestrate" or n <= ray_max]
+    rows = [measure(mode, n, parent, args.train_limit_scale) for mode, n in runs]
     print_scale(rows)
     load = os.getloadavg()
     Path(args.output).write_text(json.dumps({"scale": rows, "load_average": load}, indent=2) + "\n")
