@@ -6,15 +6,24 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
 from support import finish, kill_session, results, start, table, trial_dirs, wait_for, write_config
 
-from orchestrator.tune.tuner import EXPERIMENT_SYNC_S
-
 TRIALS = 150
+
+
+def saved_ended(experiment: Path) -> set[str]:
+    """The trials the newest experiment-state snapshot holds as ended (what a rerun restores)."""
+    for path in sorted(experiment.glob("experiment_state-*.json"))[-1:]:
+        try:
+            state = json.loads(path.read_text())
+        except ValueError:  # being rewritten right now
+            return set()
+        trials = [json.loads(trial_json) for trial_json, _ in state["trial_data"]]
+        return {t["relative_logdir"] for t in trials if t["status"] == "TERMINATED"}
+    return set()
 
 
 def test_a_large_sweep_killed_and_rerun_keeps_its_finished_trials_and_its_cuts(tmp_path: Path) -> None:
@@ -38,10 +47,17 @@ def test_a_large_sweep_killed_and_rerun_keeps_its_finished_trials_and_its_cuts(t
             what="twenty trials reported",
         )
         created = len(reported)
-        # The rung at epoch 1 waits for all 150, then cuts half at once; then some of the rest complete.
-        wait_for(lambda: len(ended()) >= TRIALS // 2 + 10, proc, what="the rung cut and ten trials completed")
-        finished = ended()
-        time.sleep(2 * EXPERIMENT_SYNC_S + 1)  # the experiment state on disk catches up with them
+        # The rung at epoch 1 waits for all 150, then cuts half at once; then some of the rest complete. A
+        # rerun restores the newest experiment-state snapshot: what it holds as ended must not train again.
+        finished = wait_for(
+            lambda: (
+                len(ended()) >= TRIALS // 2 + 10
+                and len(saved := saved_ended(experiment) & set(ended())) >= 10
+                and saved
+            ),
+            proc,
+            what="the rung cut and ten trials completed, in the saved state",
+        )
         kill_session(proc)  # SIGKILL: the driver and its Ray
         proc.wait(timeout=60)
     except BaseException:
