@@ -116,8 +116,8 @@ class Interrupt:
             logging.getLogger("ray.tune").setLevel(logging.CRITICAL)
         elif self.count >= 3:
             print(
-                "stopping now without a last save; a rerun resumes from the state saved at most "
-                f"{EXPERIMENT_SYNC_S} s ago",
+                "stopping now without a last save; a rerun resumes from the last experiment-state snapshot "
+                f"(every {EXPERIMENT_SYNC_S} s; every trials/{TRIALS_PER_SYNC_S} s in a larger sweep)",
                 file=sys.stderr,
                 flush=True,
             )
