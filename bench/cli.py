@@ -8,6 +8,7 @@ EXAMPLES = """\
 examples:
   python -m orchestrator bench --tutorial-threads 1 --output bench.json     # ~5 min on 2 CPU cores
   python -m orchestrator bench --device cuda --compare-reuse
+  python -m orchestrator bench --scale 1000,3000,10000 --output scale.json  # the driver at 10k trials
 
 exit codes: 0 measured (the figures and the targets are in the table and the JSON)
 """
@@ -33,6 +34,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         type=int,
         default=0,
         help="torch threads of the tutorial baseline on a CPU; 0 = every CPU (it owns the machine)",
+    )
+    p.add_argument(
+        "--scale",
+        default=None,
+        help="instead: sweeps of these many tiny trials (e.g. 1000,3000,10000), the product beside raw Ray Tune",
+    )
+    p.add_argument("--scale-no-ray", action="store_true", help="with --scale: leave the raw Ray Tune runs out")
+    p.add_argument("--scale-ray-max", type=int, default=0, help="with --scale: raw Ray Tune only up to this size")
+    p.add_argument(
+        "--train-limit-scale", type=int, default=512, help="with --scale: training samples of each tiny trial"
     )
     p.add_argument("--output", default="bench.json", help="where the JSON results go")
     p.add_argument(

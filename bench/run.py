@@ -253,6 +253,10 @@ def run(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
 
 
 def run_command(args: argparse.Namespace) -> int:
+    if args.scale:
+        from bench.scale import run_scale
+
+        return run_scale(args)
     scratch = Path(tempfile.mkdtemp(prefix="bench-", dir=args.scratch))
     try:
         results = run(args, scratch)

@@ -239,8 +239,12 @@ class Observer:
     def trial_ended(self, record: TrialRecord) -> None:
         """A trial completed, was stopped early, diverged, or failed past its retries."""
 
+    def trial_paused(self, record: TrialRecord) -> None:
+        """A trial stopped to wait at a rung (or was restored waiting at one)."""
+
     def heartbeat(self, records: list[TrialRecord]) -> None:
-        """After each step of Tune's loop (often: throttle yourself)."""
+        """After each step of Tune's loop (often: throttle yourself, and never scan `records` per step: a
+        sweep can hold ten thousand trials). `records` is every trial so far, in Tune's order."""
 
     def sweep_ended(self, records: list[TrialRecord], interrupted: bool) -> None:
         """After the last trial ended, or after an interrupt stopped the sweep."""
@@ -276,6 +280,9 @@ class Observers(Observer):
 
     def trial_ended(self, record: TrialRecord) -> None:
         self._each("trial_ended", record)
+
+    def trial_paused(self, record: TrialRecord) -> None:
+        self._each("trial_paused", record)
 
     def heartbeat(self, records: list[TrialRecord]) -> None:
         self._each("heartbeat", records)

@@ -21,7 +21,7 @@ from orchestrator.config.schema import ExperimentConfig
 from orchestrator.errors import STORAGE_EXIT, ConfigError
 from orchestrator.location import Location
 from orchestrator.outputs.export import export_best
-from orchestrator.outputs.retention import CheckpointRetention
+from orchestrator.outputs.retention import SETTLE_S, SETTLE_SNAPSHOTS, CheckpointRetention
 from orchestrator.outputs.status import FAILED, FINISHED, StatusWriter
 from orchestrator.outputs.tables import leaderboard, write_tables
 from orchestrator.records import Observer, Observers, TrialRecord, rank_checkpoints
@@ -50,7 +50,10 @@ def _watchers(cfg: ExperimentConfig, location: Location, plan: str) -> Watchers:
     status, board = StatusWriter(location), DriverBoard(cfg, location, plan)
     population = cfg.population
     pinned = frozenset(interval_epochs(population.interval, cfg.trial.epochs)) if population else frozenset()
-    retention = CheckpointRetention(location, cfg.selection.metric, cfg.selection.keep_checkpoints, pinned=pinned)
+    settle = max(SETTLE_S, SETTLE_SNAPSHOTS * tuner.snapshot_period(cfg.trial_count))
+    retention = CheckpointRetention(
+        location, cfg.selection.metric, cfg.selection.keep_checkpoints, pinned=pinned, settle_s=settle
+    )
     observers: list[Observer] = [Progress(cfg), status, board, retention]
     tracker = None
     if cfg.tracking.mlflow is not None:

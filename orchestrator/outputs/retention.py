@@ -23,6 +23,7 @@ from orchestrator.location import Location
 from orchestrator.records import CheckpointRef, Observer, TrialRecord, rank_checkpoints
 
 SETTLE_S = 10.0  # several experiment-state snapshots (every 2 s) after a checkpoint stopped being the latest
+SETTLE_SNAPSHOTS = 5  # the same, in snapshots, for a sweep whose snapshots are further apart
 
 
 def trial_checkpoints(record: TrialRecord) -> list[CheckpointRef]:
@@ -47,14 +48,15 @@ class CheckpointRetention(Observer):
         keep: int,
         clock: Callable[[], float] = time.monotonic,
         pinned: frozenset[int] = frozenset(),
-    ):
-        self.location, self.metric, self.keep, self.clock = location, metric, keep, clock
+        settle_s: float = SETTLE_S,
+    ) -> None:
+        self.location, self.metric, self.keep, self.clock, self.settle_s = location, metric, keep, clock, settle_s
         self.pinned = pinned  # epochs whose checkpoints stay until the sweep has finished
         self.superseded: dict[str, float] = {}  # path -> when it stopped being the latest
         self.deleted: set[str] = set()
 
     def trial_reported(self, record: TrialRecord) -> None:
-        self._prune(record, settle=SETTLE_S)
+        self._prune(record, settle=self.settle_s)
 
     def finish(self, records: list[TrialRecord]) -> None:
         """After the sweep: each trial down to its kept checkpoints, now."""

@@ -2,13 +2,14 @@
 
     {"state": "finished", "updated": 1764590000.0, "trials": {"cnn-adam-...-00003": {"status": "stopped", ...}}}
 
-Written by the driver as trials end (an early stop is only known to it: on disk a stopped trial and an
-interrupted one look alike) and when the sweep ends. `report` reads it to say "finished" or
+Written by the driver as trials end (at most every WRITE_EVERY_S; an early stop is only known to it: on
+disk a stopped trial and an interrupted one look alike) and when the sweep ends. `report` reads it to say "finished" or
 "unfinished" and to tell a trial early stopping cut from one an interrupt left mid-run.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
@@ -16,6 +17,7 @@ from orchestrator.location import STATUS, Location
 from orchestrator.records import Observer, TrialRecord
 
 RUNNING, INTERRUPTED, FINISHED, FAILED = "running", "interrupted", "finished", "failed"
+WRITE_EVERY_S = 2.0  # as trials end; as often as the experiment-state snapshots of a small sweep
 
 
 def read_status(location: Location) -> dict[str, Any]:
@@ -30,13 +32,28 @@ def read_status(location: Location) -> dict[str, Any]:
 
 
 class StatusWriter(Observer):
-    def __init__(self, location: Location) -> None:
-        self.location = location
+    """Rewrites the whole file, so as trials end it writes at most every `every_s` seconds (a sweep of ten
+    thousand trials would otherwise write ten thousand growing files); the sweep's end writes at once."""
+
+    def __init__(self, location: Location, every_s: float = WRITE_EVERY_S, clock: Any = time.monotonic) -> None:
+        self.location, self.every_s, self.clock = location, every_s, clock
         self.status = read_status(location)  # a resumed sweep keeps what earlier runs recorded
+        self.written_at = -math.inf
+        self.dirty = False
 
     def _write(self, state: str) -> None:
         self.status.update(state=state, updated=time.time())
         self.location.write_json(self.status, STATUS)
+        self.written_at, self.dirty = self.clock(), False
+
+    def _soon(self) -> None:
+        self.dirty = True
+        if self.clock() - self.written_at >= self.every_s:
+            self._write(RUNNING)
+
+    def heartbeat(self, records: list[TrialRecord]) -> None:
+        if self.dirty:
+            self._soon()
 
     def sweep_started(self, records: list[TrialRecord], resumed: bool) -> None:
         self._write(RUNNING)
@@ -47,7 +64,7 @@ class StatusWriter(Observer):
             "epochs_run": record.epochs_run,
             "error": record.error,
         }
-        self._write(RUNNING)
+        self._soon()
 
     def sweep_ended(self, records: list[TrialRecord], interrupted: bool) -> None:
         for record in records:

@@ -25,6 +25,8 @@ from orchestrator.outputs.tables import cell
 from orchestrator.records import Observer, TrialRecord
 from trainables import metrics as m
 
+LIVE_EVERY_S = 1.0  # the live table's redraws
+COUNT_EVERY_S = 2.0  # the ETA's counts over every trial
 ENDINGS = {
     "stopped": "stopped early after epoch {epoch}",
     "completed": "completed {epoch} epochs",
@@ -81,6 +83,8 @@ class Progress(Observer):
         self.trained_here = 0  # trial-epochs trained by this run of the driver: the pace for the ETA
         self.records: list[TrialRecord] = []
         self._live: Any = None
+        self._live_at = -math.inf  # when the live table was last redrawn
+        self._counts: tuple[float, int, int] | None = None  # (when, trial-epochs done, trials ended)
 
     # ------------------------------------------------------------------ output
 
@@ -140,7 +144,9 @@ class Progress(Observer):
     def heartbeat(self, records: list[TrialRecord]) -> None:
         self.records = records
         if self._live is not None:
-            self._live.update(self._rich_table(records))
+            if self.clock() - self._live_at >= LIVE_EVERY_S:  # the table reads every record: not every step
+                self._live_at = self.clock()
+                self._live.update(self._rich_table(records))
             return
         if self.clock() - self.last_table < self.every_s:
             return
@@ -151,9 +157,16 @@ class Progress(Observer):
 
     # ------------------------------------------------------------------ text
 
+    def _done_and_ended(self) -> tuple[int, int]:
+        """Trial-epochs trained and trials ended, over every record: counted at most every COUNT_EVERY_S
+        (each event line shows them, and a sweep can hold ten thousand trials)."""
+        now = self.clock()
+        if self._counts is None or now - self._counts[0] >= COUNT_EVERY_S:
+            self._counts = (now, sum(r.epochs_run for r in self.records), sum(r.ended for r in self.records))
+        return self._counts[1], self._counts[2]
+
     def eta_text(self) -> str:
-        done = sum(r.epochs_run for r in self.records)
-        ended = sum(r.ended for r in self.records)
+        done, ended = self._done_and_ended()
         elapsed = self.clock() - self.start
         remaining = max(self.planned - done, 0)
         pace = self.trained_here / elapsed if elapsed > 0 and self.trained_here else 0.0

@@ -101,10 +101,9 @@ class DriverBoard(Observer):
         self.written.pop(record.name, None)
         self._write_status(record, "running", end=False)
 
-    def heartbeat(self, records: list[TrialRecord]) -> None:
-        for record in records:
-            if record.state == "paused" and record.history:
-                self._write_status(record, "paused", end=False)
+    def trial_paused(self, record: TrialRecord) -> None:
+        if record.history:
+            self._write_status(record, "paused", end=False)
 
     def trial_ended(self, record: TrialRecord) -> None:
         self._write_status(record, record.status, end=True)

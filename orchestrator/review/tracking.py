@@ -38,6 +38,7 @@ URI that does not answer before Ray starts.
 from __future__ import annotations
 
 import functools
+import math
 import os
 import sys
 import tempfile
@@ -91,6 +92,9 @@ def _guarded(hook: Hook) -> Hook:
     return wrapper  # type: ignore[return-value]
 
 
+STATE_EVERY_S = 2.0  # mlflow.json as child runs are made (a resume reopens the ones it lists)
+
+
 class MlflowTracker(Observer):
     def __init__(self, cfg: ExperimentConfig, location: Location) -> None:
         from mlflow.tracking import MlflowClient
@@ -110,6 +114,8 @@ class MlflowTracker(Observer):
         self.checked: set[str] = set()  # child runs known open in this run of the driver
         self.open: set[str] = set()  # child runs started and not yet ended (closed KILLED on an interrupt)
         self.steps: dict[str, set[int]] = {}  # child run id -> epochs it holds: each is logged once
+        self.state_written_at = -math.inf  # mlflow.json lists every child: rewritten at most every STATE_EVERY_S
+        self.state_dirty = False
 
     # ------------------------------------------------------------------ failures
 
@@ -158,6 +164,17 @@ class MlflowTracker(Observer):
             },
             MLFLOW,
         )
+
+    def _write_state_soon(self) -> None:
+        self.state_dirty = True
+        if time.monotonic() - self.state_written_at >= STATE_EVERY_S:
+            self._write_state()
+            self.state_written_at, self.state_dirty = time.monotonic(), False
+
+    @_guarded
+    def heartbeat(self, records: list[TrialRecord]) -> None:
+        if self.state_dirty:
+            self._write_state_soon()
 
     # ------------------------------------------------------------------ runs
 
@@ -254,7 +271,7 @@ class MlflowTracker(Observer):
             self.steps[run_id] = set()
             self._log_epochs(run_id, record.history, params=self._params(record.config.knobs()))
             self.children[record.name] = run_id
-            self._write_state()
+            self._write_state_soon()
         elif run_id not in self.steps:  # reopened: the epochs an earlier run of the driver logged
             history = self.client.get_metric_history(run_id, m.VAL_ACCURACY)
             self.steps[run_id] = {int(point.step) for point in history}
@@ -326,6 +343,9 @@ class MlflowTracker(Observer):
 
     @_guarded
     def sweep_ended(self, records: list[TrialRecord], interrupted: bool) -> None:
+        if self.state_dirty:
+            self._write_state()
+            self.state_dirty = False
         if not interrupted or self.parent_id is None:
             return  # a finished sweep is closed by `finish`, once best/ exists
         for run_id in sorted(self.open):

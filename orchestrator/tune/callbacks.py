@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from typing import Any, Protocol
 
 import numpy as np
+from pydantic import BaseModel
 from ray import tune
 
 from orchestrator import storage_guard
@@ -57,6 +58,11 @@ class LiveTrials:
     def __init__(self, fixed: dict[str, Any], location: Location, observer: Observer, interrupt: Interrupt) -> None:
         self.fixed, self.location, self.observer, self.interrupted = fixed, location, observer, interrupt
         self.records: dict[str, TrialRecord] = {}
+        self.sections: dict[tuple[str, str], BaseModel] = {}
+        # Tune's list of trials only grows: the records in its order, extended by the trials new since the
+        # last step, and the trials that may be running (the only ones a step can pause). No step scans them all.
+        self.in_order: list[TrialRecord] = []
+        self.active: dict[str, tuple[Any, TrialRecord]] = {}
 
     def record(self, trial: Any) -> TrialRecord:
         record = self.records.get(trial.trial_id)
@@ -64,7 +70,7 @@ class LiveTrials:
         if record is not None and directory and record.name != directory:
             record.name = directory
         if record is None:
-            config = TrialConfig.resolve(self.fixed, plain(trial.config or {}))
+            config = self._shared(TrialConfig.resolve(self.fixed, plain(trial.config or {})))
             record = TrialRecord(str(trial.trial_id), str(directory or trial), config)
             for row in recorded_results(trial) if directory else []:  # a trial restored from an earlier run
                 record.report(row)
@@ -80,6 +86,16 @@ class LiveTrials:
                 record.error = error_text(trial)
             self.records[trial.trial_id] = record
         return record
+
+    def _shared(self, config: TrialConfig) -> TrialConfig:
+        """The config with each section that equals another trial's being that trial's (sections are
+        frozen): most sections are the same in every trial, and a full config is about 18 kB."""
+        for name, value in config.__dict__.items():
+            if isinstance(value, BaseModel):
+                shared = self.sections.setdefault((name, value.model_dump_json()), value)
+                if shared is not value:
+                    config.__dict__[name] = shared
+        return config
 
     def record_from_result(self, name: str, result: Any) -> TrialRecord:
         """A trial the loop never showed (one restored as finished, when the driver was killed after the last
@@ -98,11 +114,12 @@ class LiveTrials:
     def started(self, trial: Any) -> None:
         record = self.record(trial)
         record.state = "running"
+        self.active[trial.trial_id] = (trial, record)
         self.observer.trial_started(record)
 
     def reported(self, trial: Any, result: dict[str, Any]) -> None:
         record = self.record(trial)
-        row = plain(result)
+        row = {sys.intern(key): value for key, value in plain(result).items()}  # one copy of each key name
         for text in row.pop(WARNINGS, None) or []:
             print(f"warning: {record.name}: {text}", file=sys.stderr, flush=True)
         if row.pop(m.REPLAYED, False) and any(r.get(m.EPOCH) == row.get(m.EPOCH) for r in record.history):
@@ -116,23 +133,35 @@ class LiveTrials:
             return
         record = self.record(trial)
         record.state, record.error = "ended", error
+        self.active.pop(trial.trial_id, None)
+        release(trial)
         self.observer.trial_ended(record)
-
-    def paused(self, trial: Any) -> None:
-        record = self.record(trial)
-        if record.state != "ended":
-            record.state = "paused"
 
     def heartbeat(self, trials: list[Any]) -> None:
         self.interrupted.forward()  # an interrupt that came before Tune's loop could take it
-        for trial in trials:
+        for trial in trials[len(self.in_order) :]:
             record = self.record(trial)
-            if str(trial.status) == "PAUSED" and record.state == "running":
+            self.in_order.append(record)
+            if record.state == "paused" and record.history:  # restored waiting at a rung
+                self.observer.trial_paused(record)
+        for trial_id, (trial, record) in list(self.active.items()):
+            status = str(trial.status)
+            if status == "PAUSED" and record.state == "running":
                 record.state = "paused"
-        self.observer.heartbeat(self.ordered(trials))
+                self.observer.trial_paused(record)
+            if status not in ("RUNNING", "PENDING"):
+                del self.active[trial_id]
+        self.observer.heartbeat(self.in_order)
 
-    def ordered(self, trials: list[Any]) -> list[TrialRecord]:
-        return [self.record(trial) for trial in trials]
+
+def release(trial: Any) -> None:
+    """Drop what Tune keeps of an ended trial for its own best-trial helpers (nothing here uses them): running
+    statistics of every reported metric, about 45 kB a trial in memory and 10 kB in every experiment-state
+    snapshot; ten thousand trials' worth would be most of the driver (Ray's side: ray#64231). Assigned, not
+    cleared, so that Tune re-serializes the trial."""
+    metadata = getattr(trial, "run_metadata", None)
+    if metadata is not None and hasattr(metadata, "metric_n_steps"):
+        metadata.metric_analysis, metadata.metric_n_steps = {}, {}
 
 
 def attach(live: LiveTrials | None, trial_faults: Any = None) -> None:

@@ -67,6 +67,13 @@ def nodes() -> list[dict[str, float]]:
     return [dict(node["Resources"]) for node in ray.nodes() if node.get("Alive")]
 
 
+def cluster_cpus() -> float:
+    """The cluster's CPUs (this machine's before Ray is up)."""
+    if not ray.is_initialized():
+        return float(os.cpu_count() or 1)
+    return float(ray.cluster_resources().get("CPU", 1.0))
+
+
 def cluster_gpus() -> float:
     return float(ray.cluster_resources().get("GPU", 0.0))
 

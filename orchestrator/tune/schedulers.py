@@ -23,6 +23,7 @@ storage filesystem.
 
 from __future__ import annotations
 
+import heapq
 import math
 from typing import Any
 
@@ -72,6 +73,12 @@ def trial_index(trial: Any) -> int:
 
 
 class SynchronousHalving(FIFOScheduler):
+    """Work per event does not grow with the sweep: each bracket keeps the trials its next rung still waits
+    for (a decision is taken when that set empties), the trials that may run next in a heap, and the few
+    that are running or being paused in a small set; nothing scans every trial. `max_pending` caps both the
+    trials staged to start (each one a placement-group request) and the trials created ahead of a free slot
+    (the searcher is paced: Tune would otherwise create every trial of the sweep at its first step)."""
+
     def __init__(
         self,
         *,
@@ -83,11 +90,12 @@ class SynchronousHalving(FIFOScheduler):
         brackets: int,
         total_trials: int,
         max_concurrent: int | None,
+        max_pending: int = 8,
     ) -> None:
         super().__init__()
         self._metric, self.time_attr, self.max_t = metric, time_attr, max_t
         self.reduction_factor, self.brackets, self.total_trials = reduction_factor, brackets, total_trials
-        self.max_concurrent = max_concurrent
+        self.max_concurrent, self.max_pending = max_concurrent, max_pending
         self.rungs = [
             [r for r in rung_epochs(grace_period, reduction_factor, max_t, b) if r < max_t] for b in range(brackets)
         ]
@@ -99,12 +107,27 @@ class SynchronousHalving(FIFOScheduler):
         self.last_epoch: dict[int, int] = {}
         self.ended: set[int] = set()  # completed, errored or stopped
         self.decisions: dict[tuple[int, int], set[int]] = {}  # (bracket, rung) -> indices that go on
+        # Per bracket: the position of its first undecided rung, and the trials that rung still waits for
+        # (neither arrived nor ended; a trial not created yet counts as waited for).
+        self._front = {b: 0 for b in range(self.brackets)}
+        self._waiting = {b: set(range(b, self.total_trials, self.brackets)) for b in range(self.brackets)}
+        self._runnable: list[int] = []  # heap of indices that may go on (checked when popped)
+        self._to_cut: set[int] = set()  # indices a decision cut, stopped once Tune has paused them
+        self._busy: set[int] = set()  # indices chosen to run: running, staged, or being paused
+        self._fresh: set[int] = set()  # created, never chosen to run: how far creation runs ahead
+        self._searcher: Any = None
+        self._settling = False
 
     def __getstate__(self) -> dict[str, Any]:
         # Pickled with the Tuner before the sweep: the live state is rebuilt from results on a resume.
-        state = dict(self.__dict__)
-        state.update(trials={}, values={}, last_epoch={}, ended=set(), decisions={})
-        return state
+        live = ("trials", "values", "last_epoch", "ended", "decisions", "_front", "_waiting", "_runnable",
+                "_to_cut", "_busy", "_fresh", "_searcher", "_settling")  # fmt: skip
+        return {k: v for k, v in self.__dict__.items() if k not in live}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.max_pending = state.get("max_pending", 8)
+        self._reset()
 
     def set_search_properties(self, metric: str | None, mode: str | None, **spec: Any) -> bool:
         return True
@@ -120,21 +143,36 @@ class SynchronousHalving(FIFOScheduler):
             number = float(value) if isinstance(value, int | float) else math.nan
             self.values.setdefault(index, {})[epoch] = number if math.isfinite(number) else -math.inf
 
-    def _decide(self) -> None:
-        """Take every rung decision whose barrier is complete, lowest rung first."""
-        for bracket in range(self.brackets):
-            alive = set(range(bracket, self.total_trials, self.brackets))
-            for rung in self.rungs[bracket]:
-                key = (bracket, rung)
-                if key not in self.decisions:
-                    arrived = {i for i in alive if rung in self.values.get(i, {})}
-                    gone = {i for i in alive - arrived if self._gone(i)}
-                    if len(arrived) + len(gone) < len(alive):
-                        break  # some trial of the bracket (perhaps not created yet) has still to get here
-                    ranked = sorted(arrived, key=lambda i: (-self.values[i][rung], i))
-                    keep = max(1, math.floor(len(ranked) / self.reduction_factor)) if ranked else 0
-                    self.decisions[key] = set(ranked[:keep])
-                alive = self.decisions[key]
+    def _settled_at(self, index: int, rung: int) -> bool:
+        return rung in self.values.get(index, {}) or self._gone(index)
+
+    def _touch(self, index: int) -> None:
+        """Something about trial `index` changed (a result, an ending): its bracket's rung may be complete."""
+        bracket = self.bracket(index)
+        waiting, front, rungs = self._waiting[bracket], self._front[bracket], self.rungs[bracket]
+        if index in waiting and front < len(rungs) and self._settled_at(index, rungs[front]):
+            waiting.discard(index)
+            self._decide(bracket)
+
+    def _decide(self, bracket: int) -> None:
+        """Take every decision of the bracket whose barrier is complete, lowest rung first: the participants
+        ranked by value (ties: the lower index), the best max(1, floor(n / reduction_factor)) go on."""
+        rungs = self.rungs[bracket]
+        while self._front[bracket] < len(rungs) and not self._waiting[bracket]:
+            position = self._front[bracket]
+            rung = rungs[position]
+            members = range(bracket, self.total_trials, self.brackets)
+            alive = self.decisions[(bracket, rungs[position - 1])] if position else members
+            arrived = [i for i in alive if rung in self.values.get(i, {})]
+            ranked = sorted(arrived, key=lambda i: (-self.values[i][rung], i))
+            keep = max(1, math.floor(len(ranked) / self.reduction_factor)) if ranked else 0
+            self.decisions[(bracket, rung)] = chosen = set(ranked[:keep])
+            self._to_cut.update(ranked[keep:])
+            for index in ranked[:keep]:
+                heapq.heappush(self._runnable, index)
+            self._front[bracket] = position + 1
+            if position + 1 < len(rungs):
+                self._waiting[bracket] = {i for i in chosen if not self._settled_at(i, rungs[position + 1])}
 
     def _verdict(self, index: int) -> str | None:
         """CONTINUE, STOP, or None (waiting) for a trial that has just reported its last epoch."""
@@ -146,6 +184,21 @@ class SynchronousHalving(FIFOScheduler):
         if decision is None:
             return None
         return TrialScheduler.CONTINUE if index in decision else TrialScheduler.STOP
+
+    def _route(self, index: int) -> None:
+        """A paused trial: to the runnable heap, to be cut, or left waiting at its rung."""
+        verdict = self._verdict(index)
+        if verdict == TrialScheduler.CONTINUE:
+            heapq.heappush(self._runnable, index)
+        elif verdict == TrialScheduler.STOP:
+            self._to_cut.add(index)
+
+    def _pace(self, tune_controller: Any) -> None:
+        """Tell the searcher whether to create more trials: only while few created ones wait to start."""
+        if self._searcher is None:
+            self._searcher = getattr(tune_controller, "search_alg", None) if tune_controller is not None else None
+        if self._searcher is not None and hasattr(self._searcher, "hold"):
+            self._searcher.hold = len(self._fresh) >= self.max_pending
 
     # ------------------------------------------------------------------ Tune's hooks
 
@@ -162,18 +215,23 @@ class SynchronousHalving(FIFOScheduler):
                 self._record(index, int(result[self.time_attr]), result.get(self._metric or ""))
         if trial.status in (Trial.TERMINATED, Trial.ERROR):
             self.ended.add(index)
+            self._touch(index)
             return
-        self._decide()
+        self._touch(index)
         # Tune starts every PENDING trial by itself; a PAUSED one only when `choose_trial_to_run` picks it.
         # So every trial waits here, new or restored, and this scheduler alone decides what runs when.
         trial.set_status(Trial.PAUSED)
+        if index not in self.last_epoch:
+            self._fresh.add(index)
+        self._route(index)
+        self._pace(tune_controller)
 
     def on_trial_result(self, tune_controller: Any, trial: Any, result: dict[str, Any]) -> str:
         index = trial_index(trial)
         if self.time_attr not in result:
             return TrialScheduler.CONTINUE
         self._record(index, int(result[self.time_attr]), result.get(self._metric or ""))
-        self._decide()
+        self._touch(index)
         verdict = self._verdict(index)
         self._settle(tune_controller, exclude=index)
         if verdict is None:
@@ -187,8 +245,10 @@ class SynchronousHalving(FIFOScheduler):
         return index in self.ended or (trial is not None and trial.status in (Trial.TERMINATED, Trial.ERROR))
 
     def _ended(self, tune_controller: Any, trial: Any) -> None:
-        self.ended.add(trial_index(trial))
-        self._decide()
+        index = trial_index(trial)
+        self.ended.add(index)
+        self._fresh.discard(index)
+        self._touch(index)
         self._settle(tune_controller)
 
     def on_trial_complete(self, tune_controller: Any, trial: Any, result: dict[str, Any]) -> None:
@@ -203,29 +263,55 @@ class SynchronousHalving(FIFOScheduler):
         self._ended(tune_controller, trial)
 
     def _settle(self, tune_controller: Any, exclude: int | None = None) -> None:
-        """Stop the paused trials a decision cut; the ones it promoted wait for `choose_trial_to_run`.
-        (Tune calls `on_trial_remove` from inside `stop_trial`: marking the trial ended first ends the loop.)"""
-        for index, trial in sorted(self.trials.items()):
-            if (
-                index != exclude
-                and index not in self.ended
-                and trial.status == Trial.PAUSED
-                and self._verdict(index) == TrialScheduler.STOP
-            ):
-                self.ended.add(index)
-                tune_controller.stop_trial(trial)
+        """Stop the paused trials a decision cut; the ones it promoted wait for `choose_trial_to_run`. One
+        still being paused by Tune (its checkpoint being saved) is stopped at a later call. Tune calls
+        `on_trial_remove` from inside `stop_trial`: that nested call returns at once."""
+        if self._settling or not self._to_cut:
+            return
+        self._settling = True
+        try:
+            for index in sorted(self._to_cut):
+                trial = self.trials.get(index)
+                if trial is None or self._gone(index) or self._verdict(index) != TrialScheduler.STOP:
+                    self._to_cut.discard(index)
+                elif index != exclude and trial.status == Trial.PAUSED:
+                    self._to_cut.discard(index)
+                    self.ended.add(index)
+                    tune_controller.stop_trial(trial)
+        finally:
+            self._settling = False
+
+    def _check_busy(self) -> tuple[int, int]:
+        """The chosen trials still running or staged; one Tune has since paused goes on, is cut, or waits."""
+        running = staged = 0
+        for index in list(self._busy):
+            status = self.trials[index].status
+            if status == Trial.RUNNING:
+                running += 1
+            elif status == Trial.PENDING:
+                staged += 1
+            else:
+                self._busy.discard(index)
+                if status == Trial.PAUSED and not self._gone(index):
+                    self._route(index)
+        return running, staged
 
     def choose_trial_to_run(self, tune_controller: Any) -> Any:
         """The lowest-numbered paused trial that may go on (never started, or promoted), within the cap.
-        Decides and settles first: a resume can restore a trial paused at a rung while every other trial is
-        restored as ended, and then no result or ending would ever come to cut it (Tune would wait forever)."""
-        self._decide()
+        Settles first: a resume can restore a trial paused at a rung while every other trial is restored
+        as ended, and then no result or ending would ever come to cut it (Tune would wait forever)."""
+        running, staged = self._check_busy()
         self._settle(tune_controller)
-        busy = sum(t.status in (Trial.RUNNING, Trial.PENDING) for t in tune_controller.get_trials())
-        if busy >= (self.max_concurrent or self.total_trials):
+        if running + staged >= (self.max_concurrent or self.total_trials) or staged >= self.max_pending:
             return None
-        for index, trial in sorted(self.trials.items()):
-            if trial.status == Trial.PAUSED and self._verdict(index) == TrialScheduler.CONTINUE:
+        while self._runnable:
+            index = heapq.heappop(self._runnable)
+            trial = self.trials[index]
+            paused = trial.status == Trial.PAUSED and not self._gone(index) and index not in self._busy
+            if paused and self._verdict(index) == TrialScheduler.CONTINUE:
+                self._busy.add(index)
+                self._fresh.discard(index)
+                self._pace(tune_controller)
                 return trial
         return None
 

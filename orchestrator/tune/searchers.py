@@ -37,6 +37,27 @@ def param_space(cfg: ExperimentConfig) -> dict[str, Any]:
     return space
 
 
+class PacedVariantGenerator(BasicVariantGenerator):
+    """Tune's random/grid generator, creating trials only while the scheduler asks for more (`hold`).
+
+    Tune asks for new trials until it holds `TUNE_MAX_PENDING_TRIALS_PG` PENDING ones; deterministic early
+    stopping keeps new trials PAUSED (it alone starts them), so Tune would create every trial of the sweep,
+    with its directory, at its first step. The scheduler holds creation while enough created trials wait to
+    start; the generator's state (the next trial's number and the sampler) is saved with the experiment as
+    before, so a resume creates the rest exactly as an uninterrupted run would."""
+
+    hold = False
+
+    def next_trial(self) -> Any:
+        return None if self.hold else super().next_trial()
+
+    def get_state(self) -> Any:
+        state = super().get_state()
+        if isinstance(state, dict):
+            state.pop("hold", None)
+        return state
+
+
 def build_search_alg(cfg: ExperimentConfig) -> Any:
     """The Tune search algorithm. Its concurrency cap is applied by the searcher itself in async mode; in
     deterministic mode the scheduler applies it (a searcher would count trials paused at a rung as running
@@ -49,4 +70,6 @@ def build_search_alg(cfg: ExperimentConfig) -> Any:
         searcher = OptunaSearch(seed=cfg.seed)
         return ConcurrencyLimiter(searcher, cap) if cap else searcher
     # Tune ignores TuneConfig.max_concurrent_trials for a generator like this one; it must be told here.
+    if cfg.asha.mode == "deterministic":
+        return PacedVariantGenerator(random_state=cfg.seed)
     return BasicVariantGenerator(random_state=cfg.seed, max_concurrent=cap or 0)

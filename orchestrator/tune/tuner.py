@@ -10,13 +10,15 @@ that it is stopping. The caller reports the interrupt and exits 130 or 143.
 
 from __future__ import annotations
 
-import functools
+import contextlib
 import json
 import logging
 import os
 import pickle
 import signal
 import sys
+import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from types import FrameType
 from typing import Any
@@ -38,6 +40,40 @@ from trainables.recipe import TrialConfig
 from trainables.trial import train_trial
 
 EXPERIMENT_SYNC_S = 2  # how often the driver snapshots the experiment state a rerun resumes from
+# A snapshot holds every trial created so far (about 26 kB each in Tune's state): a sweep of more than
+# EXPERIMENT_SYNC_S * TRIALS_PER_SYNC_S trials snapshots less often, so that the driver's time in snapshots
+# does not grow with the sweep (10,000 trials: every 20 s).
+TRIALS_PER_SYNC_S = 500
+
+
+def snapshot_period(trials: int) -> float:
+    """Seconds between experiment-state snapshots: what a SIGKILLed driver's rerun may repeat at most."""
+    return max(float(EXPERIMENT_SYNC_S), trials / TRIALS_PER_SYNC_S)
+
+
+def max_pending(cfg: ExperimentConfig) -> int:
+    """Trials Tune may hold created but not started (each with a directory and a resource request): two per
+    slot of the cluster, at least 8. More would only cost the driver; fewer could leave a slot idle."""
+    slots = cluster.cluster_cpus() / cfg.resources.cpu
+    if cfg.search.max_concurrent_trials:
+        slots = min(slots, cfg.search.max_concurrent_trials)
+    return max(8, 2 * int(slots))
+
+
+@contextlib.contextmanager
+def tune_settings(cfg: ExperimentConfig) -> Iterator[None]:
+    """Tune's settings read from the environment, for this run only; a value the user set wins."""
+    ours = {
+        "TUNE_GLOBAL_CHECKPOINT_S": f"{snapshot_period(cfg.trial_count):g}",
+        "TUNE_MAX_PENDING_TRIALS_PG": str(max_pending(cfg)),
+    }
+    added = [key for key in ours if key not in os.environ]
+    os.environ.update({key: ours[key] for key in added})
+    try:
+        yield
+    finally:
+        for key in added:
+            os.environ.pop(key, None)
 
 
 @dataclass
@@ -85,8 +121,8 @@ class Interrupt:
             logging.getLogger("ray.tune").setLevel(logging.CRITICAL)
         elif self.count >= 3:
             print(
-                "stopping now without a last save; a rerun resumes from the state saved at most "
-                f"{EXPERIMENT_SYNC_S} s ago",
+                "stopping now without a last save; a rerun resumes from the last experiment-state snapshot "
+                f"(every {EXPERIMENT_SYNC_S} s; every trials/{TRIALS_PER_SYNC_S} s in a larger sweep)",
                 file=sys.stderr,
                 flush=True,
             )
@@ -125,6 +161,27 @@ def trial_name(fixed: dict[str, Any], searched: list[str], trial: Any) -> str:
     return run_name(TrialConfig.resolve(fixed, callbacks.plain(trial.config or {})), searched, trial.trial_id)
 
 
+class TrialNamer:
+    """`trial_name` for Tune, pickled small: Tune stores the namer with every trial in each experiment-state
+    snapshot, and the fixed config as a dict took a quarter of a trial's share of it."""
+
+    def __init__(self, fixed: dict[str, Any], searched: list[str]) -> None:
+        self.packed = zlib.compress(json.dumps(fixed, separators=(",", ":")).encode(), 9)
+        self.searched = searched
+        self._fixed: dict[str, Any] | None = fixed
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"packed": self.packed, "searched": self.searched}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.packed, self.searched, self._fixed = state["packed"], state["searched"], None
+
+    def __call__(self, trial: Any) -> str:
+        if self._fixed is None:
+            self._fixed = json.loads(zlib.decompress(self.packed))
+        return trial_name(self._fixed, self.searched, trial)
+
+
 def _trainable(cfg: ExperimentConfig, dataset: Dataset, location: Location) -> Any:
     trainable = tune.with_parameters(
         train_trial, fixed=cfg.trial.model_dump(mode="json"), data=dataset,
@@ -156,6 +213,7 @@ def _scheduler(cfg: ExperimentConfig) -> Any:
         brackets=cfg.asha.brackets,
         total_trials=cfg.trial_count,
         max_concurrent=cfg.search.max_concurrent_trials,
+        max_pending=max_pending(cfg),
     )
 
 
@@ -181,7 +239,7 @@ def _run_config(cfg: ExperimentConfig, location: Location) -> tune.RunConfig:
 
 
 def _build(cfg: ExperimentConfig, dataset: Dataset, location: Location) -> tune.Tuner:
-    namer = functools.partial(trial_name, cfg.trial.model_dump(mode="json"), searched_fields(cfg.search.space))
+    namer = TrialNamer(cfg.trial.model_dump(mode="json"), searched_fields(cfg.search.space))
     tune_config = tune.TuneConfig(
         metric=cfg.asha.metric, mode="max", scheduler=_scheduler(cfg), search_alg=build_search_alg(cfg),
         num_samples=cfg.search.num_samples, trial_name_creator=namer, trial_dirname_creator=namer,
@@ -206,15 +264,14 @@ def run(
     """Fit a new experiment, or resume the one at `location`; errored trials rerun only when asked.
     `interrupt` is the caller's, when it must cover more than the run (the outputs after it)."""
     os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
-    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", str(EXPERIMENT_SYNC_S))
-    # That 2 s snapshot period is ours, on purpose: Ray's "snapshotting triggered often" warning says nothing.
+    # The snapshot period is ours, on purpose: Ray's "snapshotting triggered often" warning says nothing.
     os.environ["TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S"] = "0"
     os.environ["RAY_AIR_NEW_OUTPUT"] = "0"  # its experiment box and tables: the progress lines are ours
     # Ray's closing table cannot read a trial whose result.json a killed driver never flushed, and says
     # "Failed to fetch metrics" for it: not news, the records come from the driver's own log of each trial.
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
     experiment = location.path
-    with interrupt or Interrupt() as interrupt:
+    with interrupt or Interrupt() as interrupt, tune_settings(cfg):
         storage_guard.on_fault(interrupt.storage_fault)
         faults.quiet_tracebacks(_driver_log(), interrupt)
         resumed = tune.Tuner.can_restore(experiment, storage_filesystem=location.fs)

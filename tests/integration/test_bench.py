@@ -50,3 +50,18 @@ def test_bench_end_to_end_writes_json(tmp_path: Path) -> None:
     orchestrated = next(v for k, v in result["sweep"]["test_accuracy"].items() if "-bs2000-" in k)
     assert abs(orchestrated - result["tutorial"]["test_accuracy"]["bs2000-seed0"]) < 0.03
     assert not list(tmp_path.glob("bench-*"))  # scratch removed
+
+
+def test_bench_scale_mode_runs_both_sides_and_writes_json(tmp_path: Path) -> None:
+    output = tmp_path / "scale.json"
+    done = cli(
+        "bench", "--scale", "4", "--train-limit-scale", "256", "--output", str(output), "--scratch", str(tmp_path)
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = json.loads(output.read_text())["scale"]
+    assert [(r["mode"], r["trials"]) for r in rows] == [("orchestrate", 4), ("ray", 4)]
+    for row in rows:
+        assert row["ended"] == 4 and row["exit"] == 0, row
+        assert row["s_per_trial"] > 0 and row["peak_rss_mib"] > 100 and row["files_per_trial"] >= 1, row
+    assert "driver peak" in done.stdout
+    assert not list(tmp_path.glob("scale-*"))  # each run's scratch removed

@@ -178,3 +178,56 @@ def test_the_scheduler_is_pickled_without_its_live_state(tmp_path: Path) -> None
     _run_rung(scheduler, controller, {0: 0.5, 1: 0.9}, epoch=1)
     restored = pickle.loads(pickle.dumps(scheduler))
     assert restored.decisions == {} and restored.trials == {} and restored.rungs == scheduler.rungs
+
+
+class NoScan(Controller):
+    """A controller that fails the test if the scheduler asks for every trial (a scan per event)."""
+
+    def __init__(self, trials: list[Trial]) -> None:
+        super().__init__(trials)
+        self.search_alg = type("Searcher", (), {"hold": False})()
+
+    def get_trials(self) -> list[Trial]:
+        raise AssertionError("the scheduler scanned every trial")
+
+
+def test_a_large_sweep_decides_like_the_rule_without_scanning_every_trial(tmp_path: Path) -> None:
+    import random
+
+    count = 90
+    trials = _trials(tmp_path, count)
+    spec = {**SHA, "max_t": 9, "reduction_factor": 3, "brackets": 2, "max_concurrent": 2}
+    scheduler, controller = SynchronousHalving(**spec, total_trials=count, max_pending=4), NoScan(trials)
+    value = {i: random.Random(i).choice([0.1, 0.2, 0.3, 0.4]) for i in range(count)}  # many ties
+    added, reports = 0, 0
+    while True:
+        while not controller.search_alg.hold and added < count:  # Tune creates while the searcher yields
+            scheduler.on_trial_add(controller, trials[added])
+            added += 1
+        assert added == count or len(scheduler._fresh) == 4  # never more than max_pending created ahead
+        trial = scheduler.choose_trial_to_run(controller)
+        if trial is None:
+            break
+        index = int(trial.trial_id.rsplit("_", 1)[-1])
+        trial.set_status(Trial.RUNNING)
+        for epoch in range(scheduler.last_epoch.get(index, 0) + 1, 10):
+            reports += 1
+            verdict = scheduler.on_trial_result(controller, trial, {"epoch": epoch, "val_accuracy": value[index]})
+            if verdict == TrialScheduler.PAUSE:
+                trial.set_status(Trial.PAUSED)
+                break
+            if verdict == TrialScheduler.STOP:
+                trial.set_status(Trial.TERMINATED)
+                break
+        else:
+            trial.set_status(Trial.TERMINATED)
+            scheduler.on_trial_complete(controller, trial, {})
+    assert added == count and all(t.status == Trial.TERMINATED for t in trials)
+    for bracket in range(2):  # the rule, recomputed over each bracket's trials
+        alive = list(range(bracket, count, 2))
+        assert scheduler.rungs[bracket]
+        for rung in scheduler.rungs[bracket]:
+            ranked = sorted(alive, key=lambda i: (-value[i], i))
+            alive = sorted(ranked[: max(1, len(ranked) // 3)])
+            assert scheduler.decisions[(bracket, rung)] == set(alive)
+        assert all(scheduler.last_epoch[i] == 9 for i in alive)
