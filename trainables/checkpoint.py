@@ -16,6 +16,8 @@ from typing import Any
 import torch
 
 CHECKPOINT_FILE = "checkpoint.pt"
+# The checkpoint's metrics as JSON beside it: the driver reads which epoch a checkpoint holds without loading it.
+METRICS_FILE = "metrics.json"
 
 
 def _umask() -> int:

@@ -191,6 +191,7 @@ def _train_trial(
                 tune.report(report)
                 return
             schedule.after_epoch(val_loss)
+            numeric = {k: v for k, v in metrics.items() if isinstance(v, float | int)}
             with tempfile.TemporaryDirectory() as directory:
                 ckpt.save_atomic({
                     "model": model.state_dict(),
@@ -204,9 +205,10 @@ def _train_trial(
                     "scaling": data.scaling_record(),
                     "classes": list(data.classes),
                     "runtime": scored,
-                    "metrics": {k: v for k, v in metrics.items() if isinstance(v, float | int)},
+                    "metrics": numeric,
                     exploit.STATE: lineage.to_json(),
                 }, Path(directory) / ckpt.CHECKPOINT_FILE)  # fmt: skip
+                ckpt.write_bytes_atomic(Path(directory) / ckpt.METRICS_FILE, json.dumps(numeric).encode())
                 tune.report(report, checkpoint=tune.Checkpoint.from_directory(directory))
     finally:
         board.close()

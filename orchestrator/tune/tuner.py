@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
+import pyarrow.fs as pafs
 from ray import tune
 
 from orchestrator import storage_guard
@@ -35,6 +36,7 @@ from orchestrator.tune import callbacks, cluster, errored, faults, population
 from orchestrator.tune.schedulers import ResumableASHA, SynchronousHalving
 from orchestrator.tune.searchers import build_search_alg, param_space
 from trainables import metrics as m
+from trainables.checkpoint import METRICS_FILE as CHECKPOINT_METRICS
 from trainables.data import Dataset
 from trainables.recipe import TrialConfig
 from trainables.trial import train_trial
@@ -297,7 +299,7 @@ def run(
             callbacks.attach(None)
             storage_guard.on_fault(None)
         try:
-            records = _final_records(live, grid, location, interrupted=interrupt())
+            records = _final_records(live, grid, location, interrupted=interrupt(), resumed=resumed)
         except OSError as exc:  # the storage failed: what the driver holds is enough to say how far it got
             if (fault := storage_guard.as_fault(exc)) is None:
                 raise
@@ -361,8 +363,14 @@ def _driver_log() -> Any:
     return Path(session or "/tmp") / "logs" / "orchestrator-driver.log"
 
 
-def _final_records(live: callbacks.LiveTrials, grid: Any, location: Location, interrupted: bool) -> list[TrialRecord]:
-    """The live records, with the checkpoints Ray kept and the errors it recorded (from the result grid)."""
+def _final_records(
+    live: callbacks.LiveTrials, grid: Any, location: Location, interrupted: bool, resumed: bool = False
+) -> list[TrialRecord]:
+    """The live records, with the checkpoints Ray kept and the errors it recorded (from the result grid).
+
+    On a resume, also the checkpoints a trial stored that Tune's restored state never registered: a driver
+    killed between a trial's checkpoint and Tune's next snapshot leaves it on disk, unknown to Tune, and a
+    trial cut at the rung it had reached is not run again to register it (the selection would miss it)."""
     by_name = {record.name: record for record in live.records.values()}
     records = []
     prefix = location.path.rstrip("/") + "/"
@@ -372,7 +380,26 @@ def _final_records(live: callbacks.LiveTrials, grid: Any, location: Location, in
         refs = [CheckpointRef(c.path.removeprefix(prefix), callbacks.plain(metrics))
                 for c, metrics in (result.best_checkpoints or [])]  # fmt: skip
         record.checkpoints = [ref for ref in refs if location.exists(ref.path)]  # retention deleted the rest
+        if resumed:
+            known = {ref.path for ref in refs}
+            record.checkpoints += [ref for ref in _stored_checkpoints(location, name) if ref.path not in known]
         if result.error is not None and not interrupted:
             record.error, record.state = f"{type(result.error).__name__}: {result.error}".splitlines()[0][:500], "ended"
         records.append(record)
     return records
+
+
+def _stored_checkpoints(location: Location, trial: str) -> list[CheckpointRef]:
+    """The trial's checkpoint directories on storage, each with the metrics its trial wrote beside it."""
+    refs = []
+    for info in location.children(trial):
+        if info.type != pafs.FileType.Directory or not info.base_name.startswith("checkpoint_"):
+            continue
+        path = f"{trial}/{info.base_name}"
+        try:
+            metrics = location.read_json(path, CHECKPOINT_METRICS)
+        except (OSError, ValueError):
+            continue  # written before this file existed, or cut short: not a checkpoint to rank
+        if isinstance(metrics, dict) and m.EPOCH in metrics:
+            refs.append(CheckpointRef(path, metrics))
+    return refs
