@@ -20,6 +20,7 @@ from orchestrator.config.resources import check_cluster
 from orchestrator.config.schema import ExperimentConfig
 from orchestrator.errors import ConfigError
 from orchestrator.location import Location
+from orchestrator.outputs import constraints as constraint_rules
 from orchestrator.outputs.export import export_best
 from orchestrator.outputs.retention import CheckpointRetention
 from orchestrator.outputs.status import FAILED, FINISHED, StatusWriter
@@ -104,28 +105,37 @@ def run_sweep(
                 flush=True,
             )
             return 128 + run.interrupted
-        return _outputs(cfg, run.records, location, watchers)
+        return _outputs(cfg, run.records, location, watchers, dataset)
 
 
-def _outputs(cfg: ExperimentConfig, records: list[TrialRecord], location: Location, watchers: Watchers) -> int:
-    metric = cfg.selection.metric
-    rows = write_tables(records, location, metric)
+def _outputs(
+    cfg: ExperimentConfig, records: list[TrialRecord], location: Location, watchers: Watchers, dataset: Dataset
+) -> int:
+    metric, constraints = cfg.selection.metric, cfg.selection.constraints
+    feasible = {record.name: constraint_rules.meets(record, constraints) for record in records}
+    extra = {name: {"meets_constraints": ok} for name, ok in feasible.items()}
+    rows = write_tables(records, location, metric, extra)
     for record in records:
         if record.error:  # retries exhausted: the rest of the sweep still counts
             print(f"failed: {record.name} after {record.epochs_run} epochs: {record.error}", file=sys.stderr)
-    ranked = rank_checkpoints(records, metric)
+    usable = rank_checkpoints(records, metric)
+    ranked = rank_checkpoints([record for record in records if feasible[record.name]], metric)
     watchers.retention.finish(records)  # the kept checkpoints include every one `ranked` can choose
     if not ranked:
         watchers.board.finish(rows, None)
         if watchers.tracker is not None:
             watchers.tracker.finish(None)
         watchers.status.finish(FAILED)
-        print(
-            f"sweep failed: no trial left a checkpoint with a finite {metric}; see {location.display}", file=sys.stderr
-        )
+        if usable:  # checkpoints there are, but none within the budgets
+            print(f"sweep failed: {constraint_rules.closest_miss(records, constraints)}", file=sys.stderr)
+        else:
+            print(
+                f"sweep failed: no trial left a checkpoint with a finite {metric}; see {location.display}",
+                file=sys.stderr,
+            )
         return 1
     best, ref = ranked[0]
-    manifest = export_best(best, ref, location, _context(cfg))
+    manifest = export_best(best, ref, location, _context(cfg), dataset.test, cfg.export.formats)
     watchers.board.finish(rows, manifest)
     if watchers.tracker is not None:  # after the export: best/ goes to the sweep's MLflow run
         watchers.tracker.finish(manifest)
@@ -139,6 +149,7 @@ def _context(cfg: ExperimentConfig) -> dict[str, Any]:
     record = claims.fingerprint(cfg)
     return {
         "selection_metric": cfg.selection.metric,
+        "constraints": {key: limit for key, (_, limit) in cfg.selection.constraints.limits().items()},
         "config_sha256": record["sha256"],
         "seed": cfg.seed,
         "early_stopping": cfg.asha.mode,

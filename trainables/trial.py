@@ -20,6 +20,7 @@ import torch
 from ray import tune
 
 from trainables import checkpoint as ckpt
+from trainables import costs as cost
 from trainables import metrics as m
 from trainables import resume
 from trainables.accel import RuntimeConfig, accelerate, make_deterministic, resolve
@@ -94,6 +95,9 @@ def train_trial(
         board.log_weights(0, model)
     node_id = ray.get_runtime_context().get_node_id()
     startup = time.perf_counter() - started
+    # Once per trial process (a restored trial measures again: its device may be another one).
+    costs: dict[str, Any] = cost.measure_costs(model, scaling, (test if len(test) else val).images, device)
+    trained = float(restored.get(m.TRAIN_SECONDS, 0.0) or 0.0)
     if restored:
         # The epoch this checkpoint holds, reported once more: a driver killed just after the checkpoint was
         # stored may not have recorded it, and early stopping must see every rung result before going on.
@@ -103,6 +107,7 @@ def train_trial(
     try:
         for epoch in range(done_epochs + 1, cfg.epochs + 1):
             fit = train_one_epoch(net, optimizer, train, cfg.batch_size, scaling, generator, training.hooks)
+            trained += fit.seconds
             val_loss, val_acc = evaluate(net, val, scaling)
             test_loss, test_acc = evaluate(net, test, scaling)
             metrics: dict[str, Any] = {
@@ -116,6 +121,7 @@ def train_trial(
                 m.NODE_ID: node_id, m.PID: os.getpid(),
                 m.STARTUP_SECONDS: startup,
                 m.GPU_PEAK_GIB: torch.cuda.max_memory_reserved(device) / 2**30 if device.type == "cuda" else 0.0,
+                **costs, m.TRAIN_SECONDS: trained,
             }  # fmt: skip
             metrics[m.SELECTION_SCORE] = m.selection_score(metrics, selection_metric)
             board.log_epoch(epoch, metrics, model)

@@ -20,10 +20,11 @@ from orchestrator.config import limits
 from orchestrator.config.rungs import rungs
 from orchestrator.config.space import grid_size, validate_algorithm, validate_space
 from orchestrator.errors import ConfigError
+from trainables import metrics as m
 from trainables.accel import RuntimeConfig
 from trainables.data_sources import DataConfig
 from trainables.recipe import TrialConfig
-from trainables.schema import MAX_EPOCHS, MAX_SEED, Section
+from trainables.schema import MAX_EPOCHS, MAX_PARAMETERS, MAX_SEED, Section
 
 # A plain directory name: no separators, no leading dot, no control characters, nothing a shell mangles.
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -106,12 +107,52 @@ class AshaConfig(Section):
     brackets: int = Field(default=1, ge=1, le=limits.MAX_BRACKETS, description="brackets (Hyperband-style levels)")
 
 
+class ConstraintsConfig(Section):
+    """Budgets the selected model must meet (trainables.costs measures each trial); none set = no budget."""
+
+    max_params: int | None = Field(
+        default=None, ge=1, le=MAX_PARAMETERS, description="at most this many parameters (checked before Ray starts)"
+    )
+    max_checkpoint_mb: float | None = Field(
+        default=None, gt=0, description="weights as saved at most this many MB (10^6 bytes)"
+    )
+    max_latency_ms: float | None = Field(
+        default=None, gt=0, description="inference per sample at batch 1 at most this many milliseconds"
+    )
+    min_throughput: float | None = Field(
+        default=None, gt=0, description="inference at a large batch at least this many samples per second"
+    )
+    max_train_seconds: float | None = Field(
+        default=None, gt=0, description="training (the epochs' loops, every epoch run) at most this many seconds"
+    )
+
+    def limits(self) -> dict[str, tuple[str, float]]:
+        """Cost (trainables.metrics) -> (min | max, its limit): only the budgets that are set."""
+        fields = {
+            m.PARAMS: self.max_params, m.CHECKPOINT_MB: self.max_checkpoint_mb, m.LATENCY_MS: self.max_latency_ms,
+            m.THROUGHPUT: self.min_throughput, m.TRAIN_SECONDS: self.max_train_seconds,
+        }  # fmt: skip
+        return {key: (m.COST_MODES[key], float(limit)) for key, limit in fields.items() if limit is not None}
+
+
 class SelectionConfig(Section):
     metric: Literal["test_accuracy", "val_accuracy"] = Field(
         default="test_accuracy", description="score that ranks every kept checkpoint for best/ (trainables.metrics)"
     )
     keep_checkpoints: int = Field(
         default=2, ge=1, le=100, description="checkpoints kept per trial: the best by `metric`, plus the latest"
+    )
+    constraints: ConstraintsConfig = Field(
+        default_factory=ConstraintsConfig,
+        description="budgets: the best checkpoint among the trials that meet every one (exit 1 when none does)",
+    )
+
+
+class ExportConfig(Section):
+    formats: tuple[Literal["pt2", "onnx"], ...] = Field(
+        default=("pt2", "onnx"),
+        description="runtime files best/ holds beside model.pt: pt2 (torch.export, torch alone), onnx (needs "
+        "the optional onnx extra); each checked against the checkpoint on the test split; [] = model.pt only",
     )
 
 
@@ -157,6 +198,7 @@ class ExperimentConfig(Section):
     asha: AshaConfig = AshaConfig()
     selection: SelectionConfig = SelectionConfig()
     failure: FailureConfig = FailureConfig()
+    export: ExportConfig = ExportConfig()
     tensorboard: TensorBoardConfig = TensorBoardConfig()
     tracking: TrackingConfig = TrackingConfig()
     ray: RayConfig = RayConfig()

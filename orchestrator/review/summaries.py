@@ -10,7 +10,7 @@ from typing import Any
 
 from orchestrator.config.rungs import rungs
 from orchestrator.config.schema import ExperimentConfig
-from orchestrator.outputs.tables import cell, differing_knobs, ordered
+from orchestrator.outputs.tables import COST_HEADERS, cell, cost_cells, differing_knobs, ordered
 
 
 def markdown_table(header: list[str], body: list[list[str]]) -> str:
@@ -30,6 +30,7 @@ def leaderboard_markdown(rows: list[dict[str, Any]], metric: str, top: int = 20)
         "best val acc",
         "best test acc",
         "best epoch",
+        *COST_HEADERS.values(),
     ]
     body = [
         [
@@ -41,6 +42,7 @@ def leaderboard_markdown(rows: list[dict[str, Any]], metric: str, top: int = 20)
             cell(r.get("best_val_accuracy")),
             cell(r.get("best_test_accuracy")),
             cell(r.get("best_epoch")),
+            *cost_cells(r),
         ]
         for i, r in enumerate(ordered(rows, metric)[:top], 1)
     ]

@@ -226,6 +226,7 @@ def test_every_session_has_the_final_state_of_results_parquet(board: Board, tabl
                 hparams.BEST_VAL: row["best_val_accuracy"],
                 hparams.BEST_TEST: row["best_test_accuracy"],
                 hparams.FINAL_VAL: row["final_val_accuracy"],
+                **{tag: row[key] for key, tag in hparams.COST_TAGS.items()},
             },
             rel=1e-6,
         ), row["trial_name"]
