@@ -21,6 +21,7 @@ from orchestrator.config.schema import ExperimentConfig
 from orchestrator.errors import ConfigError
 from orchestrator.location import Location
 from orchestrator.outputs import constraints as constraint_rules
+from orchestrator.outputs import pareto
 from orchestrator.outputs.export import export_best
 from orchestrator.outputs.retention import CheckpointRetention
 from orchestrator.outputs.status import FAILED, FINISHED, StatusWriter
@@ -113,7 +114,11 @@ def _outputs(
 ) -> int:
     metric, constraints = cfg.selection.metric, cfg.selection.constraints
     feasible = {record.name: constraint_rules.meets(record, constraints) for record in records}
-    extra = {name: {"meets_constraints": ok} for name, ok in feasible.items()}
+    plain = [record.row(metric) for record in records]
+    on_front = pareto.front(plain, pareto.objectives(cfg.model_dump(mode="json")))
+    extra = {
+        r.name: {"meets_constraints": feasible[r.name], "pareto": f} for r, f in zip(records, on_front, strict=True)
+    }
     rows = write_tables(records, location, metric, extra)
     for record in records:
         if record.error:  # retries exhausted: the rest of the sweep still counts

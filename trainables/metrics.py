@@ -43,6 +43,8 @@ TRAIN_SECONDS = "train_seconds"  # training time so far (the epochs' training lo
 COSTS = (PARAMS, CHECKPOINT_MB, LATENCY_MS, THROUGHPUT, TRAIN_SECONDS)
 # Which way each cost is better: "min" for a budget a model must stay under, "max" for one it must reach.
 COST_MODES = {PARAMS: "min", CHECKPOINT_MB: "min", LATENCY_MS: "min", THROUGHPUT: "max", TRAIN_SECONDS: "min"}
+# What a multi-objective search may aim at, and which way (the test set never steers the search).
+OBJECTIVE_MODES = {VAL_ACCURACY: "max", **COST_MODES}
 
 # Accuracies are multiples of 1/N; weighting the tie-break by 2^-30 keeps it below any step of the metric
 # for validation splits up to 2^22 samples while staying representable next to a value near 1.

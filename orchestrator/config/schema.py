@@ -47,6 +47,25 @@ class SearchConfig(Section):
         default_factory=dict,
         description="dotted trial field -> {grid|choice|uniform|loguniform|randint|quniform: ...}",
     )
+    objectives: tuple[
+        Literal["val_accuracy", "params", "checkpoint_mb", "latency_ms", "throughput", "train_seconds"], ...
+    ] = Field(
+        default=(),
+        description="several objectives for optuna (val_accuracy maximised, costs minimised, throughput "
+        "maximised); the ended trials' Pareto front is marked in the tables and drawn in the report",
+    )
+    sampler: Literal["nsga2", "tpe"] = Field(
+        default="nsga2", description="optuna's multi-objective sampler: nsga2 (NSGA-II) or tpe (multi-objective TPE)"
+    )
+
+    @field_validator("objectives")
+    @classmethod
+    def _objectives(cls, objectives: tuple[str, ...]) -> tuple[str, ...]:
+        if len(set(objectives)) != len(objectives):
+            raise ValueError("lists an objective twice")
+        if len(objectives) == 1:
+            raise ValueError("name two or more (one objective is the default: val_accuracy)")
+        return objectives
 
 
 def _ray_quantity(field: str, value: float) -> float:
@@ -243,6 +262,16 @@ class ExperimentConfig(Section):
             )
         validate_space(self.search.space, self.trial.model_dump(mode="json"))
         validate_algorithm(self.search.algorithm, self.search.space)
+        if self.search.objectives and self.search.algorithm != "optuna":
+            raise ConfigError(
+                "search.objectives",
+                "several objectives need search.algorithm: optuna (NSGA-II or multi-objective TPE)",
+                list(self.search.objectives),
+            )
+        if "sampler" in self.search.model_fields_set and not self.search.objectives:
+            raise ConfigError(
+                "search.sampler", "chooses a multi-objective sampler: set search.objectives too", self.search.sampler
+            )
         trials = grid_size(self.search.space) * self.search.num_samples
         if trials > limits.MAX_TRIALS:
             raise ConfigError(

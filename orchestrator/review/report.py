@@ -13,6 +13,7 @@ carries its images inside), and the figures of `review.plots`:
   test_vs_val.png       best test against best validation accuracy of every trial
   wall_time.png         wall time per trial
   asha.png              how many trials trained to each epoch; early stopping's rungs marked
+  pareto.png            best validation accuracy against each cost, the Pareto front ringed (review.pareto_report)
 Paths in the report are relative (images to the report, checkpoints to the experiment), so a report
 or an experiment that is moved or copied still reads the same. Before the sweep has finished, the
 tables are rebuilt from the trials' files (`outputs.reader`).
@@ -29,9 +30,10 @@ import pandas as pd
 
 from orchestrator.errors import ConfigError
 from orchestrator.location import BEST
+from orchestrator.outputs import pareto
 from orchestrator.outputs.reader import Experiment, records
 from orchestrator.outputs.tables import cell, ordered
-from orchestrator.review import budget_plots, knob_plots, plots
+from orchestrator.review import budget_plots, knob_plots, pareto_report, plots
 from orchestrator.review.importance import EVALUATOR, Importance, knob_importance, searched_knobs
 from orchestrator.review.report_html import render_html
 from orchestrator.review.summaries import (
@@ -43,7 +45,7 @@ from orchestrator.review.summaries import (
 )
 
 # Figures drawn only when their section has something to show; a stale copy from an earlier run is removed.
-OPTIONAL = ("importance.png", "confusion.png")
+OPTIONAL = ("importance.png", "confusion.png", "pareto.png")
 
 STATES = {
     "finished": "finished",
@@ -213,6 +215,8 @@ def write_report(exp: Experiment, out: Path, top: int) -> Path:
     plots.plot_test_vs_val(rows, exp.metric, best, out / "test_vs_val.png")
     budget_plots.plot_wall_time(rows, exp.history, exp.metric, out / "wall_time.png")
     budget_plots.plot_asha(rows, exp.config.get("asha", {}), exp.epochs, out / "asha.png")
+    objectives = pareto.objectives(exp.config)
+    drew_front = pareto_report.plot_front(rows, objectives, out / "pareto.png")
     title = f"Sweep report: {exp.config.get('name', exp.location.name)}"
     text = "\n\n".join(
         [
@@ -233,6 +237,9 @@ def write_report(exp: Experiment, out: Path, top: int) -> Path:
             "## Which knobs mattered",
             importance_markdown(importance),
             *(["![hyperparameter importance](importance.png)"] if importance.scores else []),
+            "## Accuracy against cost: the Pareto front",
+            pareto_report.front_markdown(rows, objectives),
+            *(["![accuracy against each cost](pareto.png)"] if drew_front else []),
             "## The best model on the test split",
             *(
                 [per_class_markdown(scored), "![confusion matrix and per-class accuracy](confusion.png)"]

@@ -635,6 +635,17 @@ VALUE_CASES: list[tuple[str, dict[str, Any], list[str], list[str]]] = [
     ("constraint-unknown", {"selection": {"constraints": {"max_flops": 1}}}, [], ["selection.constraints.max_flops"]),
     ("export-unknown-format", {"export": {"formats": ["tflite"]}}, [], ["export.formats", "'pt2'"]),
     ("export-formats-text", {}, ["export.formats=pt2"], ["export.formats"]),
+    (
+        "objectives-without-optuna",
+        {"search": {"objectives": ["val_accuracy", "params"]}},
+        [],
+        ["search.objectives", "need search.algorithm: optuna"],
+    ),
+    ("objectives-one", {}, ["search.objectives=[params]"], ["search.objectives", "two or more"]),
+    ("objectives-twice", {}, ["search.objectives=[params, params]"], ["search.objectives", "twice"]),
+    ("objectives-test-set", {}, ["search.objectives=[test_accuracy, params]"], ["search.objectives", "'val_accuracy'"]),
+    ("sampler-unknown", {}, ["search.sampler=moead"], ["search.sampler", "'nsga2'"]),
+    ("sampler-without-objectives", {}, ["search.sampler=tpe"], ["search.sampler", "set search.objectives too"]),
     ("cpu-zero", {}, ["resources.cpu=0"], ["resources.cpu", "greater than 0"]),
     ("name-dotdot-prefix", {}, ["name=..x"], ["name", "plain directory name"]),
     # names and paths
