@@ -188,6 +188,12 @@ class TensorBoardConfig(Section):
 class MlflowConfig(Section):
     tracking_uri: str = Field(min_length=1, description="MLflow tracking server, e.g. http://127.0.0.1:5000")
     experiment: str | None = Field(default=None, min_length=1, description="MLflow experiment; none = the sweep's name")
+    register: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=256,
+        description="register the best model under this name in the server's model registry (a new version)",
+    )
 
     @field_validator("tracking_uri")
     @classmethod

@@ -96,3 +96,11 @@ def test_a_sampled_range_is_never_refused_on_its_top_alone() -> None:
         }
     )
     check_fits(cnn, _dataset())  # hidden 511 has far more than 1,000 parameters; hidden 1 has 845
+
+
+def test_the_plan_names_the_budgets_the_objectives_and_the_exports() -> None:
+    from orchestrator.config.plan import describe
+
+    plan = describe(_config({"mlp.hidden": {"grid": [[64], [2]]}}, 2000), "runs/x")
+    assert "  among trials within: params <= 2000" in plan
+    assert "exports: best/model.pt, model.pt2, model.onnx" in plan
