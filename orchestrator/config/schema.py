@@ -188,7 +188,7 @@ class TensorBoardConfig(Section):
 class MlflowConfig(Section):
     tracking_uri: str = Field(min_length=1, description="MLflow tracking server, e.g. http://127.0.0.1:5000")
     experiment: str | None = Field(default=None, min_length=1, description="MLflow experiment; none = the sweep's name")
-    register: str | None = Field(
+    registered_model: str | None = Field(
         default=None,
         min_length=1,
         max_length=256,

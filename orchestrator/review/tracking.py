@@ -96,7 +96,7 @@ class MlflowTracker(Observer):
             os.environ.setdefault(name, value)
         self.cfg, self.location = cfg, location
         self.uri = cfg.tracking.mlflow.tracking_uri
-        self.register = cfg.tracking.mlflow.register
+        self.registered_model = cfg.tracking.mlflow.registered_model
         self.experiment_name = cfg.tracking.mlflow.experiment or cfg.name
         self.client: MlflowClient = MlflowClient(tracking_uri=self.uri)
         self.off = False
@@ -339,7 +339,7 @@ class MlflowTracker(Observer):
         from orchestrator.review.tracking_model import log_best_model
 
         try:
-            log_best_model(self.uri, parent, self.location, manifest, self.register)
+            log_best_model(self.uri, parent, self.location, manifest, self.registered_model)
         except Exception as exc:  # noqa: BLE001 - the artifacts and the run's status still go on
             print(
                 f"warning: MLflow: the best model was not logged as an MLflow model: {type(exc).__name__}: "

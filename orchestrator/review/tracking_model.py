@@ -1,11 +1,11 @@
 """The best model as an MLflow model on the sweep's parent run, optionally registered under a name.
 
-    tracking: {mlflow: {tracking_uri: http://127.0.0.1:5000, register: fashion-small}}
+    tracking: {mlflow: {tracking_uri: http://127.0.0.1:5000, registered_model: fashion-small}}
 
 The pytorch flavor of the exported model (its input scaling inside, as best/model.pt2: stored images in,
 logits out), with its signature (input shape and dtype as the dataset stores images, batch dynamic). It is
 serialized as a torch.export program (`pt2`) when best/ has one, else pickled (then loading it needs this
-project and the model's module). With `register`, a new version of that registered model. No Ray here.
+project and the model's module). With `registered_model`, a new version of that registered model. No Ray here.
 """
 
 from __future__ import annotations

@@ -129,7 +129,7 @@ def tracked(server: Server, tmp_path_factory: pytest.TempPathFactory) -> Tracked
     storage = tmp_path_factory.mktemp("tracked-sweep")
     done = cli("launch", str(SMOKE), "--storage-path", str(storage), "--set", f"name={NAME}",
                "--set", "data.train_limit=2000", "--set", f"tracking.mlflow.tracking_uri={server.url}",
-               "--set", f"tracking.mlflow.register={REGISTERED}",
+               "--set", f"tracking.mlflow.registered_model={REGISTERED}",
                env=cli_env(**QUIET), timeout=600)  # fmt: skip
     assert done.returncode == 0, f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     assert "MLflow tracking off" not in done.stderr
