@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import sys
 import warnings
 from typing import Any
@@ -86,10 +87,17 @@ def parity(reference: torch.Tensor, logits: torch.Tensor) -> dict[str, float | i
 
 def _quietly(action: Any) -> Any:
     """torch.export and the ONNX exporter narrate their steps on stdout and warn about torch's own internals
-    (an RNN's flat weights); none of it is the user's to act on. A failure still raises."""
-    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return action()
+    (an RNN's flat weights) and log the guards they could not place; none of it is the user's to act on. A
+    failure still raises, and becomes the one warning line."""
+    previous = logging.root.manager.disable
+    logging.disable(logging.WARNING)  # torch's tracer logs each guard it fails to place: a failure says it all
+    try:
+        quiet = contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO())
+        with quiet[0], quiet[1], warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return action()
+    finally:
+        logging.disable(previous)
 
 
 def _warn(name: str, exc: BaseException) -> None:
