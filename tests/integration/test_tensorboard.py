@@ -295,6 +295,7 @@ def _assert_final(board: Board, name: str, session: dict[str, Any], status: str,
             hparams.BEST_VAL: max(row[m.VAL_ACCURACY] for row in rows),
             hparams.BEST_TEST: max(row[m.TEST_ACCURACY] for row in rows),
             hparams.FINAL_VAL: rows[-1][m.VAL_ACCURACY],
+            **{tag: rows[-1][key] for key, tag in hparams.COST_TAGS.items()},
         },
         rel=1e-6,
     ), name
