@@ -98,6 +98,12 @@ class TrialRecord:
     def last(self) -> dict[str, Any]:
         return self.history[-1] if self.history else {}
 
+    @property
+    def costs(self) -> dict[str, Any]:
+        """What the trial's model costs (trainables.costs), as its latest report measured it; None if unknown."""
+        last = self.last
+        return {key: last.get(key) if finite(last.get(key)) else None for key in m.COSTS}
+
     def best_checkpoint(self, metric: str) -> CheckpointRef | None:
         ranked = rank_checkpoints([self], metric)
         return ranked[0][1] if ranked else None
@@ -118,6 +124,7 @@ class TrialRecord:
             "best_checkpoint": best.path if best else None,
             "wall_seconds": last.get("time_total_s"),
         }  # fmt: skip
+        row.update(self.costs)
         row.update({f"config.{k}": v for k, v in self.config.knobs().items()})
         return row
 

@@ -20,6 +20,8 @@ from orchestrator.config.resources import check_cluster
 from orchestrator.config.schema import ExperimentConfig
 from orchestrator.errors import STORAGE_EXIT, ConfigError
 from orchestrator.location import Location
+from orchestrator.outputs import constraints as constraint_rules
+from orchestrator.outputs import pareto
 from orchestrator.outputs.export import export_best
 from orchestrator.outputs.retention import SETTLE_S, SETTLE_SNAPSHOTS, CheckpointRetention
 from orchestrator.outputs.status import FAILED, FINISHED, StatusWriter
@@ -129,7 +131,7 @@ def run_sweep(
             )
             return 1
         try:
-            return _outputs(cfg, run.records, location, watchers)
+            return _outputs(cfg, run.records, location, watchers, dataset)
         except OSError as exc:
             if (fault := storage_guard.as_fault(exc)) is None:
                 raise
@@ -151,25 +153,38 @@ def _stopped_by(fault: storage_guard.StorageFault, records: list[TrialRecord] | 
     return STORAGE_EXIT
 
 
-def _outputs(cfg: ExperimentConfig, records: list[TrialRecord], location: Location, watchers: Watchers) -> int:
-    metric = cfg.selection.metric
-    rows = write_tables(records, location, metric)
+def _outputs(
+    cfg: ExperimentConfig, records: list[TrialRecord], location: Location, watchers: Watchers, dataset: Dataset
+) -> int:
+    metric, constraints = cfg.selection.metric, cfg.selection.constraints
+    feasible = {record.name: constraint_rules.meets(record, constraints) for record in records}
+    plain = [record.row(metric) for record in records]
+    on_front = pareto.front(plain, pareto.objectives(cfg.model_dump(mode="json")))
+    extra = {
+        r.name: {"meets_constraints": feasible[r.name], "pareto": f} for r, f in zip(records, on_front, strict=True)
+    }
+    rows = write_tables(records, location, metric, extra)
     for record in records:
         if record.error:  # retries exhausted: the rest of the sweep still counts
             print(f"failed: {record.name} after {record.epochs_run} epochs: {record.error}", file=sys.stderr)
-    ranked = rank_checkpoints(records, metric)
+    usable = rank_checkpoints(records, metric)
+    ranked = rank_checkpoints([record for record in records if feasible[record.name]], metric)
     watchers.retention.finish(records)  # the kept checkpoints include every one `ranked` can choose
     if not ranked:
         watchers.board.finish(rows, None)
         if watchers.tracker is not None:
             watchers.tracker.finish(None)
         watchers.status.finish(FAILED)
-        print(
-            f"sweep failed: no trial left a checkpoint with a finite {metric}; see {location.display}", file=sys.stderr
-        )
+        if usable:  # checkpoints there are, but none within the budgets
+            print(f"sweep failed: {constraint_rules.closest_miss(records, constraints)}", file=sys.stderr)
+        else:
+            print(
+                f"sweep failed: no trial left a checkpoint with a finite {metric}; see {location.display}",
+                file=sys.stderr,
+            )
         return 1
     best, ref = ranked[0]
-    manifest = export_best(best, ref, location, _context(cfg))
+    manifest = export_best(best, ref, location, _context(cfg), dataset.test, cfg.export.formats)
     watchers.board.finish(rows, manifest)
     if watchers.tracker is not None:  # after the export: best/ goes to the sweep's MLflow run
         watchers.tracker.finish(manifest)
@@ -183,6 +198,7 @@ def _context(cfg: ExperimentConfig) -> dict[str, Any]:
     record = claims.fingerprint(cfg)
     return {
         "selection_metric": cfg.selection.metric,
+        "constraints": {key: limit for key, (_, limit) in cfg.selection.constraints.limits().items()},
         "config_sha256": record["sha256"],
         "seed": cfg.seed,
         "early_stopping": cfg.asha.mode,

@@ -29,6 +29,8 @@ BEST_TEST = PREFIX + "best_test_accuracy"
 FINAL_VAL = PREFIX + "final_val_accuracy"
 EPOCHS_RUN = PREFIX + "epochs_run"
 STOPPED_EARLY = PREFIX + "stopped_early"
+# What the model costs (trainables.costs): trial/params, trial/latency_ms, ...
+COST_TAGS = {key: PREFIX + key for key in m.COSTS}
 
 # Numeric status codes for the status metric (HParams metrics are numbers).
 STATUS_CODES = {"running": 0, "completed": 1, "stopped": 2, "diverged": 3, "error": 4, "paused": 5}
@@ -45,6 +47,11 @@ METRICS: dict[str, tuple[str, str]] = {  # tag -> (display name, description); t
         PREFIX + f"best_{name}": (f"best {name.replace('_', ' ')}", f"highest {name} over the epochs run")
         for name in m.CLASS_BALANCED
     },
+    COST_TAGS[m.PARAMS]: ("params", "the model's parameters"),
+    COST_TAGS[m.CHECKPOINT_MB]: ("checkpoint MB", "the model's weights as saved, in MB (10^6 bytes)"),
+    COST_TAGS[m.LATENCY_MS]: ("latency ms", "inference per sample at batch 1 on the trial's device (median)"),
+    COST_TAGS[m.THROUGHPUT]: ("throughput", "inference samples per second at a large batch on the trial's device"),
+    COST_TAGS[m.TRAIN_SECONDS]: ("train seconds", "time spent in the training loop, over every epoch run"),
 }
 
 
@@ -141,4 +148,6 @@ def metric_values(history: list[dict[str, Any]], status: str) -> dict[str, float
         scores = [r[name] for r in history if finite(r.get(name))]
         if scores:
             values[PREFIX + f"best_{name}"] = max(scores)
+    last = history[-1] if history else {}
+    values.update({tag: float(last[key]) for key, tag in COST_TAGS.items() if finite(last.get(key))})
     return values

@@ -50,6 +50,19 @@ GPU_PEAK_GIB = "gpu_peak_gib"  # the trial's peak reserved GPU memory (0 on a CP
 STARTUP_SECONDS = "startup_seconds"  # trial start to its first epoch: data attach, model build, resume
 REPLAYED = "replayed"  # a restored trial's report of the epoch its checkpoint holds, sent again
 
+# What the trial's model costs (trainables.costs), in every report: constant over a trial's epochs except
+# the training time, which accumulates. Latency and throughput are timings on the trial's own device.
+PARAMS = "params"  # parameters
+CHECKPOINT_MB = "checkpoint_mb"  # the weights as saved, MB (10^6 bytes)
+LATENCY_MS = "latency_ms"  # inference at batch 1, per sample, median of several passes
+THROUGHPUT = "throughput"  # inference samples per second at a large batch
+TRAIN_SECONDS = "train_seconds"  # training time so far (the epochs' training loops, restarts included)
+COSTS = (PARAMS, CHECKPOINT_MB, LATENCY_MS, THROUGHPUT, TRAIN_SECONDS)
+# Which way each cost is better: "min" for a budget a model must stay under, "max" for one it must reach.
+COST_MODES = {PARAMS: "min", CHECKPOINT_MB: "min", LATENCY_MS: "min", THROUGHPUT: "max", TRAIN_SECONDS: "min"}
+# What a multi-objective search may aim at, and which way (the test set never steers the search).
+OBJECTIVE_MODES = {VAL_ACCURACY: "max", **COST_MODES}
+
 # Accuracies are multiples of 1/N; weighting the tie-break by 2^-30 keeps it below any step of the metric
 # for validation splits up to 2^22 samples while staying representable next to a value near 1.
 TIE_BREAK_WEIGHT = 2.0**-30

@@ -22,6 +22,7 @@ import torch
 from ray import tune
 
 from trainables import checkpoint as ckpt
+from trainables import costs as cost
 from trainables import exploit, resume
 from trainables import metrics as m
 from trainables.accel import RuntimeConfig, accelerate, make_deterministic, resolve
@@ -153,6 +154,9 @@ def _train_trial(
                           f"generation {lineage.generation}, {json.dumps(lineage.values)}", done_epochs)  # fmt: skip
     node_id = ray.get_runtime_context().get_node_id()
     startup = time.perf_counter() - started
+    # Once per trial process (a restored trial measures again: its device may be another one).
+    costs: dict[str, Any] = cost.measure_costs(model, scaling, (test if len(test) else val).images, device)
+    trained = float(restored.get(m.TRAIN_SECONDS, 0.0) or 0.0)
     if restored:
         # The epoch this checkpoint holds, reported once more: a driver killed just after the checkpoint was
         # stored may not have recorded it, and early stopping must see every rung result before going on.
@@ -162,6 +166,7 @@ def _train_trial(
     try:
         for epoch in range(done_epochs + 1, cfg.epochs + 1):
             fit = train_one_epoch(net, optimizer, train, cfg.batch_size, scaling, generator, training.hooks)
+            trained += fit.seconds
             v, t = (score(net, split, scaling, data.num_classes) for split in (val, test))
             val_loss = v.loss
             metrics: dict[str, Any] = {
@@ -177,6 +182,7 @@ def _train_trial(
                 m.NODE_ID: node_id, m.PID: os.getpid(),
                 m.STARTUP_SECONDS: startup,
                 m.GPU_PEAK_GIB: torch.cuda.max_memory_reserved(device) / 2**30 if device.type == "cuda" else 0.0,
+                **costs, m.TRAIN_SECONDS: trained,
             }  # fmt: skip
             metrics[m.SELECTION_SCORE] = m.selection_score(metrics, selection_metric)
             if population:

@@ -2,6 +2,7 @@
 
 python -m orchestrator evaluate runs/smoke/best                      # accuracy, per class, confusion
 python -m orchestrator evaluate runs/smoke/<trial>/checkpoint_000002
+python -m orchestrator evaluate runs/smoke/best/model.pt2            # or model.onnx: the runtime exports
 python -m orchestrator evaluate runs/smoke/best --predict shoe.png bag.jpg [--invert] [--top-k 3] [--json]
 """
 
@@ -24,6 +25,7 @@ examples:
   python -m orchestrator evaluate runs/smoke/best
   python -m orchestrator evaluate runs/smoke/best --predict shoe.png --top-k 3
   python -m orchestrator evaluate s3://bucket/sweeps/smoke/best --json
+  python -m orchestrator evaluate runs/smoke/best/model.onnx        # the exports score the same way
 
 Images are converted to the model's channels (gray or RGB) and resized to its input size. Fashion-MNIST
 shows light garments on black: a photo of a dark object on a white page needs --invert (evaluate warns
@@ -40,7 +42,9 @@ BF16_TOLERANCE = 0.002
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "model", help="best/ directory, trial checkpoint directory, or model.pt/checkpoint.pt (local or a URI)"
+        "model",
+        help="best/ directory, trial checkpoint directory, model.pt/checkpoint.pt, or best/model.pt2 or "
+        "best/model.onnx (with the manifest.json beside it); local or a URI",
     )
     parser.add_argument("--predict", nargs="+", metavar="IMAGE", help="classify these PNG/JPEG files instead")
     parser.add_argument("--invert", action="store_true", help="invert images first (dark object, light background)")

@@ -13,19 +13,21 @@
   the CPU), so a model that does not fit the data is refused here, not in every trial;
 - every model trains one step as its trials will (init, batch of one, channels_last, autocast:
   `trial_check`).
+- a parameter budget (`selection.constraints.max_params`) that no model of the space meets is refused.
 No Ray here.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import torch
 
-from orchestrator.config.gpu_memory import MEMORY_FIELDS, candidate_trials
+from orchestrator.config.gpu_memory import MAX_COMBINATIONS, MEMORY_FIELDS, candidate_trials
 from orchestrator.config.schema import ExperimentConfig
-from orchestrator.config.space import candidate_values
+from orchestrator.config.space import candidate_values, dimensions, searched_fields
 from orchestrator.config.trial_check import check_like_a_trial
 from orchestrator.errors import ConfigError
 from trainables.data import Dataset
@@ -48,6 +50,7 @@ def check_fits(cfg: ExperimentConfig, dataset: Dataset) -> None:
     forwarded: set[str] = set()
     _check_scales(cfg, dataset)
     trained: set[str] = set()
+    smallest: tuple[int, str] | None = None  # the fewest parameters any trial of the space has, and its model
     for trial in candidate_trials(cfg, MEMORY_FIELDS | {"augment", "init"}):
         if flat and trial.augment.enabled:
             raise ConfigError(
@@ -67,6 +70,10 @@ def check_fits(cfg: ExperimentConfig, dataset: Dataset) -> None:
                 f"cap of {MAX_PARAMETERS:,}; use a smaller model",
                 trial.model,
             )
+        if smallest is None or parameters < smallest[0]:
+            knobs = trial.knobs()
+            searched = {k: knobs[k] for k in searched_fields(cfg.search.space) if k in knobs}
+            smallest = (parameters, ", ".join(f"{k}={json.dumps(v)}" for k, v in searched.items()) or trial.model)
         key = json.dumps(spec, sort_keys=True, default=str)
         if spec["name"] not in MODELS and key not in forwarded:  # the built-in families adapt to any input
             forwarded.add(key)
@@ -75,6 +82,23 @@ def check_fits(cfg: ExperimentConfig, dataset: Dataset) -> None:
         if step not in trained:  # the model as its trials run it (trial_check)
             trained.add(step)
             check_like_a_trial(cfg, trial, spec)
+
+    budget = cfg.selection.constraints.max_params
+    if budget is not None and smallest is not None and smallest[0] > budget and _every_model_listed(cfg):
+        raise ConfigError(
+            "selection.constraints.max_params",
+            f"no trial of the search space can meet it: the smallest model has {smallest[0]:,} parameters "
+            f"({smallest[1]}); raise the budget or search smaller models",
+            budget,
+        )
+
+
+def _every_model_listed(cfg: ExperimentConfig) -> bool:
+    """Whether the models checked above are all the space can produce: a sampled range (checked at its top)
+    or a product past the cap leaves smaller models unseen, and a budget is refused only when none can meet it."""
+    dims = [d for p, d in dimensions(cfg.search.space).items() if p.split(".")[0] in MEMORY_FIELDS]
+    listed = all(kind in ("grid", "choice") for kind, _ in dims)
+    return listed and math.prod(len(args) for _, args in dims) <= MAX_COMBINATIONS
 
 
 def _check_scales(cfg: ExperimentConfig, dataset: Dataset) -> None:

@@ -69,4 +69,13 @@ def describe(cfg: ExperimentConfig, location: str) -> str:
         f"selection: best {cfg.selection.metric} over every kept checkpoint "
         f"({cfg.selection.keep_checkpoints} best + latest kept per trial)"
     )
+    budgets = cfg.selection.constraints.limits()
+    if budgets:
+        lines.append(
+            "  among trials within: "
+            + ", ".join(f"{key} {'<=' if mode == 'min' else '>='} {limit:g}" for key, (mode, limit) in budgets.items())
+        )
+    if cfg.search.objectives:
+        lines.append(f"objectives: {', '.join(cfg.search.objectives)} (optuna {cfg.search.sampler})")
+    lines.append(f"exports: best/model.pt{''.join(f', model.{f}' for f in cfg.export.formats)}")
     return "\n".join(lines)

@@ -25,7 +25,7 @@ from trainables import metrics as m
 from trainables.accel import RuntimeConfig
 from trainables.data_sources import DataConfig
 from trainables.recipe import TrialConfig
-from trainables.schema import MAX_EPOCHS, MAX_SEED, Section
+from trainables.schema import MAX_EPOCHS, MAX_PARAMETERS, MAX_SEED, Section
 
 # A plain directory name: no separators, no leading dot, no control characters, nothing a shell mangles.
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -48,6 +48,25 @@ class SearchConfig(Section):
         default_factory=dict,
         description="dotted trial field -> {grid|choice|uniform|loguniform|randint|quniform: ...}",
     )
+    objectives: tuple[
+        Literal["val_accuracy", "params", "checkpoint_mb", "latency_ms", "throughput", "train_seconds"], ...
+    ] = Field(
+        default=(),
+        description="several objectives for optuna (val_accuracy maximised, costs minimised, throughput "
+        "maximised); the ended trials' Pareto front is marked in the tables and drawn in the report",
+    )
+    sampler: Literal["nsga2", "tpe"] = Field(
+        default="nsga2", description="optuna's multi-objective sampler: nsga2 (NSGA-II) or tpe (multi-objective TPE)"
+    )
+
+    @field_validator("objectives")
+    @classmethod
+    def _objectives(cls, objectives: tuple[str, ...]) -> tuple[str, ...]:
+        if len(set(objectives)) != len(objectives):
+            raise ValueError("lists an objective twice")
+        if len(objectives) == 1:
+            raise ValueError("name two or more (one objective is the default: val_accuracy)")
+        return objectives
 
 
 def _ray_quantity(field: str, value: float) -> float:
@@ -123,6 +142,34 @@ class AshaConfig(Section):
         return metric
 
 
+class ConstraintsConfig(Section):
+    """Budgets the selected model must meet (trainables.costs measures each trial); none set = no budget."""
+
+    max_params: int | None = Field(
+        default=None, ge=1, le=MAX_PARAMETERS, description="at most this many parameters (checked before Ray starts)"
+    )
+    max_checkpoint_mb: float | None = Field(
+        default=None, gt=0, description="weights as saved at most this many MB (10^6 bytes)"
+    )
+    max_latency_ms: float | None = Field(
+        default=None, gt=0, description="inference per sample at batch 1 at most this many milliseconds"
+    )
+    min_throughput: float | None = Field(
+        default=None, gt=0, description="inference at a large batch at least this many samples per second"
+    )
+    max_train_seconds: float | None = Field(
+        default=None, gt=0, description="training (the epochs' loops, every epoch run) at most this many seconds"
+    )
+
+    def limits(self) -> dict[str, tuple[str, float]]:
+        """Cost (trainables.metrics) -> (min | max, its limit): only the budgets that are set."""
+        fields = {
+            m.PARAMS: self.max_params, m.CHECKPOINT_MB: self.max_checkpoint_mb, m.LATENCY_MS: self.max_latency_ms,
+            m.THROUGHPUT: self.min_throughput, m.TRAIN_SECONDS: self.max_train_seconds,
+        }  # fmt: skip
+        return {key: (m.COST_MODES[key], float(limit)) for key, limit in fields.items() if limit is not None}
+
+
 class SelectionConfig(Section):
     metric: Literal[
         "test_accuracy", "val_accuracy", "val_balanced_accuracy", "val_macro_f1", "test_balanced_accuracy",
@@ -134,6 +181,18 @@ class SelectionConfig(Section):
     )  # fmt: skip
     keep_checkpoints: int = Field(
         default=2, ge=1, le=100, description="checkpoints kept per trial: the best by `metric`, plus the latest"
+    )
+    constraints: ConstraintsConfig = Field(
+        default_factory=ConstraintsConfig,
+        description="budgets: the best checkpoint among the trials that meet every one (exit 1 when none does)",
+    )
+
+
+class ExportConfig(Section):
+    formats: tuple[Literal["pt2", "onnx"], ...] = Field(
+        default=("pt2", "onnx"),
+        description="runtime files best/ holds beside model.pt: pt2 (torch.export, torch alone), onnx (needs "
+        "the optional onnx extra); each checked against the checkpoint on the test split; [] = model.pt only",
     )
 
 
@@ -150,6 +209,12 @@ class TensorBoardConfig(Section):
 class MlflowConfig(Section):
     tracking_uri: str = Field(min_length=1, description="MLflow tracking server, e.g. http://127.0.0.1:5000")
     experiment: str | None = Field(default=None, min_length=1, description="MLflow experiment; none = the sweep's name")
+    registered_model: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=256,
+        description="register the best model under this name in the server's model registry (a new version)",
+    )
 
     @field_validator("tracking_uri")
     @classmethod
@@ -182,6 +247,7 @@ class ExperimentConfig(Section):
     )
     selection: SelectionConfig = SelectionConfig()
     failure: FailureConfig = FailureConfig()
+    export: ExportConfig = ExportConfig()
     tensorboard: TensorBoardConfig = TensorBoardConfig()
     tracking: TrackingConfig = TrackingConfig()
     ray: RayConfig = RayConfig()
@@ -230,6 +296,16 @@ class ExperimentConfig(Section):
             )
         validate_space(self.search.space, self.trial.model_dump(mode="json"))
         validate_algorithm(self.search.algorithm, self.search.space)
+        if self.search.objectives and self.search.algorithm != "optuna":
+            raise ConfigError(
+                "search.objectives",
+                "several objectives need search.algorithm: optuna (NSGA-II or multi-objective TPE)",
+                list(self.search.objectives),
+            )
+        if "sampler" in self.search.model_fields_set and not self.search.objectives:
+            raise ConfigError(
+                "search.sampler", "chooses a multi-objective sampler: set search.objectives too", self.search.sampler
+            )
         trials = grid_size(self.search.space) * self.search.num_samples
         if trials > limits.MAX_TRIALS:
             raise ConfigError(

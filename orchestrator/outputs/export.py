@@ -27,9 +27,11 @@ from typing import Any
 import torch
 
 from orchestrator.location import BEST, BEST_MANIFEST, BEST_MODEL, Location, umask
+from orchestrator.outputs.deploy import deployables
 from orchestrator.records import CheckpointRef, TrialRecord
 from trainables import checkpoint as ckpt
 from trainables import metrics as m
+from trainables.data import Split
 
 STAGING_PREFIX = ".best."
 _RENAME_EXCHANGE = 2
@@ -40,9 +42,18 @@ def load_checkpoint(location: Location, ref: CheckpointRef) -> dict[str, Any]:
     return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
 
 
-def export_best(record: TrialRecord, ref: CheckpointRef, location: Location, context: dict[str, Any]) -> dict[str, Any]:
-    """Writes best/; `context` adds what the experiment knows (metric, config hash, versions, data)."""
+def export_best(
+    record: TrialRecord,
+    ref: CheckpointRef,
+    location: Location,
+    context: dict[str, Any],
+    test: Split | None = None,
+    formats: tuple[str, ...] = (),
+) -> dict[str, Any]:
+    """Writes best/; `context` adds what the experiment knows (metric, config hash, versions, data);
+    `formats` the runtime files (outputs.deploy), checked against the checkpoint on `test`."""
     state = load_checkpoint(location, ref)
+    runtime_files, export_section = deployables(state, test, formats)
     kept = ("model_spec", "input_scale", "scaling", "classes", "runtime")  # runtime: how the trial scored
     model: dict[str, Any] = {k: state[k] for k in kept if k in state}
     payload = {"state_dict": state["model"], **model, "metrics": state.get("metrics", {})}
@@ -61,13 +72,18 @@ def export_best(record: TrialRecord, ref: CheckpointRef, location: Location, con
         "classes": list(state.get("classes", [])),
         "source_checkpoint": ref.path,  # relative to the experiment directory
         "model_sha256": hashlib.sha256(model_bytes).hexdigest(),
+        "costs": record.costs,
+        "scaling": {"input_scale": state.get("input_scale"), **(state.get("scaling") or {})},
+        "export": export_section,
         "partial": False,
         # A population member's line (generation, latest copy, the knob values it trained with, which
         # `config` above does not show: that is what it was sampled with).
         **({"population": state["population"]} if state.get("population") else {}),
         **context,
     }
-    files = {BEST_MODEL: model_bytes, BEST_MANIFEST: _json(manifest)}
+    for name, data in runtime_files.items():
+        export_section["files"][name]["sha256"] = hashlib.sha256(data).hexdigest()
+    files = {BEST_MODEL: model_bytes, **runtime_files, BEST_MANIFEST: _json(manifest)}
     if location.local_dir is None:
         for name, data in files.items():  # model first: a manifest never points at a model not yet there
             location.write_bytes(data, BEST, name)

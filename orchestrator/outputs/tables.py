@@ -26,9 +26,12 @@ LEADERBOARD = {
 }  # fmt: skip
 
 
-def write_tables(records: list[TrialRecord], location: Location, metric: str) -> list[dict[str, Any]]:
-    """results.parquet and history.parquet, each written whole or not at all; returns the results rows."""
-    rows = [record.row(metric) for record in records]
+def write_tables(
+    records: list[TrialRecord], location: Location, metric: str, extra: dict[str, dict[str, Any]] | None = None
+) -> list[dict[str, Any]]:
+    """results.parquet and history.parquet, each written whole or not at all; returns the results rows.
+    `extra`: trial name -> more results columns (what the selection worked out: constraints, the front)."""
+    rows = [{**record.row(metric), **(extra or {}).get(record.name, {})} for record in records]
     location.write_bytes(_parquet(rows), RESULTS)
     history = [row for record in records for row in record.history_rows()]
     lineage = tuple(dict.fromkeys(k for row in history for k in row if k not in HISTORY_COLUMNS))
@@ -68,9 +71,31 @@ def differing_knobs(rows: list[dict[str, Any]]) -> list[str]:
     return [k for k in keys if len({json.dumps(_plain(r[k])) for r in rows if r.get(k) is not None}) > 1]
 
 
+# The cost columns of every leaderboard: results column -> header.
+COST_HEADERS = {
+    m.PARAMS: "params", m.CHECKPOINT_MB: "MB", m.LATENCY_MS: "ms@1", m.THROUGHPUT: "samples/s",
+    m.TRAIN_SECONDS: "train_s",
+}  # fmt: skip
+
+
+def cost_cells(row: dict[str, Any]) -> list[str]:
+    """params with thousands separators, the rest to 3 significant figures; '-' when not measured."""
+    cells = []
+    for key in COST_HEADERS:
+        value = _plain(row.get(key))
+        if not finite(value):
+            cells.append("-")
+        elif key == m.PARAMS:
+            cells.append(f"{int(value):,}")
+        else:
+            cells.append(f"{float(value):.3g}")
+    return cells
+
+
 def leaderboard(rows: list[dict[str, Any]], metric: str, top: int = 10) -> str:
     knobs = differing_knobs(rows)
     header = ["#", "trial", *[k.removeprefix("config.") for k in knobs], "epochs", "status", *LEADERBOARD.values()]
+    header += list(COST_HEADERS.values())
     table = [header]
     for i, row in enumerate(ordered(rows, metric)[:top], 1):
         table.append(
@@ -81,6 +106,7 @@ def leaderboard(rows: list[dict[str, Any]], metric: str, top: int = 10) -> str:
                 str(row["epochs_run"]),
                 str(row["status"]),
                 *[cell(row.get(f"best_{k}")) for k in LEADERBOARD],
+                *cost_cells(row),
             ]
         )
     widths = [max(len(r[c]) for r in table) for c in range(len(header))]

@@ -15,6 +15,7 @@ import json
 import os
 import stat
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,12 +28,13 @@ from torch import nn
 
 from orchestrator.errors import ConfigError
 from orchestrator.location import BEST_MANIFEST, BEST_MODEL, RECORD
+from orchestrator.outputs.deploy import ONNX, PT2, onnx_session
 from trainables import checkpoint as ckpt
 from trainables.accel import Accelerated
 from trainables.data import DataError, Dataset, InputScaling, input_scaling
 from trainables.data_readers import FASHION_CLASSES
 from trainables.data_sources import DataConfig, load_dataset
-from trainables.loop import predict_logits
+from trainables.loop import EVAL_BATCH, predict_logits
 from trainables.models import ModelError, build_model
 from trainables.schema import strict_validate
 
@@ -55,6 +57,8 @@ class LoadedModel:
     manifest: dict[str, Any] | None  # best/manifest.json when evaluating best/
     experiment: tuple[pafs.FileSystem, str] | None  # the experiment directory, when the model sits in one
     runtime: dict[str, Any] | None = None  # how its trial scored ({device, autocast}); None in older checkpoints
+    # A runtime export (best/model.pt2 or model.onnx): stored values in, logits out, its scaling inside.
+    program: Callable[[torch.Tensor], torch.Tensor] | None = None
 
 
 def _fs(path: str) -> tuple[pafs.FileSystem, str]:
@@ -108,9 +112,12 @@ def _experiment_dir(fs: pafs.FileSystem, file: str) -> str | None:
 
 
 def load_model(path: str) -> LoadedModel:
-    """best/ or a trial checkpoint (dir or file, local or URI) -> the network in eval mode, and how to feed it."""
+    """best/ or a trial checkpoint (dir or file, local or URI) -> the network in eval mode, and how to feed it;
+    or best/model.pt2 or best/model.onnx, described by the manifest beside it."""
     fs, resolved = _fs(path)
     file = _model_file(fs, resolved, path)
+    if file.endswith((PT2, ONNX)):
+        return _load_program(fs, file, path)
     try:
         state = torch.load(io.BytesIO(_read(fs, file, MAX_MODEL_BYTES, file)), map_location="cpu", weights_only=True)
     except ConfigError:
@@ -158,6 +165,38 @@ def load_model(path: str) -> LoadedModel:
         (fs, experiment) if experiment else None,
         runtime,
     )
+
+
+def _load_program(fs: pafs.FileSystem, file: str, shown: str) -> LoadedModel:
+    manifest = _manifest(fs, file.rsplit("/", 1)[0] + "/" + BEST_MANIFEST)
+    if manifest is None or not isinstance(manifest.get("model_spec"), dict) or not manifest.get("classes"):
+        raise ConfigError(file, f"needs the {BEST_MANIFEST} exported beside it (its classes and input shape)")
+    data = _read(fs, file, MAX_MODEL_BYTES, file)
+    try:
+        if file.endswith(PT2):
+            module = torch.export.load(io.BytesIO(data)).module()
+            program: Callable[[torch.Tensor], torch.Tensor] = module
+        else:
+            session = onnx_session(data)
+            name = session.get_inputs()[0].name
+            program = lambda x: torch.from_numpy(session.run(None, {name: x.numpy()})[0])  # noqa: E731
+    except ImportError:
+        raise ConfigError(file, "running an ONNX file needs onnxruntime: pip install '.[onnx]'") from None
+    except Exception as exc:  # torch and onnxruntime raise many types for a truncated or foreign file
+        raise ConfigError(file, f"not a readable {file.rsplit('.', 1)[-1]} program ({_first_line(exc)})") from None
+    recorded = manifest.get("scaling")
+    scaling: dict[str, Any] = recorded if isinstance(recorded, dict) else {}
+    pixel_max, pixel_min = float(scaling.get("pixel_max", 255.0)), float(scaling.get("pixel_min", 0.0))
+    image_range = _image_range(scaling, pixel_min, pixel_max)
+    model = nn.Identity()  # unused: the program is the model
+    shape = tuple(int(s) for s in manifest["model_spec"].get("input_shape", (1, 28, 28)))
+    mean = float(np.mean(_floats(scaling.get("mean", [0.0]))))
+    classes = tuple(str(c) for c in manifest["classes"])
+    experiment = _experiment_dir(fs, file)
+    return LoadedModel(
+        model, input_scaling("raw", [0.0], [1.0]), shape, classes, image_range, mean, shown, manifest,
+        (fs, experiment) if experiment else None, program=program,
+    )  # fmt: skip
 
 
 def _manifest(fs: pafs.FileSystem, path: str) -> dict[str, Any] | None:
@@ -243,6 +282,13 @@ def evaluation_data(loaded: LoadedModel, data_root: str | None) -> Dataset:
 
 def predict(loaded: LoadedModel, images: torch.Tensor) -> torch.Tensor:
     """Class probabilities for a batch in the stored format (uint8 or float)."""
+    if loaded.program is not None:
+        with torch.no_grad():
+            run = loaded.program
+            logits = torch.cat(
+                [run(images[i : i + EVAL_BATCH].contiguous()) for i in range(0, len(images), EVAL_BATCH)]
+            )
+        return torch.softmax(logits, dim=1)
     return torch.softmax(predict_logits(loaded.model, images, loaded.scaling), dim=1)
 
 

@@ -15,6 +15,7 @@ carries its images inside), and the figures of `review.plots`:
   asha.png              how many trials trained to each epoch; early stopping's rungs marked
   lineage.png           a population's members x epochs: who copied whom (`review.lineage`)
   schedule.png          the best checkpoint's hyperparameter schedule along its line (a population)
+  pareto.png            best validation accuracy against each cost, the Pareto front ringed (review.pareto_report)
 Paths in the report are relative (images to the report, checkpoints to the experiment), so a report
 or an experiment that is moved or copied still reads the same. Before the sweep has finished, the
 tables are rebuilt from the trials' files (`outputs.reader`).
@@ -31,9 +32,10 @@ import pandas as pd
 
 from orchestrator.errors import ConfigError
 from orchestrator.location import BEST
+from orchestrator.outputs import pareto
 from orchestrator.outputs.reader import Experiment, records
 from orchestrator.outputs.tables import cell, ordered
-from orchestrator.review import budget_plots, knob_plots, lineage, plots
+from orchestrator.review import budget_plots, knob_plots, lineage, pareto_report, plots
 from orchestrator.review.importance import EVALUATOR, Importance, knob_importance, searched_knobs
 from orchestrator.review.report_html import render_html
 from orchestrator.review.summaries import (
@@ -45,7 +47,7 @@ from orchestrator.review.summaries import (
 )
 
 # Figures drawn only when their section has something to show; a stale copy from an earlier run is removed.
-OPTIONAL = ("importance.png", "confusion.png", "lineage.png", "schedule.png", "asha.png")
+OPTIONAL = ("importance.png", "confusion.png", "lineage.png", "schedule.png", "asha.png", "pareto.png")
 
 STATES = {
     "finished": "finished",
@@ -218,6 +220,8 @@ def write_report(exp: Experiment, out: Path, top: int) -> Path:
     if not is_population:
         budget_plots.plot_asha(rows, exp.config.get("asha", {}), exp.epochs, out / "asha.png")
     population = lineage.lineage_sections(exp.location, exp.history, manifest, exp.epochs or 0, out)
+    objectives = pareto.objectives(exp.config)
+    drew_front = pareto_report.plot_front(rows, objectives, out / "pareto.png")
     title = f"Sweep report: {exp.config.get('name', exp.location.name)}"
     text = "\n\n".join(
         [
@@ -239,6 +243,9 @@ def write_report(exp: Experiment, out: Path, top: int) -> Path:
             "## Which knobs mattered",
             importance_markdown(importance),
             *(["![hyperparameter importance](importance.png)"] if importance.scores else []),
+            "## Accuracy against cost: the Pareto front",
+            pareto_report.front_markdown(rows, objectives),
+            *(["![accuracy against each cost](pareto.png)"] if drew_front else []),
             "## The best model on the test split",
             *(
                 [per_class_markdown(scored), "![confusion matrix and per-class accuracy](confusion.png)"]

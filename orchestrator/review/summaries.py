@@ -10,7 +10,7 @@ from typing import Any
 
 from orchestrator.config.rungs import rungs
 from orchestrator.config.schema import ExperimentConfig
-from orchestrator.outputs.tables import LEADERBOARD, cell, differing_knobs, ordered
+from orchestrator.outputs.tables import COST_HEADERS, LEADERBOARD, cell, cost_cells, differing_knobs, ordered
 from trainables import metrics as m
 
 
@@ -30,6 +30,7 @@ def leaderboard_markdown(rows: list[dict[str, Any]], metric: str, top: int = 20)
         "status",
         *[f"best {name}" for name in LEADERBOARD.values()],
         "best epoch",
+        *COST_HEADERS.values(),
     ]
     body = [
         [
@@ -40,6 +41,7 @@ def leaderboard_markdown(rows: list[dict[str, Any]], metric: str, top: int = 20)
             str(r["status"]),
             *[cell(r.get(f"best_{key}")) for key in LEADERBOARD],
             cell(r.get("best_epoch")),
+            *cost_cells(r),
         ]
         for i, r in enumerate(ordered(rows, metric)[:top], 1)
     ]

@@ -104,6 +104,7 @@ class MlflowTracker(Observer):
             os.environ.setdefault(name, value)
         self.cfg, self.location = cfg, location
         self.uri = cfg.tracking.mlflow.tracking_uri
+        self.registered_model = cfg.tracking.mlflow.registered_model
         self.experiment_name = cfg.tracking.mlflow.experiment or cfg.name
         self.client: MlflowClient = MlflowClient(tracking_uri=self.uri)
         self.off = False
@@ -370,6 +371,20 @@ class MlflowTracker(Observer):
                 flush=True,
             )
 
+    def _log_model(self, parent: str, manifest: dict[str, Any]) -> None:
+        """The best model as an MLflow model (review.tracking_model); a failure is one warning line."""
+        from orchestrator.review.tracking_model import log_best_model
+
+        try:
+            log_best_model(self.uri, parent, self.location, manifest, self.registered_model)
+        except Exception as exc:  # noqa: BLE001 - the artifacts and the run's status still go on
+            print(
+                f"warning: MLflow: the best model was not logged as an MLflow model: {type(exc).__name__}: "
+                f"{one_line(exc)}",
+                file=sys.stderr,
+                flush=True,
+            )
+
     def _log_best(self, manifest: dict[str, Any]) -> None:
         from mlflow.entities import Metric
 
@@ -384,6 +399,7 @@ class MlflowTracker(Observer):
         self._log(parent, metrics=metrics, tags=self._tags({"best_trial": best, "best_epoch": manifest.get("epoch")}))
         if best in self.children:  # the selected trial's own run says so too
             self._log(self.children[best], tags=self._tags({"selected": True}))
+        self._log_model(parent, manifest)
         if self.location.local_dir is not None:
             for name in (BEST_MODEL, BEST_MANIFEST):
                 self.client.log_artifact(parent, str(self.location.local_dir / BEST / name), BEST)

@@ -2,7 +2,9 @@
 
     search: {algorithm: optuna, num_samples: 20, max_concurrent_trials: 2, space: {lr: {loguniform: [1.0e-4, 1.0e-1]}}}
 
-Both algorithms are seeded by the experiment's `seed`, so one config proposes the same trials every run
+With `search.objectives`, optuna searches several objectives at once (NSGA-II by default, multi-objective TPE
+with `search.sampler: tpe`) through OptunaSearch's metric and mode lists. Both algorithms are seeded by the
+experiment's `seed`, so one config proposes the same trials every run
 (for TPE: the first suggestions exactly; later ones depend on the order results arrive in, which
 concurrent trials can change: `max_concurrent_trials: 1` makes a TPE search repeatable). Config
 validation (`orchestrator.config.space`) has already refused grids for TPE.
@@ -65,9 +67,14 @@ def build_search_alg(cfg: ExperimentConfig) -> Any:
     search = cfg.search
     cap = search.max_concurrent_trials if cfg.asha.mode == "async" else None
     if search.algorithm == "optuna":
-        from ray.tune.search.optuna import OptunaSearch  # optional dependency: imported only when chosen
+        if search.objectives:
+            from orchestrator.tune import multi_objective  # optuna: an optional dependency
 
-        searcher = OptunaSearch(seed=cfg.seed)
+            searcher: Any = multi_objective.searcher(search.objectives, search.sampler, cfg.seed)
+        else:
+            from ray.tune.search.optuna import OptunaSearch  # optional dependency: imported only when chosen
+
+            searcher = OptunaSearch(seed=cfg.seed)
         return ConcurrencyLimiter(searcher, cap) if cap else searcher
     # Tune ignores TuneConfig.max_concurrent_trials for a generator like this one; it must be told here.
     if cfg.asha.mode == "deterministic":

@@ -17,6 +17,7 @@ from typing import Any
 import pyarrow.parquet as pq
 from conftest import REPO, start_cli  # noqa: F401 - REPO is shared with the fault tests
 
+# No runtime exports (best/model.pt2, .onnx): they cost seconds per sweep; test_budgets_and_exports.py has them.
 TINY = """\
 name: {name}
 storage_path: {storage}
@@ -24,8 +25,8 @@ data: {{train_limit: {train_limit}, val_size: 500}}
 trial: {{model: mlp, mlp: {{hidden: [16]}}, optimizer: adam, lr: 1.0e-3, batch_size: 16, epochs: {epochs}}}
 resources: {{cpu: 1}}
 asha: {{grace_period: {epochs}, reduction_factor: 2}}
+export: {{formats: []}}
 """
-
 
 # Fault tests act while a trial is mid-run: an epoch must last long enough (about a second on an idle
 # machine) that a trial cannot finish between the test seeing a report and its kill landing.

@@ -21,7 +21,15 @@ from conftest import Sweep, cli
 from PIL import Image
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-ALWAYS = ("learning_curves.png", "parallel.png", "knobs.png", "test_vs_val.png", "wall_time.png", "asha.png")
+ALWAYS = (
+    "learning_curves.png",
+    "parallel.png",
+    "knobs.png",
+    "test_vs_val.png",
+    "wall_time.png",
+    "asha.png",
+    "pareto.png",
+)
 FINISHED = (*ALWAYS, "importance.png", "confusion.png")  # a finished sweep of 4 trials draws all of them
 
 

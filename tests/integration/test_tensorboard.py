@@ -235,6 +235,7 @@ def test_every_session_has_the_final_state_of_results_parquet(board: Board, tabl
                 hparams.BEST_TEST: row["best_test_accuracy"],
                 hparams.FINAL_VAL: row["final_val_accuracy"],
                 **{hparams.PREFIX + f"best_{name}": row[f"best_{name}"] for name in m.CLASS_BALANCED},
+                **{tag: row[key] for key, tag in hparams.COST_TAGS.items()},
             },
             rel=1e-6,
         ), row["trial_name"]
@@ -304,6 +305,7 @@ def _assert_final(board: Board, name: str, session: dict[str, Any], status: str,
             hparams.BEST_TEST: max(row[m.TEST_ACCURACY] for row in rows),
             hparams.FINAL_VAL: rows[-1][m.VAL_ACCURACY],
             **{hparams.PREFIX + f"best_{key}": max(row[key] for row in rows) for key in m.CLASS_BALANCED},
+            **{tag: rows[-1][key] for key, tag in hparams.COST_TAGS.items()},
         },
         rel=1e-6,
     ), name

@@ -34,6 +34,7 @@ from orchestrator.review.tracking import EPOCH_METRICS
 
 SMOKE = REPO / "configs" / "smoke.yaml"
 NAME = "tracked"
+REGISTERED = "fashion-best"
 QUIET = {"MLFLOW_DISABLE_TELEMETRY": "true"}  # no usage reports from the server or the driver
 # The server's background job runner (a pool of consumer processes) is not needed to track runs.
 SERVER_ENV = {**QUIET, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
@@ -130,6 +131,7 @@ def tracked(server: Server, tmp_path_factory: pytest.TempPathFactory) -> Tracked
     storage = tmp_path_factory.mktemp("tracked-sweep")
     done = cli("launch", str(SMOKE), "--storage-path", str(storage), "--set", f"name={NAME}",
                "--set", "data.train_limit=2000", "--set", f"tracking.mlflow.tracking_uri={server.url}",
+               "--set", f"tracking.mlflow.registered_model={REGISTERED}",
                env=cli_env(**QUIET), timeout=600)  # fmt: skip
     assert done.returncode == 0, f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     assert "MLflow tracking off" not in done.stderr
@@ -199,6 +201,31 @@ def test_parent_holds_the_best_model(tracked: Tracked, server: Server) -> None:
         assert sizes[f"best/{name}"] == (tracked.experiment / "best" / name).stat().st_size
     selected = [run["info"]["run_name"] for run in tracked.children if tags(run).get("selected") == "true"]
     assert selected == [manifest["trial_name"]]
+
+
+def test_the_best_model_is_an_mlflow_model_registered_by_name(tracked: Tracked, server: Server, fashion) -> None:  # noqa: ANN001
+    """A real consumer: MLflow's own loader, by registered name, on the test split, against the checkpoint."""
+    import mlflow
+    import numpy as np
+    import torch
+
+    from orchestrator.review.evaluation import load_model, predict
+
+    registered = server.get("/api/2.0/mlflow/registered-models/get", name=REGISTERED)["registered_model"]
+    versions = registered["latest_versions"]
+    assert [v["run_id"] for v in versions] == [tracked.parent["info"]["run_id"]]
+    mlflow.set_tracking_uri(server.url)
+    uri = f"models:/{REGISTERED}/{versions[0]['version']}"
+    info = mlflow.models.get_model_info(uri)
+    assert "pytorch" in info.flavors
+    files = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(tracked.experiment.parent / "m")))
+    assert (files / "data" / "model.pt2").is_file(), "the torch.export program, not a pickle"
+    inputs = info.signature.inputs.to_dict()[0]["tensor-spec"]
+    assert (inputs["dtype"], list(inputs["shape"])) == ("uint8", [-1, 1, 28, 28])
+    images = np.array(fashion.test.images[:500])
+    logits = mlflow.pyfunc.load_model(uri).predict(images)
+    expected = predict(load_model(str(tracked.experiment / "best")), torch.from_numpy(images.copy()))
+    assert np.array_equal(np.asarray(logits).argmax(1), expected.argmax(1).numpy())
 
 
 def launch_in_process(capsys: pytest.CaptureFixture[str], storage: Path, uri: str) -> tuple[int, list[str]]:
