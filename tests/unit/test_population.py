@@ -1,6 +1,6 @@
 """Population-based training without Ray: the decisions (who copies whom, the new values), the trial's side
 of a copy (the parent's state in, the new values in the optimizer, the lr actually used), and the
-scheduler's barrier rebuilt from disk. The sweep itself runs in tests/integration/test_population.py."""
+scheduler's barrier rebuilt from disk. The sweep itself runs in tests/integration/test_population_sweep.py."""
 
 from __future__ import annotations
 
