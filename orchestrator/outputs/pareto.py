@@ -4,7 +4,8 @@
 
 A trial is on the front when no other trial is at least as good on every objective and better on one.
 The objectives are `search.objectives` when the search had several, else validation accuracy against the
-parameter count and the latency: what "the most accurate model for its size and speed" asks. A trial's
+parameter count: "the most accurate model for its size". Latency is not in the default because it is a
+timing: a flag derived from it could change on a rerun, and the tables are reproducible. A trial's
 accuracy is its best validation accuracy (the checkpoint the selection can take); its costs are those it
 reported. Diverged, failed and unfinished trials, or a trial missing an objective, are never on the front.
 No Ray here.
@@ -18,7 +19,7 @@ from typing import Any
 from trainables import metrics as m
 from trainables.metrics import finite
 
-DEFAULT = (m.VAL_ACCURACY, m.PARAMS, m.LATENCY_MS)
+DEFAULT = (m.VAL_ACCURACY, m.PARAMS)  # no timing: the flag is as reproducible as the tables
 COLUMNS = {m.VAL_ACCURACY: "best_val_accuracy"}  # objective -> results column, where the names differ
 QUALIFIES = ("completed", "stopped")
 

@@ -117,7 +117,11 @@ def test_an_interrupted_sweep_says_so_exports_nothing_and_resumes(
     report = cli("report", str(experiment), "--out", str(tmp_path / "report"))
     assert report.returncode == 0, report.stderr
     assert "UNFINISHED: interrupted" in report.stdout  # no launch holds it: "running" is read as interrupted
-    assert "stopped" not in {line.split()[-3] for line in report.stdout.splitlines()[2:] if line[:1].isdigit()}
+    lines = report.stdout.splitlines()
+    header = next(line.split() for line in lines if line.startswith("#  "))
+    rows = [line.split() for line in lines if line[:1].isdigit() and len(line.split()) == len(header)]
+    statuses = {row[header.index("status")] for row in rows}
+    assert statuses and "stopped" not in statuses, report.stdout
     finished_first = {
         t.name: (t / "result.json").read_bytes() for t in trial_dirs(experiment) if len(results(t)) == EPOCHS
     }
