@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,7 @@ from trainables.checkpoint import write_bytes_atomic
 SCHEMES = ("s3", "gs", "gcs", "file")
 REACH_TIMEOUT_S = 20.0
 REACH_TIMEOUT_ENV = "ORCHESTRATOR_STORE_TIMEOUT_S"  # tests shorten the wait with it (seconds)
+PROBE_GRACE_S = 2.0  # past the wait, for the probe's request (bounded at the wait + 1 s) to end by itself
 
 # Output names, relative to the experiment directory: declared once, here.
 RECORD = "experiment.json"  # the resolved config, its hash, library versions: what a resume must match
@@ -222,9 +224,8 @@ class Location:
             return
         timeout = reach_timeout_s()
         try:
-            # Retried (a 5xx or a reset is not an answer) but within the timeout, not a whole outage.
-            patient = storage_guard.guard(_bounded(storage_guard.inner(self.fs), timeout), patience_s=timeout * 0.8)
-            info = _within(timeout, lambda: patient.get_file_info(self.root.split("/")[0]))
+            probe = _bounded(storage_guard.inner(self.fs), timeout)
+            info = _within(timeout, lambda: _asked_again(probe, self.root.split("/")[0], timeout))
         except TimeoutError:
             raise ConfigError(
                 "storage_path",
@@ -262,9 +263,24 @@ def _bounded(fs: pafs.FileSystem, timeout: float) -> pafs.FileSystem:
         return fs
 
 
+def _asked_again(fs: pafs.FileSystem, bucket: str, timeout: float) -> pafs.FileInfo:
+    """A fast 5xx or reset is not an answer: asked again while half the wait remains. A request that timed
+    out took the whole wait and is not repeated, so the probe's thread ends with its one bounded request."""
+    start = time.monotonic()
+    while True:
+        try:
+            return fs.get_file_info(bucket)
+        except OSError as exc:
+            if not storage_guard.transient(exc) or time.monotonic() - start > timeout / 2:
+                raise
+            time.sleep(0.2)
+
+
 def _within(timeout: float, call: Callable[[], Any]) -> Any:
     """call() in a daemon thread, given up after timeout: a store that never answers holds neither this
-    launch (an executor's shutdown would wait for the call) nor the interpreter's exit."""
+    launch (an executor's shutdown would wait for the call) nor the interpreter's exit. Before giving up,
+    a moment more for the call's own bounded request to end: a thread still inside the AWS SDK while the
+    interpreter finalizes crashes it."""
     box: dict[str, Any] = {}
     done = threading.Event()
 
@@ -278,6 +294,7 @@ def _within(timeout: float, call: Callable[[], Any]) -> Any:
 
     threading.Thread(target=run, daemon=True, name="store-probe").start()
     if not done.wait(timeout):
+        done.wait(PROBE_GRACE_S)
         raise TimeoutError
     if "error" in box:
         raise box["error"]

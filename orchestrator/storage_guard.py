@@ -178,6 +178,11 @@ def _first_line(exc: BaseException) -> str:
     return (text.splitlines()[0] if text else type(exc).__name__)[:200]
 
 
+def transient(exc: BaseException) -> bool:
+    """Worth asking again: not a missing path, a permission, a full disk or a fault already declared."""
+    return _transient(exc)
+
+
 def _transient(exc: BaseException) -> bool:
     if isinstance(exc, FileNotFoundError | NotADirectoryError | IsADirectoryError | PermissionError):
         return False
