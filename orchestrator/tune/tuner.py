@@ -381,8 +381,11 @@ def _final_records(
                 for c, metrics in (result.best_checkpoints or [])]  # fmt: skip
         record.checkpoints = [ref for ref in refs if location.exists(ref.path)]  # retention deleted the rest
         if resumed:
-            known = {ref.path for ref in refs}
-            record.checkpoints += [ref for ref in _stored_checkpoints(location, name) if ref.path not in known]
+            # One checkpoint per epoch: an epoch the restored trial trained again is Tune's, under a new index.
+            known, epochs = {ref.path for ref in refs}, {ref.epoch for ref in record.checkpoints}
+            record.checkpoints += [
+                ref for ref in _stored_checkpoints(location, name) if ref.path not in known and ref.epoch not in epochs
+            ]
         if result.error is not None and not interrupted:
             record.error, record.state = f"{type(result.error).__name__}: {result.error}".splitlines()[0][:500], "ended"
         records.append(record)
