@@ -30,7 +30,8 @@ from orchestrator.population import Exploit, Rules, decide, initial_knobs
 from orchestrator.tune.callbacks import plain
 from orchestrator.tune.schedulers import name_trial, recorded_results, trial_index
 from trainables import metrics as m
-from trainables.exploit import DECISIONS, decision_file, interval_epochs, target_epoch
+from trainables.checkpoint import CHECKPOINT_FILE
+from trainables.exploit import DECISIONS, decision_file, interval_epochs, parent_file, target_epoch
 
 CHECKPOINT_DIR = "checkpoint_dir_name"  # Ray's key, in a result, for the checkpoint it came with
 
@@ -138,6 +139,13 @@ class PopulationScheduler(FIFOScheduler):
         storage = self._storage()
         fs, root = storage.storage_filesystem, f"{storage.experiment_fs_path}/{DECISIONS}"
         fs.create_dir(root, recursive=True)
+        # The parents' checkpoints first, then the decision that names them: a decision on disk has its copies.
+        base = storage.experiment_fs_path
+        for exploit in decisions.values():
+            kept = f"{base}/{parent_file(epoch, exploit.parent)}"
+            fs.create_dir(kept.rsplit("/", 1)[0], recursive=True)
+            fs.copy_file(f"{base}/{exploit.checkpoint}/{CHECKPOINT_FILE}", f"{kept}.tmp")
+            fs.move(f"{kept}.tmp", kept)
         payload = {
             "epoch": epoch,
             "seed": self.rules.seed,

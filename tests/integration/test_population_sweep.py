@@ -5,6 +5,7 @@ with the driver SIGKILLed after the first exploit and the same command rerun, it
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import math
@@ -23,6 +24,8 @@ from support import finish, kill_session, results, start, trial_dirs, wait_for
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from test_object_store import BUCKET, s3_env  # noqa: F401 - the moto server fixture
 from test_reproducibility import TIMINGS, _best, _index
+
+from trainables.checkpoint import CHECKPOINT_FILE
 
 CONFIG = """\
 name: {name}
@@ -53,6 +56,19 @@ def _decisions(experiment: Path) -> dict[int, dict[int, dict[str, Any]]]:
     return decisions
 
 
+def _content(experiment: Path, path: Any) -> str | None:
+    """A checkpoint by what it holds (its epoch and weights), not by its folder: Tune names a resumed trial's
+    checkpoints by its own count, which a member that restarts straight into a copy does not advance."""
+    if not isinstance(path, str):
+        return None
+    directory = Path(path) if Path(path).is_absolute() else experiment / path
+    state = torch.load(directory / CHECKPOINT_FILE, weights_only=True)
+    digest = hashlib.sha256()
+    for key, tensor in sorted(state["model"].items()):
+        digest.update(key.encode() + tensor.cpu().contiguous().numpy().tobytes())
+    return f"epoch {state['epoch']} {digest.hexdigest()[:16]}"
+
+
 def _tables(experiment: Path) -> list[pd.DataFrame]:
     """results.parquet and history.parquet, timings aside, trials by number (a diverged member has no best)."""
     out = []
@@ -60,9 +76,7 @@ def _tables(experiment: Path) -> list[pd.DataFrame]:
         frame = pd.read_parquet(experiment / name).drop(columns=TIMINGS + ["trial_id"], errors="ignore")
         frame["trial_name"] = frame["trial_name"].map(_index)
         if "best_checkpoint" in frame:
-            frame["best_checkpoint"] = frame["best_checkpoint"].map(
-                lambda p: p.rsplit("/", 1)[-1] if isinstance(p, str) else None
-            )
+            frame["best_checkpoint"] = frame["best_checkpoint"].map(lambda p: _content(experiment, p))
         keys = ["trial_name", "epoch"] if "epoch" in frame else ["trial_name"]
         out.append(frame.sort_values(keys).reset_index(drop=True))
     return out

@@ -314,11 +314,25 @@ def _assert_final(board: Board, name: str, session: dict[str, Any], status: str,
 
 
 @contextlib.contextmanager
-def _held(trial_dir: Path) -> Iterator[None]:
+def _held(trial_dir: Path, proc: subprocess.Popen[str], after: int = 0) -> Iterator[None]:
     """The trial's worker stopped (SIGSTOP) for the block: it cannot end while the test looks at the others,
-    however fast this machine is. It goes on where it was afterwards (SIGCONT), pass or fail."""
-    pid = int(results(trial_dir)[-1]["pid"])
-    os.kill(pid, signal.SIGSTOP)
+    however fast this machine is. It goes on where it was afterwards (SIGCONT), pass or fail.
+
+    The worker is the one that reported an epoch past `after`: a trial paused at a rung (deterministic
+    halving) goes on in a new process, so the pid of a report from before the rung may be gone."""
+
+    def stop() -> int | None:
+        rows = results(trial_dir)
+        if not rows or int(rows[-1][m.EPOCH]) <= after:
+            return None
+        pid = int(rows[-1]["pid"])
+        try:
+            os.kill(pid, signal.SIGSTOP)
+        except ProcessLookupError:
+            return None  # that process has ended: the next report names the one that goes on
+        return pid
+
+    pid = wait_for(stop, proc, what=f"{trial_dir.name} training past epoch {after}")
     try:
         yield
     finally:
@@ -351,7 +365,7 @@ def test_a_finished_trial_is_final_while_another_still_trains(tmp_path: Path) ->
         slow = next(name for name in trials if name != fast)
         board = Board(experiment)
         wait_for(lambda: results(experiment / slow), proc, what="the large trial's first epoch")
-        with _held(experiment / slow):  # it stays mid-run until TensorBoard has been asked
+        with _held(experiment / slow, proc):  # it stays mid-run until TensorBoard has been asked
             assert len(results(experiment / slow)) < epochs and slow not in _ended(experiment)
             wait_for(lambda: fast in _ended(experiment), proc, what="the small trial's end")
             assert _ended(experiment)[fast] == {"status": "completed", "epochs_run": epochs, "error": None}
@@ -384,7 +398,7 @@ def test_a_finished_trial_is_final_while_another_still_trains(tmp_path: Path) ->
 def test_a_trial_early_stopping_cut_shows_as_stopped_while_the_sweep_runs(tmp_path: Path) -> None:
     """Two trials and a rung after epoch 1: the one that cannot learn (lr 1e-7) is cut there; while the other
     trains on, TensorBoard shows the cut one stopped early, with the epochs it ran and its best accuracy."""
-    epochs = 4
+    epochs = 6  # the other trial goes on past the rung long enough to be held there, however fast the machine
     config = write_config(
         tmp_path, "cut", epochs, train_limit=3000, extra="search:\n  space:\n    lr: {grid: [1.0e-7, 3.0e-3]}\n"
     )
@@ -401,7 +415,7 @@ def test_a_trial_early_stopping_cut_shows_as_stopped_while_the_sweep_runs(tmp_pa
         )
         assert _ended(experiment)[cut]["epochs_run"] < epochs
         other = next(name for name in trials if name != cut)
-        with _held(experiment / other):  # the sweep stays running until TensorBoard has been asked
+        with _held(experiment / other, proc, after=1):  # the sweep stays running until TensorBoard has been asked
             assert len(results(experiment / other)) < epochs and other not in _ended(experiment)
             sessions = board.wait(
                 lambda: (s := board.sessions()).get(cut, {}).get("status") == "STATUS_SUCCESS" and s,

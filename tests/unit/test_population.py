@@ -141,7 +141,8 @@ def _member(tmp_path: Path, index: int, rows: list[dict[str, Any]]) -> Trial:
     trial = Trial("train", config={"lr": 1e-3 * (index + 1), "mlp": {"dropout": 0.1}}, trial_id=trial_id,
                   storage=storage, stub=True)  # fmt: skip
     directory = Path(storage.trial_fs_path)
-    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "checkpoint_000000").mkdir(parents=True, exist_ok=True)
+    (directory / "checkpoint_000000" / ckpt.CHECKPOINT_FILE).write_bytes(f"member {index}".encode())
     (directory / "result.json").write_text("".join(json.dumps(r) + "\n" for r in rows))
     return trial
 
@@ -162,6 +163,8 @@ def test_the_barrier_waits_for_every_member_and_a_rerun_reads_the_decision_back(
     assert verdicts[:3] == [TrialScheduler.PAUSE] * 3  # waiting for the last member
     written = json.loads((tmp_path / "exp" / exploit.decision_file(1)).read_text())["exploits"]
     assert list(written) == ["0"] and written["0"]["checkpoint"] == "abc_00001/checkpoint_000000"
+    # The parent's checkpoint is kept beside the decision: Tune may reuse or delete its own folder later.
+    assert (tmp_path / "exp" / exploit.parent_file(1, 1)).read_bytes() == b"member 1"
     assert verdicts[3] == TrialScheduler.CONTINUE  # decided, and not a copy: it goes on without a restart
 
     # A rerun after a driver kill: the decision comes back from disk, whatever the results say now.
@@ -177,12 +180,11 @@ def test_a_member_takes_the_latest_decision_that_names_it(tmp_path: Path) -> Non
     makes is the one decided at epoch 2, not the epoch-1 copy again (which would diverge again, forever)."""
     cfg = TrialConfig.resolve({"model": "mlp", "mlp": {"hidden": [8]}, "epochs": 4}, {})
     for epoch in (1, 2):
-        directory = tmp_path / "parent" / f"checkpoint_{epoch:06d}"
-        directory.mkdir(parents=True)
-        ckpt.save_atomic(_state(cfg, steps=1, epochs_done=epoch), directory / ckpt.CHECKPOINT_FILE)
+        kept = tmp_path / exploit.parent_file(epoch, 0)
+        kept.parent.mkdir(parents=True)
+        ckpt.save_atomic(_state(cfg, steps=1, epochs_done=epoch), kept)
         decision = {"member": 3, "parent": 0, "epoch": epoch, "values": {"lr": 0.01 * epoch}, "batch_seed": epoch,
                     "generation": epoch, "checkpoint": f"parent/checkpoint_{epoch:06d}"}  # fmt: skip
-        (tmp_path / exploit.DECISIONS).mkdir(exist_ok=True)
         (tmp_path / exploit.decision_file(epoch)).write_text(json.dumps({"exploits": {"3": decision}}))
     copy = exploit.pending_copy(str(tmp_path), 3, 1, 1, 4, torch.device("cpu"))
     assert copy is not None and copy.state["epoch"] == 2 and copy.lineage == exploit.Lineage(2, 0, {"lr": 0.02}, 2)
