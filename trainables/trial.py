@@ -74,6 +74,28 @@ def _storage_fault(exc: OSError) -> bool:
     return bool(getattr(exc, "storage_fault", False)) or exc.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
+def _replaced_at(population: dict[str, Any] | None, epoch: int, exc: Exception) -> int | None:
+    """The interval epoch where the population replaces a member whose epoch raised, if it will: a member
+    that errors is replaced like one that diverged (retrying the same checkpoint with the same seed would
+    raise again). Not a storage fault (the driver's to handle), nor an error after the last interval."""
+    if population is None or (isinstance(exc, OSError) and _storage_fault(exc)):
+        return None
+    return exploit.target_epoch(epoch, population["interval"], population["epochs"])
+
+
+def _failed_epoch(epoch: int, exc: Exception, replaced_at: int, lineage: dict[str, Any]) -> dict[str, Any]:
+    """The report of an epoch that raised: no scores (so it ranks last), flagged like a divergence."""
+    reason = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
+    nan = float("nan")
+    scores = (m.TRAIN_LOSS, m.TRAIN_ACCURACY, m.VAL_LOSS, m.TEST_LOSS, *m.SELECTABLE, m.SELECTION_SCORE)
+    return {
+        m.EPOCH: epoch, **dict.fromkeys(scores, nan), m.DIVERGED: True,
+        m.NODE_ID: ray.get_runtime_context().get_node_id(), m.PID: os.getpid(),
+        **lineage,
+        WARNINGS: [f"epoch {epoch} failed ({reason}); the population replaces this member at epoch {replaced_at}"],
+    }  # fmt: skip
+
+
 def train_trial(sampled: dict[str, Any], **kwargs: Any) -> None:
     """The trial; a storage fault (a full disk, a store that stayed down) is the driver's to handle: this
     trial tells it and waits to be stopped, resumable from its last complete checkpoint, rather than failing
@@ -165,9 +187,16 @@ def _train_trial(
         notes = []
     try:
         for epoch in range(done_epochs + 1, cfg.epochs + 1):
-            fit = train_one_epoch(net, optimizer, train, cfg.batch_size, scaling, generator, training.hooks)
+            try:
+                fit = train_one_epoch(net, optimizer, train, cfg.batch_size, scaling, generator, training.hooks)
+                v, t = (score(net, split, scaling, data.num_classes) for split in (val, test))
+            except Exception as exc:
+                replaced_at = _replaced_at(population, epoch, exc)
+                if population is None or replaced_at is None:
+                    raise
+                tune.report(_failed_epoch(epoch, exc, replaced_at, lineage.report(cfg, population["mutate"])))
+                return
             trained += fit.seconds
-            v, t = (score(net, split, scaling, data.num_classes) for split in (val, test))
             val_loss = v.loss
             metrics: dict[str, Any] = {
                 m.EPOCH: epoch,

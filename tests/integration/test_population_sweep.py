@@ -19,13 +19,14 @@ import pandas as pd
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import torch
-from conftest import start_cli
+from conftest import REPO, start_cli
 from support import finish, kill_session, results, start, trial_dirs, wait_for
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from test_object_store import BUCKET, s3_env  # noqa: F401 - the moto server fixture
 from test_reproducibility import TIMINGS, _best, _index
 
 from trainables.checkpoint import CHECKPOINT_FILE
+from trainables.exploit import parent_file
 
 CONFIG = """\
 name: {name}
@@ -153,22 +154,85 @@ def test_a_population_reruns_and_resumes_identically(tmp_path: Path) -> None:
     _same(runs["first"], experiment)
 
 
-def test_a_population_on_an_object_store(s3_env: dict[str, str], tmp_path: Path) -> None:  # noqa: F811
-    """The decisions, and the parents' checkpoints a copy loads, go through the store (moto's S3 server)."""
+# A user's model that raises in one training step of its line (counted in a buffer, so a restart from its
+# checkpoint raises again there, and a copy of another member's weights, further on, does not).
+FLAKY = """\
+import torch
+from torch import nn
+
+
+class Flaky(nn.Module):
+    def __init__(self, features: int, classes: int, fail_at: int) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Flatten(), nn.Linear(features, 16), nn.ReLU(), nn.Linear(16, classes))
+        self.fail_at = fail_at
+        self.register_buffer("trained_steps", torch.zeros((), dtype=torch.long))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            self.trained_steps += 1
+            if int(self.trained_steps) == self.fail_at:
+                raise RuntimeError(f"step {self.fail_at} of this line fails")
+        return self.net(x)
+
+
+def build(input_shape, num_classes, fail_at=0):
+    features = 1
+    for size in input_shape:
+        features *= size
+    return Flaky(features, num_classes, fail_at)
+"""
+
+# Four members: two raise in epoch 2 (step 140 of 94 a epoch), are replaced there and go on from a copy.
+FLAKY_CONFIG = """\
+name: {name}
+storage_path: {storage}
+data: {{train_limit: 1500, val_size: 500}}
+trial: {{model: "flaky_nets:build", optimizer: momentum, batch_size: 16, epochs: 3}}
+resources: {{cpu: 1}}
+search: {{num_samples: 2, space: {{lr: {{loguniform: [1.0e-3, 1.0e-1]}}, model_args.fail_at: {{grid: [0, 140]}}}}}}
+population: {{interval: 1, fraction: 0.25, mutate: [lr]}}
+export: {{formats: []}}
+"""
+
+
+def test_a_population_on_an_object_store_replaces_a_member_that_errors(
+    s3_env: dict[str, str],  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """The decisions, and the parents' checkpoints a copy loads, go through the store (moto's S3 server); a
+    member whose epoch raises is replaced at that interval like one that diverged, and never copied."""
+    (tmp_path / "flaky_nets.py").write_text(FLAKY)
     config = tmp_path / "pbt.yaml"
-    config.write_text(CONFIG.format(name="pbt", storage=f"s3://{BUCKET}/sweeps"))
-    proc = start_cli("launch", str(config), cwd=tmp_path, env=s3_env)
-    code, out, err = finish(proc)
+    config.write_text(FLAKY_CONFIG.format(name="pbt", storage=f"s3://{BUCKET}/sweeps"))
+    env = {**s3_env, "PYTHONPATH": os.pathsep.join([str(REPO), str(tmp_path)])}
+    code, out, err = finish(start_cli("launch", str(config), cwd=tmp_path, env=env))
     assert code == 0, err[-3000:]
+    assert err.count("failed (RuntimeError: step 140 of this line fails); the population replaces") == 2, err[-3000:]
     store = pafs.FileSystem.from_uri(f"s3://{BUCKET}")[0]
     root = f"{BUCKET}/sweeps/pbt"
     decisions = {}
     for epoch in (1, 2):
         with store.open_input_stream(f"{root}/population/epoch_{epoch:06d}.json") as stream:
             decisions[epoch] = json.loads(stream.read())["exploits"]
-    with store.open_input_stream(f"{root}/history.parquet") as stream:
-        history = pq.read_table(io.BytesIO(stream.read())).to_pandas()
+        for exploit in decisions[epoch].values():  # the parent's checkpoint as the decision saw it
+            assert store.get_file_info(f"{root}/{parent_file(epoch, exploit['parent'])}").size > 0
+    frames = {}
+    for name in ("history", "results"):
+        with store.open_input_stream(f"{root}/{name}.parquet") as stream:
+            frames[name] = pq.read_table(io.BytesIO(stream.read())).to_pandas()
+    history, results = frames["history"], frames["results"]
     member = history["trial_name"].map(lambda name: int(name.rsplit("_", 1)[-1]))
+    failing = results["config.model_args.fail_at"] == 140
+    flaky = {int(name.rsplit("_", 1)[-1]) for name in results.loc[failing, "trial_name"]}
+    assert len(flaky) == 2
+    assert flaky <= {int(c) for c in decisions[2]}  # replaced where they failed ...
+    assert not {e["parent"] for e in decisions[2].values()} & flaky  # ... never copied
+    for child in flaky:
+        rows = history[member == child].set_index("epoch")
+        assert list(rows.index) == [1, 2, 3] and bool(rows.loc[2, "diverged"]) and not bool(rows.loc[3, "diverged"])
+        assert rows.loc[3, "pbt.parent"] == decisions[2][str(child)]["parent"]
+    assert set(results["status"]) == {"completed"} and results["error"].isna().all()
     for epoch, exploits in decisions.items():
         for child, exploit in exploits.items():
             after = history[(member == int(child)) & (history["epoch"] == epoch + 1)].iloc[0]
