@@ -4,6 +4,9 @@ nodes share. Trials run on both nodes; the worker node is removed mid-sweep and 
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -52,23 +55,34 @@ def test_trials_use_both_nodes_and_survive_removing_one(tmp_path: Path, two_node
     exp_dir = tmp_path / "runs" / "nodes"
     worker_id = worker.node_id
     proc = start(config, "--address", cluster.address, cwd=tmp_path)
+    frozen: list[int] = []
     try:
 
         def trial_on_worker_node() -> Path | None:
-            return next(
-                (
-                    t
-                    for t in trial_dirs(exp_dir)
-                    if (rows := results(t)) and rows[-1]["node_id"] == worker_id and len(rows) < EPOCHS
-                ),
-                None,
-            )
+            """A trial mid-run on the worker node, its process frozen (SIGSTOP) so that it cannot finish there
+            before the node is removed, however fast this machine is (removal SIGKILLs it, frozen or not)."""
+            for t in trial_dirs(exp_dir):
+                rows = results(t)
+                if not rows or rows[-1]["node_id"] != worker_id or len(rows) >= EPOCHS:
+                    continue
+                try:
+                    os.kill(int(rows[-1]["pid"]), signal.SIGSTOP)
+                except ProcessLookupError:
+                    continue  # that process ended: a later report names the one that goes on
+                frozen.append(int(rows[-1]["pid"]))
+                if len(results(t)) < EPOCHS:
+                    return t
+            return None
 
         moved = wait_for(trial_on_worker_node, proc, what="a trial reporting from the worker node")
         cluster.remove_node(worker, allow_graceful=False)  # preemption: no drain, no goodbye
     except BaseException:
         kill_session(proc)
         raise
+    finally:
+        for pid in frozen:  # a frozen worker cannot notice its node is gone
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
     code, out, err = finish(proc)
     assert code == 0, err[-3000:]
     rows = table(exp_dir)
