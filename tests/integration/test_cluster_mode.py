@@ -26,8 +26,11 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 NAME = "cluster-test"
-# Two one-epoch trials: one per 1-CPU node, at the same time.
+# Two one-epoch trials: one per 1-CPU node, at the same time. No actor reuse: a loaded machine can start the
+# worker node's actor after the head's trial has ended, and Tune would hand the second trial that idle actor.
 BUDGET = [
+    "--set",
+    "runtime.reuse_actors=false",
     "--set",
     "trial.epochs=1",
     "--set",
