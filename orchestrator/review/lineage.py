@@ -121,7 +121,8 @@ def plot_schedule(frame: pd.DataFrame, path: Path) -> None:
     fig, axes = plt.subplots(len(knobs), 1, figsize=(6, 1.8 * len(knobs)), sharex=True, squeeze=False)
     for ax, knob in zip(axes[:, 0], knobs, strict=True):
         ax.step(frame["epoch"], frame[knob], where="mid", marker="o")
-        ax.set_ylabel(knob.removeprefix(PREFIX))
+        # `lr` is the rate the optimizer used (a schedule moves it); `pbt.lr` is the knob the member was given.
+        ax.set_ylabel("lr used" if knob == "lr" else f"{knob.removeprefix(PREFIX)} (knob)")
         if knob.endswith("lr") and (frame[knob] > 0).all():
             ax.set_yscale("log")
     axes[-1, 0].set_xlabel("epoch")

@@ -163,6 +163,11 @@ def trial_name(fixed: dict[str, Any], searched: list[str], trial: Any) -> str:
     return run_name(TrialConfig.resolve(fixed, callbacks.plain(trial.config or {})), searched, trial.trial_id)
 
 
+# One decompressed fixed config per sweep, shared by every copy of its namer: Tune hands each trial its own copy
+# (unpickled), and a dict per copy was about 9 kB a trial of driver memory that grew with the sweep.
+_UNPACKED: dict[bytes, tuple[bytes, dict[str, Any]]] = {}
+
+
 class TrialNamer:
     """`trial_name` for Tune, pickled small: Tune stores the namer with every trial in each experiment-state
     snapshot, and the fixed config as a dict took a quarter of a trial's share of it."""
@@ -170,18 +175,21 @@ class TrialNamer:
     def __init__(self, fixed: dict[str, Any], searched: list[str]) -> None:
         self.packed = zlib.compress(json.dumps(fixed, separators=(",", ":")).encode(), 9)
         self.searched = searched
-        self._fixed: dict[str, Any] | None = fixed
 
     def __getstate__(self) -> dict[str, Any]:
         return {"packed": self.packed, "searched": self.searched}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.packed, self.searched, self._fixed = state["packed"], state["searched"], None
+        self.packed, self.searched = self._shared(state["packed"])[0], state["searched"]
+
+    @staticmethod
+    def _shared(packed: bytes) -> tuple[bytes, dict[str, Any]]:
+        if packed not in _UNPACKED:
+            _UNPACKED[packed] = (packed, json.loads(zlib.decompress(packed)))
+        return _UNPACKED[packed]
 
     def __call__(self, trial: Any) -> str:
-        if self._fixed is None:
-            self._fixed = json.loads(zlib.decompress(self.packed))
-        return trial_name(self._fixed, self.searched, trial)
+        return trial_name(self._shared(self.packed)[1], self.searched, trial)
 
 
 def _trainable(cfg: ExperimentConfig, dataset: Dataset, location: Location) -> Any:

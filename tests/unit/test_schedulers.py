@@ -231,3 +231,18 @@ def test_a_large_sweep_decides_like_the_rule_without_scanning_every_trial(tmp_pa
             alive = sorted(ranked[: max(1, len(ranked) // 3)])
             assert scheduler.decisions[(bracket, rung)] == set(alive)
         assert all(scheduler.last_epoch[i] == 9 for i in alive)
+
+
+def test_copies_of_the_trial_namer_share_one_fixed_config() -> None:
+    """Tune gives every trial its own (unpickled) copy of the namer: the copies share one decompressed fixed
+    config, so the driver's memory does not grow by a config per trial."""
+    import pickle
+    from types import SimpleNamespace
+
+    from orchestrator.tune.tuner import TrialNamer
+
+    namer = TrialNamer({"model": "mlp", "mlp": {"hidden": [16]}}, ["lr"])
+    a, b = (pickle.loads(pickle.dumps(namer)) for _ in range(2))
+    assert a.packed is b.packed and a._shared(a.packed)[1] is b._shared(b.packed)[1]
+    trial = SimpleNamespace(config={"lr": 0.01}, trial_id="abc_00001")
+    assert a(trial) == b(trial) == namer(trial) == "mlp-lr0.01-abc_00001"
