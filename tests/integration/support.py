@@ -87,7 +87,7 @@ def wait_for(
         if value:
             return value
         if proc.poll() is not None:
-            out, err = proc.communicate()
+            out, err = (text or "" for text in proc.communicate())  # None: its output went to files
             raise AssertionError(f"the sweep ended (rc {proc.returncode}) before {what}:\n{out[-3000:]}\n{err[-3000:]}")
         time.sleep(0.1)
     raise AssertionError(f"timed out waiting for {what}")

@@ -4,6 +4,7 @@ stopped early, leave `report` saying UNFINISHED, and a rerun of the same command
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -51,6 +52,12 @@ def _start_logged(config: Path, cwd: Path) -> tuple[subprocess.Popen[bytes], Pat
     return proc, out, err
 
 
+def _release(held: list[int]) -> None:
+    while held:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(held.pop(), signal.SIGCONT)
+
+
 @pytest.mark.parametrize(
     ("signum", "code", "group", "count"),
     [
@@ -63,18 +70,29 @@ def _start_logged(config: Path, cwd: Path) -> tuple[subprocess.Popen[bytes], Pat
 def test_an_interrupted_sweep_says_so_exports_nothing_and_resumes(
     tmp_path: Path, signum: int, code: int, group: bool, count: int
 ) -> None:
-    config = write_config(tmp_path, "stop", EPOCHS, EXTRA, train_limit=SLOW_EPOCH)
+    # Epochs of several seconds: the signal lands while the second trial still has most of its epochs to go.
+    config = write_config(tmp_path, "stop", EPOCHS, EXTRA, train_limit=5 * SLOW_EPOCH)
     experiment = tmp_path / "runs" / "stop"
     proc, out_file, err_file = _start_logged(config, tmp_path)
+    held: list[int] = []
     try:
 
         def second_trial_mid_run() -> Path | None:
             """One trial finished, and saved as finished in Tune's state (what even a stop at once leaves to
-            resume from), and the next one mid-run."""
+            resume from), and the next one mid-run. The next one is held (SIGSTOP) after its first epoch until
+            the state on disk has caught up, however fast this machine is, then goes on before the signal."""
             done = [t for t in trial_dirs(experiment) if len(results(t)) == EPOCHS]
             running = [t for t in trial_dirs(experiment) if 1 <= len(results(t)) < EPOCHS]
-            saved = done and saved_statuses(experiment).get(done[0].name) == "TERMINATED"
-            return running[0] if saved and running else None
+            if not done or not running:
+                return None
+            if not held and len(results(running[0])) == 1:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(int(results(running[0])[-1]["pid"]), signal.SIGSTOP)
+                    held.append(int(results(running[0])[-1]["pid"]))
+            if saved_statuses(experiment).get(done[0].name) != "TERMINATED":
+                return None
+            _release(held)
+            return running[0]
 
         def said(text: str) -> bool:
             return text in err_file.read_text(errors="replace")
@@ -94,6 +112,7 @@ def test_an_interrupted_sweep_says_so_exports_nothing_and_resumes(
         kill_session(proc)
         raise
     finally:
+        _release(held)
         kill_session(proc)
     err = err_file.read_text(errors="replace")
     assert returncode == code, err[-3000:]

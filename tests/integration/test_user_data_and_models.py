@@ -344,7 +344,7 @@ def test_photo_patches_train_a_cnn_with_channelwise_scaling(
 
 # The driver is killed while a trial has 1..3 of its 6 epochs (batch size 1: over a second each), and at
 # least 2 * EXPERIMENT_SYNC_S after the last trial finished, so the experiment state on disk knows it.
-USER_EPOCHS = 6
+USER_EPOCHS = 8  # a window of 5 epochs for Tune's state to catch up with a trial before the kill
 
 
 def _working(pgid: int) -> list[str]:
