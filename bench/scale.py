@@ -100,7 +100,7 @@ def child_ray(trials: int, scratch: Path, train_limit: int) -> dict[str, Any]:
     from orchestrator.config import validate
     from orchestrator.tune.searchers import param_space
     from trainables.data_sources import load_dataset
-    from trainables.trial import train_trial
+    from trainables.entry import train_trial
 
     cfg = validate(config(trials, scratch / "runs", "scale", train_limit))
     start = time.perf_counter()

@@ -45,10 +45,12 @@ SUMMARY_RUN = "_summary"  # the driver's TensorBoard run
 REPORT = "report"
 MLFLOW = "mlflow.json"  # the MLflow parent run of the sweep, so a resumed sweep logs into the same one
 LOCK = ".launch.lock"  # local: a flock; object store: a lease object
-# Per trial: every report, written by the driver the moment it arrives (Ray's own result.json reaches the
-# experiment directory from a staging copy every couple of seconds, so a killed driver can lose its last rows).
+# Per trial: every report, written by the driver the moment it arrives, with what the driver keeps of it.
 REPORTS = "reports.jsonl"
-RESULT_JSON, PARAMS_JSON, ERROR_TXT = "result.json", "params.json", "error.txt"  # Ray's, per trial
+# Ray's files per trial, in Ray's formats (the driver writes them as results arrive: orchestrator.tune.trial_files;
+# a trial directory of an older run can hold a result.json a few rows short of its reports.jsonl).
+RESULT_JSON, PROGRESS_CSV, PARAMS_JSON, PARAMS_PKL = "result.json", "progress.csv", "params.json", "params.pkl"
+ERROR_TXT = "error.txt"  # Ray's, per failed trial
 
 
 def umask() -> int:

@@ -26,42 +26,15 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
-from pydantic import Field
 from torch import nn
 
-from trainables.schema import Section
+from trainables.runtime_config import RuntimeConfig
 
-Precision = Literal["auto", "fp32", "bf16"]
+__all__ = ["AUTOCAST_FAMILIES", "Accelerated", "Plan", "RuntimeConfig", "accelerate", "make_deterministic", "resolve"]
+
 AUTOCAST_FAMILIES = ("mlp", "cnn")
-
-
-class RuntimeConfig(Section):
-    precision: Precision = Field(
-        default="auto",
-        description="auto: bf16 autocast on a bf16-capable GPU for "
-        "mlp/cnn, else fp32; bf16 forces autocast on any device",
-    )
-    channels_last: bool = Field(default=True, description="CNNs in channels_last memory format on a GPU")
-    compile: bool = Field(default=False, description="torch.compile the model (slow start, measure first)")
-    reuse_actors: bool = Field(
-        default=True,
-        description="Tune reuses a finished trial's worker for the next "
-        "trial (no process start, no re-import of torch)",
-    )
-    gpu_memory_gb: float | None = Field(
-        default=None,
-        gt=0,
-        le=100_000,
-        description="GiB per GPU for the memory preflight; none = the driver's GPU, or an assumed 80 when it has none",
-    )
-    deterministic: bool = Field(
-        default=False,
-        description="deterministic kernels (cuDNN/cuBLAS flags, "
-        "torch.use_deterministic_algorithms): identical GPU reruns, at some speed",
-    )
 
 
 @dataclass(frozen=True)

@@ -15,12 +15,19 @@ array itself).
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
-import torch
-import torch.nn.functional as F
 from pydantic import Field
 
+from trainables.lazy import lazy
 from trainables.schema import Section
+
+if TYPE_CHECKING:
+    import torch
+    import torch.nn.functional as F
+else:  # loaded on first use: the driver imports this module without torch (trainables.lazy)
+    torch = lazy("torch")
+    F = lazy("torch.nn.functional")
 
 ERASE_AREA = (0.02, 0.25)  # erased fraction of the image (torchvision's RandomErasing range, trimmed)
 ERASE_RATIO = (0.3, 3.3)  # erased rectangle's aspect ratio

@@ -11,9 +11,15 @@ import io
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+from trainables.lazy import lazy
+
+if TYPE_CHECKING:
+    import torch
+else:  # loaded on first use: the driver imports this module without torch (trainables.lazy)
+    torch = lazy("torch")
+
 
 CHECKPOINT_FILE = "checkpoint.pt"
 # The checkpoint's metrics as JSON beside it: the driver reads which epoch a checkpoint holds without loading it.

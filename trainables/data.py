@@ -18,9 +18,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
+
+from trainables.lazy import lazy
+
+if TYPE_CHECKING:
+    import torch
+else:  # loaded on first use: the driver imports this module without torch (trainables.lazy)
+    torch = lazy("torch")
 
 MAX_DATASET_BYTES = 4 << 30  # resident in every trial: must fit in Ray's object store and each trial's device
 

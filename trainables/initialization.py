@@ -3,7 +3,7 @@
     init: {scheme: kaiming, distribution: normal}
 
 `default` keeps PyTorch's own per-layer init (Linear/Conv: U(±1/sqrt(fan_in)) for weights and biases).
-The other schemes claim every layer with weights (`WEIGHT_LAYERS`): linear and bilinear layers, every
+The other schemes claim every layer with weights (`weight_layers()`): linear and bilinear layers, every
 convolution and transposed convolution (1-3d), recurrent layers (RNN, LSTM, GRU and their cells),
 embeddings and multi-head attention. xavier and kaiming set their weight tensors and zero their biases;
 `uniform` is the seeds' flat init, U(-bound, bound) for every weight and bias alike. An embedding's
@@ -15,24 +15,38 @@ in one line naming the layer type and the knob, and the launch check runs it bef
 
 from __future__ import annotations
 
-from typing import Literal
+import functools
+from typing import TYPE_CHECKING, Literal
 
-import torch
 from pydantic import Field
-from torch import nn
 
+from trainables.lazy import lazy
 from trainables.schema import Section
 
-# Layers the schemes set (subclasses included: MultiheadAttention's out_proj is a Linear).
-WEIGHT_LAYERS = (
-    nn.Linear, nn.Bilinear, nn.modules.conv._ConvNd, nn.RNNBase, nn.RNNCellBase, nn.Embedding, nn.EmbeddingBag,
-    nn.MultiheadAttention,
-)  # fmt: skip
-# Layers the schemes leave at PyTorch's init on purpose: normalization (scale 1, shift 0), PReLU slopes.
-KEPT_LAYERS = (
-    nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.LocalResponseNorm, nn.PReLU,
-    *((nn.RMSNorm,) if hasattr(nn, "RMSNorm") else ()),
-)  # fmt: skip
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+else:  # loaded on first use: the driver imports this module without torch (trainables.lazy)
+    torch = lazy("torch")
+    nn = lazy("torch.nn")
+
+
+@functools.cache
+def weight_layers() -> tuple[type, ...]:
+    """Layers the schemes set (subclasses included: MultiheadAttention's out_proj is a Linear)."""
+    return (
+        nn.Linear, nn.Bilinear, nn.modules.conv._ConvNd, nn.RNNBase, nn.RNNCellBase, nn.Embedding, nn.EmbeddingBag,
+        nn.MultiheadAttention,
+    )  # fmt: skip
+
+
+@functools.cache
+def kept_layers() -> tuple[type, ...]:
+    """Layers the schemes leave at PyTorch's init on purpose: normalization (scale 1, shift 0), PReLU slopes."""
+    return (
+        nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.LocalResponseNorm, nn.PReLU,
+        *((nn.RMSNorm,) if hasattr(nn, "RMSNorm") else ()),
+    )  # fmt: skip
 
 
 class InitError(ValueError):
@@ -76,20 +90,24 @@ def unclaimed(model: nn.Module) -> list[tuple[str, str, str]]:
     a custom layer's, one a model holds directly, or an unknown extra one on a subclass of a known layer."""
     found = []
     for path, module in model.named_modules():
-        if isinstance(module, KEPT_LAYERS):
+        if isinstance(module, kept_layers()):
             continue
         for name, _ in module.named_parameters(recurse=False):
-            if not isinstance(module, WEIGHT_LAYERS) or _role(name) is None:
+            if not isinstance(module, weight_layers()) or _role(name) is None:
                 found.append((path or "the model itself", type(module).__name__, name))
     return found
 
 
-@torch.no_grad()
 def initialize(model: nn.Module, spec: InitSpec) -> nn.Module:
     """Re-initialize `model` in place (draws from torch's global RNG, so it follows the trial seed).
     Raises InitError for a parameter the scheme would otherwise skip silently."""
     if spec.scheme == "default":
         return model
+    with torch.no_grad():
+        return _initialize(model, spec)
+
+
+def _initialize(model: nn.Module, spec: InitSpec) -> nn.Module:
     skipped = unclaimed(model)
     if skipped:
         path, layer, name = skipped[0]
@@ -98,7 +116,7 @@ def initialize(model: nn.Module, spec: InitSpec) -> nn.Module:
             "it sets linear, convolution, recurrent, embedding and attention layers only; use init.scheme: default"
         )
     for module in model.modules():
-        if not isinstance(module, WEIGHT_LAYERS):
+        if not isinstance(module, weight_layers()):
             continue
         for name, param in module.named_parameters(recurse=False):
             if isinstance(param, nn.parameter.UninitializedParameter):

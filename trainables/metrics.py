@@ -15,9 +15,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+from trainables.lazy import lazy
+
+if TYPE_CHECKING:
+    import torch
+else:  # loaded on first use: the driver imports this module without torch (trainables.lazy)
+    torch = lazy("torch")
+
 
 EPOCH = "epoch"
 TRAIN_LOSS = "train_loss"

@@ -16,25 +16,31 @@ import importlib
 import math
 import re
 from collections.abc import Callable, Sequence
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-import torch
 from pydantic import Field
-from torch import nn
 
+from trainables.lazy import lazy
 from trainables.schema import MAX_PARAMETERS, MAX_WIDTH, Section
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+else:  # loaded on first use: the driver imports this module without torch (trainables.lazy)
+    torch = lazy("torch")
+    nn = lazy("torch.nn")
 
 FASHION_SHAPE = (1, 28, 28)  # the built-in dataset, and what a spec saved before shapes were recorded means
 FASHION_CLASSES = 10
 IMPORT_PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*")
 
-ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
-    "relu": nn.ReLU,
-    "leaky_relu": nn.LeakyReLU,
-    "tanh": nn.Tanh,
-    "sigmoid": nn.Sigmoid,
-    "elu": nn.ELU,
-    "gelu": nn.GELU,
+ACTIVATIONS = {
+    "relu": "ReLU",
+    "leaky_relu": "LeakyReLU",
+    "tanh": "Tanh",
+    "sigmoid": "Sigmoid",
+    "elu": "ELU",
+    "gelu": "GELU",
 }
 Activation = Literal["relu", "leaky_relu", "tanh", "sigmoid", "elu", "gelu"]
 Width = Annotated[int, Field(ge=1, le=MAX_WIDTH)]  # a layer's width or a conv block's channels
@@ -76,6 +82,12 @@ class RNNSpec(Section):
     dropout: float = Field(default=0.0, ge=0.0, lt=1.0, description="dropout between stacked layers")
 
 
+def activation(name: str) -> nn.Module:
+    """A fresh nonlinearity layer by its config name (`ACTIVATIONS` maps it to torch.nn's class)."""
+    layer: nn.Module = getattr(nn, ACTIVATIONS[name])()
+    return layer
+
+
 def _check_widths(widths: Sequence[int], field: str) -> None:
     for width in widths:
         if not 1 <= width <= MAX_WIDTH:
@@ -86,7 +98,7 @@ def _hidden_block(width_in: int, width: int, spec: MLPSpec) -> list[nn.Module]:
     layers: list[nn.Module] = [nn.Linear(width_in, width)]
     if spec.batch_norm:
         layers.append(nn.BatchNorm1d(width))
-    layers.append(ACTIVATIONS[spec.activation]())
+    layers.append(activation(spec.activation))
     if spec.dropout:
         layers.append(nn.Dropout(spec.dropout))
     return layers
@@ -121,12 +133,12 @@ def build_cnn(spec: CNNSpec, input_shape: tuple[int, ...], num_classes: int) -> 
         layers.append(nn.Conv2d(channels_in, channels, spec.kernel_size, padding=spec.kernel_size // 2))
         if spec.batch_norm:
             layers.append(nn.BatchNorm2d(channels))
-        layers += [ACTIVATIONS[spec.activation](), pool(2)]
+        layers += [activation(spec.activation), pool(2)]
         channels_in, height, width = channels, height // 2, width // 2
     layers.append(nn.Flatten())
     flat = channels_in * height * width
     if spec.hidden:
-        layers += [nn.Linear(flat, spec.hidden), ACTIVATIONS[spec.activation]()]
+        layers += [nn.Linear(flat, spec.hidden), activation(spec.activation)]
         flat = spec.hidden
     if spec.dropout:
         layers.append(nn.Dropout(spec.dropout))
@@ -134,40 +146,19 @@ def build_cnn(spec: CNNSpec, input_shape: tuple[int, ...], num_classes: int) -> 
     return nn.Sequential(*layers)
 
 
-class RowRNN(nn.Module):
-    """Reads an image as the sequence of its rows (a row's channels and pixels are one step); a flat
-    feature vector is one step. Classifies the last state."""
-
-    def __init__(
-        self, cell: type[nn.LSTM] | type[nn.GRU], spec: RNNSpec, input_shape: tuple[int, ...], num_classes: int
-    ) -> None:
-        super().__init__()
-        self.steps = input_shape[1] if len(input_shape) == 3 else 1
-        self.features = math.prod(input_shape) // self.steps
-        self.rnn = cell(
-            self.features,
-            spec.hidden_size,
-            num_layers=spec.layers,
-            batch_first=True,
-            bidirectional=spec.bidirectional,
-            dropout=spec.dropout if spec.layers > 1 else 0.0,
-        )
-        self.head = nn.Linear(spec.hidden_size * (2 if spec.bidirectional else 1), num_classes)
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        if images.dim() == 4:  # (N, C, H, W) -> (N, H, C * W): each row with all its channels is one step
-            images = images.permute(0, 2, 1, 3)
-        out, _ = self.rnn(images.reshape(images.shape[0], self.steps, self.features))
-        return self.head(out[:, -1])
-
-
-Builder = Callable[[Any, tuple[int, ...], int], nn.Module]
+Builder = Callable[[Any, tuple[int, ...], int], "nn.Module"]
 MODELS: dict[str, tuple[type[Section], Builder]] = {
     "mlp": (MLPSpec, build_mlp),
     "cnn": (CNNSpec, build_cnn),
-    "lstm": (RNNSpec, lambda spec, shape, classes: RowRNN(nn.LSTM, spec, shape, classes)),
-    "gru": (RNNSpec, lambda spec, shape, classes: RowRNN(nn.GRU, spec, shape, classes)),
+    "lstm": (RNNSpec, lambda spec, shape, classes: _row_rnn(nn.LSTM, spec, shape, classes)),
+    "gru": (RNNSpec, lambda spec, shape, classes: _row_rnn(nn.GRU, spec, shape, classes)),
 }
+
+
+def _row_rnn(cell: type[nn.LSTM] | type[nn.GRU], spec: RNNSpec, shape: tuple[int, ...], classes: int) -> nn.Module:
+    from trainables.recurrent import RowRNN  # a torch.nn.Module subclass: defined where torch is imported
+
+    return RowRNN(cell, spec, shape, classes)
 
 
 def is_import_path(name: str) -> bool:

@@ -13,16 +13,23 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import torch
-import torch.nn.functional as F
 from pydantic import Field
-from torch import nn
 
+from trainables.lazy import lazy
 from trainables.schema import Section
 
-LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+if TYPE_CHECKING:
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+else:  # loaded on first use: the driver imports this module without torch (trainables.lazy)
+    torch = lazy("torch")
+    F = lazy("torch.nn.functional")
+    nn = lazy("torch.nn")
+
+LossFn = Callable[["torch.Tensor", "torch.Tensor"], "torch.Tensor"]
 
 
 class LossSpec(Section):

@@ -11,13 +11,19 @@ Each family's own parameters live in a section named after it, the way model fie
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
 from pydantic import Field, model_validator
-from torch import nn
 
+from trainables.lazy import lazy
 from trainables.schema import Section
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+else:  # loaded on first use: the driver imports this module without torch (trainables.lazy)
+    torch = lazy("torch")
+    nn = lazy("torch.nn")
 
 
 class SGDParams(Section):
@@ -81,15 +87,10 @@ class OptimSpec(Section):
 
 
 # "momentum" is the seeds' recipe name for SGD with momentum; it has its own defaults above.
-OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
-    "sgd": torch.optim.SGD,
-    "momentum": torch.optim.SGD,
-    "rmsprop": torch.optim.RMSprop,
-    "adam": torch.optim.Adam,
-    "adamw": torch.optim.AdamW,
-    "adagrad": torch.optim.Adagrad,
-    "adadelta": torch.optim.Adadelta,
-}
+OPTIMIZERS = {  # config name -> torch.optim class name
+    "sgd": "SGD", "momentum": "SGD", "rmsprop": "RMSprop", "adam": "Adam", "adamw": "AdamW", "adagrad": "Adagrad",
+    "adadelta": "Adadelta",
+}  # fmt: skip
 
 
 def family_params(name: str, optim: OptimSpec) -> dict[str, Any]:
@@ -102,5 +103,7 @@ def build_optimizer(
     if name not in OPTIMIZERS:
         raise ValueError(f"optimizer: unknown optimizer {name!r} (valid: {', '.join(OPTIMIZERS)})")
     params = family_params(name, optim or OptimSpec())
-    family: Any = OPTIMIZERS[name]  # each family's constructor takes lr, weight_decay and its own parameters
+    family: Any = getattr(
+        torch.optim, OPTIMIZERS[name]
+    )  # each family's constructor takes lr, weight_decay and its own parameters
     return family(model.parameters(), lr=lr, weight_decay=weight_decay, **params)

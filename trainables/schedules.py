@@ -14,13 +14,19 @@ schedule's state travels in the checkpoint (`state_dict`), so a resumed trial co
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import torch
 from pydantic import Field, model_validator
-from torch.optim.lr_scheduler import LambdaLR, ReduceLROnPlateau
 
+from trainables.lazy import lazy
 from trainables.schema import MAX_EPOCHS, Section
+
+if TYPE_CHECKING:
+    import torch
+    from torch.optim import lr_scheduler
+else:  # loaded on first use: the driver imports this module without torch (trainables.lazy)
+    torch = lazy("torch")
+    lr_scheduler = lazy("torch.optim.lr_scheduler")
 
 
 class PlateauParams(Section):
@@ -98,11 +104,11 @@ class Schedule:
     """Owns the optimizer's lr: `after_step` per batch (time-based), `after_epoch` per epoch (plateau)."""
 
     def __init__(self, optimizer: torch.optim.Optimizer, spec: ScheduleSpec, steps_per_epoch: int, epochs: int) -> None:
-        self.plateau: ReduceLROnPlateau | None = None
-        self.stepwise: LambdaLR | None = None
+        self.plateau: lr_scheduler.ReduceLROnPlateau | None = None
+        self.stepwise: lr_scheduler.LambdaLR | None = None
         if spec.name == "plateau":
             p = spec.plateau
-            self.plateau = ReduceLROnPlateau(
+            self.plateau = lr_scheduler.ReduceLROnPlateau(
                 optimizer,
                 mode="min",
                 factor=p.factor,
@@ -117,7 +123,7 @@ class Schedule:
             def factor(step: int) -> float:
                 return lr_factor(spec, step / steps_per_epoch, epochs)
 
-            self.stepwise = LambdaLR(optimizer, factor)
+            self.stepwise = lr_scheduler.LambdaLR(optimizer, factor)
 
     @property
     def after_step(self) -> Any:

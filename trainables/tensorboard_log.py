@@ -28,16 +28,22 @@ import os
 import socket
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tensorboard.compat.proto import event_pb2, summary_pb2, tensor_pb2, tensor_shape_pb2, types_pb2
 from tensorboard.plugins.text import metadata as text_metadata
 from tensorboard.summary.writer.record_writer import RecordWriter
-from torch import nn
-from torch.utils.tensorboard import summary
 
 from trainables import hparams
 from trainables import metrics as m
+from trainables.lazy import lazy
+
+if TYPE_CHECKING:
+    from torch import nn
+    from torch.utils.tensorboard import summary
+else:  # loaded on first use: the driver imports this module without torch (trainables.lazy)
+    nn = lazy("torch.nn")
+    summary = lazy("torch.utils.tensorboard.summary")
 
 SPLITS = {
     "train": (m.TRAIN_LOSS, m.TRAIN_ACCURACY),
@@ -111,7 +117,9 @@ class EventWriter:
         self._write(event_pb2.Event(wall_time=time.time(), step=step, summary=value))
 
     def scalar(self, tag: str, value: float, step: int) -> None:
-        self.summary(summary.scalar(tag, float(value)), step)
+        # TensorBoard's simple_value, as torch's summary.scalar writes it, built here: the driver writes
+        # scalars and must not import torch for them (trainables.lazy).
+        self.summary(summary_pb2.Summary(value=[summary_pb2.Summary.Value(tag=tag, simple_value=float(value))]), step)
 
     def scalars(self, values: dict[str, float], step: int) -> None:
         for tag, value in values.items():

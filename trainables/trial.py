@@ -28,13 +28,13 @@ from trainables import metrics as m
 from trainables.accel import RuntimeConfig, accelerate, make_deterministic, resolve
 from trainables.assemble import assemble, steps_per_epoch
 from trainables.data import Dataset, input_scaling, to_device
+from trainables.entry import FAULT_KEY
 from trainables.loop import score, train_one_epoch
 from trainables.recipe import TrialConfig, deep_merge
 from trainables.tensorboard_log import TrialBoard
 
 WARNINGS = "warnings"  # a report's warnings for the driver to show (the trial's own log is in its directory)
 # Where a trial tells the driver its storage failed (Ray's key-value store; orchestrator.tune.faults reads it).
-FAULT_KEY = "orchestrator/storage-fault/{experiment}/{trial_id}"
 FAULT_WAIT_S = 900.0  # how long a trial whose storage failed waits for the driver to stop the sweep
 
 

@@ -12,13 +12,20 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from orchestrator.errors import ConfigError
-from orchestrator.review.evaluation import LoadedModel, confusion, evaluation_data, load_model, predict, read_image
 from trainables.data import DataError
+from trainables.lazy import lazy
+
+if TYPE_CHECKING:
+    import torch
+
+    from orchestrator.review import evaluation
+    from orchestrator.review.evaluation import LoadedModel
+else:  # loaded when the command runs: `orchestrate launch` imports this module too, and never needs torch
+    torch = lazy("torch")
+    evaluation = lazy("orchestrator.review.evaluation")
 
 EXAMPLES = """\
 examples:
@@ -112,8 +119,8 @@ def evaluation_text(matrix: torch.Tensor, loaded: LoadedModel, data: str) -> tup
 
 
 def _predict(args: argparse.Namespace, loaded: LoadedModel) -> int:
-    read = [read_image(Path(p), loaded, args.invert) for p in args.predict]
-    probabilities = predict(loaded, torch.stack([image for image, _ in read]))
+    read = [evaluation.read_image(Path(p), loaded, args.invert) for p in args.predict]
+    probabilities = evaluation.predict(loaded, torch.stack([image for image, _ in read]))
     k = min(args.top_k, len(loaded.classes))
     top = probabilities.topk(k, dim=1)
     results = []
@@ -146,10 +153,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         if not 1 <= args.top_k <= 1000:
             raise ConfigError("--top-k", "must be between 1 and 1000", args.top_k)
-        loaded = load_model(args.model)
+        loaded = evaluation.load_model(args.model)
         if args.predict:
             return _predict(args, loaded)
-        dataset = evaluation_data(loaded, args.data_root)
+        dataset = evaluation.evaluation_data(loaded, args.data_root)
         if dataset.input_shape != loaded.input_shape or dataset.num_classes != len(loaded.classes):
             raise ConfigError(
                 args.model,
@@ -161,8 +168,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     # Copies: the arrays may be read-only views of the files, which torch will not wrap without a warning.
     images, labels = torch.tensor(dataset.test.images), torch.tensor(dataset.test.labels)
-    predicted = predict(loaded, images).argmax(dim=1)
+    predicted = evaluation.predict(loaded, images).argmax(dim=1)
     data = f"{dataset.source}, test split ({len(dataset.test)} samples)"
-    text, result = evaluation_text(confusion(labels, predicted, len(loaded.classes)), loaded, data)
+    text, result = evaluation_text(evaluation.confusion(labels, predicted, len(loaded.classes)), loaded, data)
     print(json.dumps(result, indent=2) if args.json else text)
     return 0

@@ -13,12 +13,11 @@ import argparse
 import json
 import os
 import sys
+from pathlib import Path
 
 from orchestrator import claim as claims
+from orchestrator import isolated
 from orchestrator.config import ExperimentConfig, load_config
-from orchestrator.config.data_fit import check_fits
-from orchestrator.config.disk_space import space_warning
-from orchestrator.config.gpu_memory import check_gpu_packing
 from orchestrator.config.plan import describe
 from orchestrator.config.resources import check_address, check_local, resolve_address
 from orchestrator.errors import ConfigError
@@ -101,15 +100,26 @@ def prepare(args: argparse.Namespace) -> tuple[ExperimentConfig, Location, str |
 
             check_reachable(cfg)
     dataset = load_dataset(cfg.data, cfg.seed)
-    check_fits(cfg, dataset)
-    check_gpu_packing(cfg, dataset.input_shape, dataset.num_classes, dataset.nbytes)
+    warning = isolated.call(model_checks, cfg, dataset, location.local_dir, args.dry_run)
     if args.dry_run:
         print(describe(cfg, location.display))
         print(data_line(dataset))
         return 0
-    if (warning := space_warning(cfg, location.local_dir, dataset.input_shape, dataset.num_classes)) is not None:
+    if warning is not None:
         print(warning, file=sys.stderr, flush=True)
     return cfg, location, address, dataset
+
+
+def model_checks(cfg: ExperimentConfig, dataset: Dataset, directory: Path | None, dry_run: bool) -> str | None:
+    """The checks that build models, so need torch (run in a child: orchestrator.isolated): every trial's
+    model on the data, the GPU packing, then (for a real launch) the disk space warning, if any."""
+    from orchestrator.config.data_fit import check_fits
+    from orchestrator.config.disk_space import space_warning
+    from orchestrator.config.gpu_memory import check_gpu_packing
+
+    check_fits(cfg, dataset)
+    check_gpu_packing(cfg, dataset.input_shape, dataset.num_classes, dataset.nbytes)
+    return None if dry_run else space_warning(cfg, directory, dataset.input_shape, dataset.num_classes)
 
 
 def data_line(dataset: Dataset) -> str:

@@ -16,6 +16,7 @@ connection within CONNECT_TIMEOUT_S. No Ray here: the caller passes the nodes' r
 
 from __future__ import annotations
 
+import ctypes
 import os
 import socket
 from collections.abc import Iterable, Mapping
@@ -81,9 +82,27 @@ def _host_port(text: str, original: str) -> tuple[str, int]:
 
 def local_resources() -> dict[str, float]:
     """What a local Ray on this machine will offer (CPU affinity respects container/taskset limits)."""
-    import torch  # the caller has it loaded already; kept local so this module stays light
+    return {"CPU": float(len(os.sched_getaffinity(0))), "GPU": float(local_gpus())}
 
-    return {"CPU": float(len(os.sched_getaffinity(0))), "GPU": float(torch.cuda.device_count())}
+
+def local_gpus() -> int:
+    """The GPUs a local Ray offers, counted the way Ray counts them, without importing Ray or torch (the driver
+    never loads torch: orchestrator.isolated): CUDA_VISIBLE_DEVICES when it is set, else the NVIDIA driver's
+    device count (NVML; none without the driver)."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return 0 if visible == "NoDevFiles" else len([part for part in visible.split(",") if part.strip()])
+    try:
+        nvml = ctypes.CDLL("libnvidia-ml.so.1")
+    except OSError:
+        return 0
+    count = ctypes.c_uint(0)
+    if nvml.nvmlInit_v2() != 0:
+        return 0
+    try:
+        return int(count.value) if nvml.nvmlDeviceGetCount_v2(ctypes.byref(count)) == 0 else 0
+    finally:
+        nvml.nvmlShutdown()
 
 
 def check_local(cfg: ExperimentConfig) -> None:

@@ -22,9 +22,9 @@ from orchestrator.config.rungs import rungs
 from orchestrator.config.space import grid_size, validate_algorithm, validate_space
 from orchestrator.errors import ConfigError
 from trainables import metrics as m
-from trainables.accel import RuntimeConfig
 from trainables.data_sources import DataConfig
 from trainables.recipe import TrialConfig
+from trainables.runtime_config import RuntimeConfig
 from trainables.schema import MAX_EPOCHS, MAX_PARAMETERS, MAX_SEED, Section
 
 # A plain directory name: no separators, no leading dot, no control characters, nothing a shell mangles.

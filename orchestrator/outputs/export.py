@@ -22,23 +22,33 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-
+from orchestrator import isolated
 from orchestrator.location import BEST, BEST_MANIFEST, BEST_MODEL, Location, umask
-from orchestrator.outputs.deploy import deployables
 from orchestrator.records import CheckpointRef, TrialRecord
 from trainables import checkpoint as ckpt
 from trainables import metrics as m
 from trainables.data import Split
+from trainables.lazy import lazy
+
+if TYPE_CHECKING:
+    import torch
+
+    from orchestrator.outputs import deploy
+else:  # loaded in the child that makes best/'s files: the driver never imports torch (orchestrator.isolated)
+    torch = lazy("torch")
+    deploy = lazy("orchestrator.outputs.deploy")
 
 STAGING_PREFIX = ".best."
 _RENAME_EXCHANGE = 2
 
 
 def load_checkpoint(location: Location, ref: CheckpointRef) -> dict[str, Any]:
-    data = location.read_bytes(ref.path, ckpt.CHECKPOINT_FILE)
+    return _loaded(location.read_bytes(ref.path, ckpt.CHECKPOINT_FILE))
+
+
+def _loaded(data: bytes) -> dict[str, Any]:
     return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
 
 
@@ -51,9 +61,30 @@ def export_best(
     formats: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """Writes best/; `context` adds what the experiment knows (metric, config hash, versions, data);
-    `formats` the runtime files (outputs.deploy), checked against the checkpoint on `test`."""
-    state = load_checkpoint(location, ref)
-    runtime_files, export_section = deployables(state, test, formats)
+    `formats` the runtime files (outputs.deploy), checked against the checkpoint on `test`. The driver reads
+    and writes the storage; the files are made in a child process (torch: orchestrator.isolated)."""
+    checkpoint = location.read_bytes(ref.path, ckpt.CHECKPOINT_FILE)
+    files, manifest = isolated.call(best_files, record, ref, checkpoint, context, test, formats)
+    if location.local_dir is None:
+        for name, data in files.items():  # model first: a manifest never points at a model not yet there
+            location.write_bytes(data, BEST, name)
+    else:
+        replace_dir(location.local_dir, files)
+    return manifest
+
+
+def best_files(
+    record: TrialRecord,
+    ref: CheckpointRef,
+    checkpoint: bytes,
+    context: dict[str, Any],
+    test: Split | None,
+    formats: tuple[str, ...],
+) -> tuple[dict[str, bytes], dict[str, Any]]:
+    """best/'s files, in the order they are written (model.pt, the runtime files, manifest.json), and the
+    manifest."""
+    state = _loaded(checkpoint)
+    runtime_files, export_section = deploy.deployables(state, test, formats)
     kept = ("model_spec", "input_scale", "scaling", "classes", "runtime")  # runtime: how the trial scored
     model: dict[str, Any] = {k: state[k] for k in kept if k in state}
     payload = {"state_dict": state["model"], **model, "metrics": state.get("metrics", {})}
@@ -83,13 +114,7 @@ def export_best(
     }
     for name, data in runtime_files.items():
         export_section["files"][name]["sha256"] = hashlib.sha256(data).hexdigest()
-    files = {BEST_MODEL: model_bytes, **runtime_files, BEST_MANIFEST: _json(manifest)}
-    if location.local_dir is None:
-        for name, data in files.items():  # model first: a manifest never points at a model not yet there
-            location.write_bytes(data, BEST, name)
-    else:
-        replace_dir(location.local_dir, files)
-    return manifest
+    return {BEST_MODEL: model_bytes, **runtime_files, BEST_MANIFEST: _json(manifest)}, manifest
 
 
 def _json(payload: dict[str, Any]) -> bytes:

@@ -23,6 +23,7 @@ from orchestrator import storage_guard
 from orchestrator.location import ERROR_TXT, REPORTS, Location
 from orchestrator.records import Observer, State, TrialRecord, merge_history, read_reports
 from orchestrator.tune.schedulers import recorded_results
+from orchestrator.tune.trial_files import TrialFiles
 from trainables import metrics as m
 from trainables.recipe import TrialConfig
 
@@ -63,6 +64,7 @@ class LiveTrials:
         # last step, and the trials that may be running (the only ones a step can pause). No step scans them all.
         self.in_order: list[TrialRecord] = []
         self.active: dict[str, tuple[Any, TrialRecord]] = {}
+        self.files = TrialFiles(location)
 
     def record(self, trial: Any) -> TrialRecord:
         record = self.records.get(trial.trial_id)
@@ -115,10 +117,12 @@ class LiveTrials:
         record = self.record(trial)
         record.state = "running"
         self.active[trial.trial_id] = (trial, record)
+        self.files.started(record.name, plain(trial.config or {}))
         self.observer.trial_started(record)
 
     def reported(self, trial: Any, result: dict[str, Any]) -> None:
         record = self.record(trial)
+        self.files.reported(trial.trial_id, record.name, result)  # every result, as Ray's loggers wrote them
         row = {sys.intern(key): value for key, value in plain(result).items()}  # one copy of each key name
         for text in row.pop(WARNINGS, None) or []:
             print(f"warning: {record.name}: {text}", file=sys.stderr, flush=True)
@@ -134,6 +138,7 @@ class LiveTrials:
         record = self.record(trial)
         record.state, record.error = "ended", error
         self.active.pop(trial.trial_id, None)
+        self.files.ended(trial.trial_id, getattr(trial, "local_path", None))
         release(trial)
         self.observer.trial_ended(record)
 

@@ -21,7 +21,7 @@ from typing import Any
 from ray.experimental import internal_kv
 
 from orchestrator import storage_guard
-from trainables.trial import FAULT_KEY
+from trainables.entry import FAULT_KEY
 
 POLL_S = 1.0
 

@@ -38,8 +38,8 @@ from orchestrator.tune.searchers import build_search_alg, param_space
 from trainables import metrics as m
 from trainables.checkpoint import METRICS_FILE as CHECKPOINT_METRICS
 from trainables.data import Dataset
+from trainables.entry import train_trial
 from trainables.recipe import TrialConfig
-from trainables.trial import train_trial
 
 EXPERIMENT_SYNC_S = 2  # how often the driver snapshots the experiment state a rerun resumes from
 # A snapshot holds every trial created so far (about 26 kB each in Tune's state): a sweep of more than
@@ -238,9 +238,10 @@ def _run_config(cfg: ExperimentConfig, location: Location) -> tune.RunConfig:
         # experiment-state snapshot names them (orchestrator.outputs.retention), so a resume finds its own.
         checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
         failure_config=tune.FailureConfig(max_failures=cfg.failure.max_retries),
-        # TensorBoard is written by the trials and the driver (richer, and live); Ray's CSV/JSON loggers
-        # stay: result.json is what a resume rebuilds the rungs and the records from.
-        callbacks=[tune.logger.CSVLoggerCallback(), tune.logger.JsonLoggerCallback(), callbacks.Relay()],
+        # TensorBoard is written by the trials and the driver (richer, and live). Ray's per-trial files
+        # (result.json, progress.csv, params.json) are written by the Relay's records straight to storage: Ray's
+        # loggers would stage them and re-upload every trial's at every snapshot (orchestrator.tune.trial_files).
+        callbacks=[callbacks.Relay()],
         # Artifacts too: a trial's stdout/stderr (log_to_file) and, on object stores, its TensorBoard files.
         sync_config=tune.SyncConfig(sync_artifacts=True, sync_period=EXPERIMENT_SYNC_S),
         verbose=0,  # progress is ours: compact, searched knobs only
