@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import signal
 import sys
 import traceback
 from collections.abc import Callable
@@ -38,8 +39,13 @@ def call(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         os.close(read)
         _child(write, function, args, kwargs)
     os.close(write)
-    with os.fdopen(read, "rb") as pipe:
-        answer = pipe.read()
+    try:
+        with os.fdopen(read, "rb") as pipe:
+            answer = pipe.read()
+    except BaseException:  # Ctrl-C while it works (before Ray starts, it raises here): the child goes too
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        raise
     _, status = os.waitpid(pid, 0)
     if not answer:
         raise ChildFailed(f"{_name(function)} died in its process (wait status {status}) without an answer")
@@ -50,6 +56,10 @@ def call(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
 
 
 def _child(write: int, function: Callable[..., Any], args: Any, kwargs: Any) -> None:
+    # Interrupts are the driver's (it shares the terminal's process group): the driver's own handler decides,
+    # and it ends this child when it stops waiting for it.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     code = 0
     try:
         try:

@@ -372,11 +372,13 @@ class MlflowTracker(Observer):
             )
 
     def _log_model(self, parent: str, manifest: dict[str, Any]) -> None:
-        """The best model as an MLflow model (review.tracking_model); a failure is one warning line."""
+        """The best model as an MLflow model (review.tracking_model, in a child: it loads the model with torch,
+        which the driver never imports; orchestrator.isolated); a failure is one warning line."""
+        from orchestrator import isolated
         from orchestrator.review.tracking_model import log_best_model
 
         try:
-            log_best_model(self.uri, parent, self.location, manifest, self.registered_model)
+            isolated.call(log_best_model, self.uri, parent, self.location, manifest, self.registered_model)
         except Exception as exc:  # noqa: BLE001 - the artifacts and the run's status still go on
             print(
                 f"warning: MLflow: the best model was not logged as an MLflow model: {type(exc).__name__}: "

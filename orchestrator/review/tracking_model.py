@@ -11,22 +11,28 @@ project and the model's module). With `registered_model`, a new version of that 
 from __future__ import annotations
 
 import io
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from orchestrator.location import BEST, BEST_MODEL, Location
-from orchestrator.outputs.deploy import PT2, deployable
+from trainables.lazy import lazy
+
+if TYPE_CHECKING:
+    import torch
+else:  # loaded on first use: the driver imports this module without torch (trainables.lazy)
+    torch = lazy("torch")
 
 MODEL_NAME = "model"  # the logged model's name on the run
 
 
-def log_best_model(uri: str, run_id: str, location: Location, manifest: dict[str, Any], register: str | None) -> Any:
-    """Logs (and registers) best/ as an MLflow model; returns MLflow's ModelInfo."""
+def log_best_model(uri: str, run_id: str, location: Location, manifest: dict[str, Any], register: str | None) -> None:
+    """Logs (and registers) best/ as an MLflow model."""
     import mlflow
     import mlflow.pytorch
     from mlflow.models import infer_signature
+
+    from orchestrator.outputs.deploy import PT2, deployable
 
     state = torch.load(io.BytesIO(location.read_bytes(BEST, BEST_MODEL)), map_location="cpu", weights_only=True)
     model, shape, dtype = deployable(state)
@@ -37,7 +43,7 @@ def log_best_model(uri: str, run_id: str, location: Location, manifest: dict[str
     exported = PT2 in ((manifest.get("export") or {}).get("files") or {})
     mlflow.set_tracking_uri(uri)
     with mlflow.start_run(run_id=run_id):  # the parent run: finish() closes it right after
-        return mlflow.pytorch.log_model(
+        mlflow.pytorch.log_model(
             model,
             name=MODEL_NAME,
             signature=signature,

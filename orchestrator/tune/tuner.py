@@ -11,6 +11,7 @@ that it is stopping. The caller reports the interrupt and exits 130 or 143.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -163,33 +164,37 @@ def trial_name(fixed: dict[str, Any], searched: list[str], trial: Any) -> str:
     return run_name(TrialConfig.resolve(fixed, callbacks.plain(trial.config or {})), searched, trial.trial_id)
 
 
-# One decompressed fixed config per sweep, shared by every copy of its namer: Tune hands each trial its own copy
-# (unpickled), and a dict per copy was about 9 kB a trial of driver memory that grew with the sweep.
-_UNPACKED: dict[bytes, tuple[bytes, dict[str, Any]]] = {}
+# The fixed config a sweep's trial namer names trials with, by its digest. Tune pickles the namer into every
+# trial's saved state (twice: as name and directory creator) and keeps each trial's state in memory as JSON, so
+# the namer pickles as the digest alone; `run` registers the config before Tune builds or restores a namer.
+_FIXED: dict[str, dict[str, Any]] = {}
+
+
+def register_fixed(fixed: dict[str, Any]) -> str:
+    key = hashlib.sha256(json.dumps(fixed, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
+    _FIXED.setdefault(key, fixed)
+    return key
 
 
 class TrialNamer:
-    """`trial_name` for Tune, pickled small: Tune stores the namer with every trial in each experiment-state
-    snapshot, and the fixed config as a dict took a quarter of a trial's share of it."""
+    """`trial_name` for Tune, pickled small (the fixed config's digest and the searched fields)."""
 
     def __init__(self, fixed: dict[str, Any], searched: list[str]) -> None:
-        self.packed = zlib.compress(json.dumps(fixed, separators=(",", ":")).encode(), 9)
-        self.searched = searched
+        self.key, self.searched = register_fixed(fixed), searched
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"packed": self.packed, "searched": self.searched}
+        return {"key": self.key, "searched": self.searched}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.packed, self.searched = self._shared(state["packed"])[0], state["searched"]
-
-    @staticmethod
-    def _shared(packed: bytes) -> tuple[bytes, dict[str, Any]]:
-        if packed not in _UNPACKED:
-            _UNPACKED[packed] = (packed, json.loads(zlib.decompress(packed)))
-        return _UNPACKED[packed]
+        if "packed" in state:  # saved by an earlier version, with the config itself
+            state = {"key": register_fixed(json.loads(zlib.decompress(state["packed"]))), **state}
+        self.key, self.searched = state["key"], state["searched"]
 
     def __call__(self, trial: Any) -> str:
-        return trial_name(self._shared(self.packed)[1], self.searched, trial)
+        fixed = _FIXED.get(self.key)
+        if fixed is None:  # only a namer unpickled outside `run` (which registers the sweep's config) meets this
+            raise RuntimeError(f"trial names: no fixed config {self.key} registered in this driver")
+        return trial_name(fixed, self.searched, trial)
 
 
 def _trainable(cfg: ExperimentConfig, dataset: Dataset, location: Location) -> Any:
@@ -282,6 +287,7 @@ def run(
     # "Failed to fetch metrics" for it: not news, the records come from the driver's own log of each trial.
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
     experiment = location.path
+    register_fixed(cfg.trial.model_dump(mode="json"))  # before Tune unpickles a restored sweep's namer
     with interrupt or Interrupt() as interrupt, tune_settings(cfg):
         storage_guard.on_fault(interrupt.storage_fault)
         faults.quiet_tracebacks(_driver_log(), interrupt)

@@ -233,16 +233,23 @@ def test_a_large_sweep_decides_like_the_rule_without_scanning_every_trial(tmp_pa
         assert all(scheduler.last_epoch[i] == 9 for i in alive)
 
 
-def test_copies_of_the_trial_namer_share_one_fixed_config() -> None:
-    """Tune gives every trial its own (unpickled) copy of the namer: the copies share one decompressed fixed
-    config, so the driver's memory does not grow by a config per trial."""
+def test_copies_of_the_trial_namer_share_one_fixed_config_and_pickle_small() -> None:
+    """Tune gives every trial its own (unpickled) copy of the namer and keeps every trial's pickled state: the
+    copies share one fixed config, registered by its digest, and pickle as that digest."""
+    import json
     import pickle
+    import zlib
     from types import SimpleNamespace
 
-    from orchestrator.tune.tuner import TrialNamer
+    from orchestrator.tune.tuner import _FIXED, TrialNamer
+    from trainables.recipe import TrialConfig
 
-    namer = TrialNamer({"model": "mlp", "mlp": {"hidden": [16]}}, ["lr"])
+    fixed = TrialConfig.model_validate({"model": "mlp", "mlp": {"hidden": [16]}}).model_dump(mode="json")
+    namer = TrialNamer(fixed, ["lr"])
     a, b = (pickle.loads(pickle.dumps(namer)) for _ in range(2))
-    assert a.packed is b.packed and a._shared(a.packed)[1] is b._shared(b.packed)[1]
+    assert len(pickle.dumps(namer)) < 200 < len(json.dumps(fixed))
+    assert _FIXED[a.key] is _FIXED[b.key]
     trial = SimpleNamespace(config={"lr": 0.01}, trial_id="abc_00001")
-    assert a(trial) == b(trial) == namer(trial) == "mlp-lr0.01-abc_00001"
+    old = TrialNamer.__new__(TrialNamer)  # a namer an earlier version saved: the config itself, compressed
+    old.__setstate__({"packed": zlib.compress(json.dumps(fixed).encode()), "searched": ["lr"]})
+    assert a(trial) == b(trial) == namer(trial) == old(trial) == "mlp-lr0.01-abc_00001"
