@@ -2,10 +2,11 @@
 
 Importing torch costs the driver about 630 MB of resident memory that it would hold for the whole sweep:
 more than ten thousand trials' records, and the difference between a driver under 1 GB and one over it.
-The driver needs torch twice: before Ray starts (the checks that build every model on the data) and after
-the sweep (the export of the best checkpoint). Each runs here, in a child forked from the driver (it sees
-the driver's config and data without copying them), and its answer comes back through a pipe: a value, or
-the error the driver shows as if it had raised it here (a ConfigError stays a ConfigError).
+The driver needs torch three times: before Ray starts (the checks that build every model on the data), and
+after the sweep (best/'s files, and the MLflow model when tracking is on). Each runs here, in a child forked
+from the driver (it sees the driver's config and data without copying them), and its answer comes back
+through a pipe: a value, or the error the driver shows as if it had raised it here (a ConfigError stays a
+ConfigError).
 
 Where torch is loaded already (a user's data module imported it) or there is no fork, the call runs in
 this process: nothing is gained by a child then.

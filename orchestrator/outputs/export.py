@@ -44,10 +44,6 @@ STAGING_PREFIX = ".best."
 _RENAME_EXCHANGE = 2
 
 
-def load_checkpoint(location: Location, ref: CheckpointRef) -> dict[str, Any]:
-    return _loaded(location.read_bytes(ref.path, ckpt.CHECKPOINT_FILE))
-
-
 def _loaded(data: bytes) -> dict[str, Any]:
     return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
 

@@ -47,6 +47,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from orchestrator import isolated
 from orchestrator.config.schema import ExperimentConfig
 from orchestrator.location import BEST, BEST_MANIFEST, BEST_MODEL, MLFLOW, Location
 from orchestrator.records import Observer, TrialRecord
@@ -374,7 +375,6 @@ class MlflowTracker(Observer):
     def _log_model(self, parent: str, manifest: dict[str, Any]) -> None:
         """The best model as an MLflow model (review.tracking_model, in a child: it loads the model with torch,
         which the driver never imports; orchestrator.isolated); a failure is one warning line."""
-        from orchestrator import isolated
         from orchestrator.review.tracking_model import log_best_model
 
         try:
