@@ -12,6 +12,7 @@ Each subcommand returns its exit code; 2 always means a usage, config or data er
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import sys
 from collections.abc import Callable
@@ -99,6 +100,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = parser().parse_args(argv)
         code = int(args.handler(args))
+        # The command's objects in reference cycles (a guarded filesystem and its S3 client among them) are freed
+        # now, while the AWS SDK is up: left to the interpreter's last collection, after pyarrow's exit hook has
+        # shut the SDK down, an S3 client's teardown aborts the process ("terminate called ...", exit 134).
+        gc.collect()
         sys.stdout.flush()  # here, not at exit: a reader that left (`... | head`) is met inside this try
         return code
     except BrokenPipeError:  # `orchestrate report ... | head`: the reader left; end quietly
